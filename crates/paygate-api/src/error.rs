@@ -1,0 +1,215 @@
+//! The one error type of the HTTP boundary and its wire form.
+//!
+//! Every failure a client can see is an [`ApiError`] with a stable UPPER_SNAKE_CASE `code`, an HTTP status and a
+//! human message. Internal details are logged under the request ID and never sent. The body is
+//! `{"code", "message", "requestId", "param"?}`; the request ID is filled in by the outermost middleware.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The catalogue of error codes. `docs/errors.md` lists the same table; a test keeps them in step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    NotFound,
+    MethodNotAllowed,
+    MalformedJson,
+    MissingField,
+    InvalidFieldType,
+    InvalidFieldValue,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    IdempotentRequestProcessing,
+    UnauthorizedKey,
+    InvalidApiKey,
+    RevokedApiKey,
+    ClientKeyNotAllowed,
+    MerchantNotActive,
+    TooManyRequests,
+    RequestTimeout,
+    ServiceOverloaded,
+    ServiceUnavailable,
+    InternalServerError,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::MalformedJson,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidFieldType,
+        ErrorCode::InvalidFieldValue,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotentRequestProcessing,
+        ErrorCode::UnauthorizedKey,
+        ErrorCode::InvalidApiKey,
+        ErrorCode::RevokedApiKey,
+        ErrorCode::ClientKeyNotAllowed,
+        ErrorCode::MerchantNotActive,
+        ErrorCode::TooManyRequests,
+        ErrorCode::RequestTimeout,
+        ErrorCode::ServiceOverloaded,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::InternalServerError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::MalformedJson => "MALFORMED_JSON",
+            ErrorCode::MissingField => "MISSING_FIELD",
+            ErrorCode::InvalidFieldType => "INVALID_FIELD_TYPE",
+            ErrorCode::InvalidFieldValue => "INVALID_FIELD_VALUE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::IdempotentRequestProcessing => "IDEMPOTENT_REQUEST_PROCESSING",
+            ErrorCode::UnauthorizedKey => "UNAUTHORIZED_KEY",
+            ErrorCode::InvalidApiKey => "INVALID_API_KEY",
+            ErrorCode::RevokedApiKey => "REVOKED_API_KEY",
+            ErrorCode::ClientKeyNotAllowed => "CLIENT_KEY_NOT_ALLOWED",
+            ErrorCode::MerchantNotActive => "MERCHANT_NOT_ACTIVE",
+            ErrorCode::TooManyRequests => "TOO_MANY_REQUESTS",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::ServiceOverloaded => "SERVICE_OVERLOADED",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MalformedJson
+            | ErrorCode::MissingField
+            | ErrorCode::InvalidFieldType
+            | ErrorCode::InvalidFieldValue
+            | ErrorCode::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::IdempotentRequestProcessing => StatusCode::CONFLICT,
+            ErrorCode::UnauthorizedKey | ErrorCode::InvalidApiKey | ErrorCode::RevokedApiKey => {
+                StatusCode::UNAUTHORIZED
+            }
+            ErrorCode::ClientKeyNotAllowed | ErrorCode::MerchantNotActive => StatusCode::FORBIDDEN,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::ServiceOverloaded | ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A client-visible failure.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The offending request field, in the API's camelCase spelling.
+    pub param: Option<String>,
+    /// Seconds to wait, for 429 and 503.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            param: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// An unexpected failure: the cause is logged here, the client sees only a generic message.
+    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            ErrorCode::InternalServerError,
+            "an internal error occurred; retrying later is safe",
+        )
+    }
+
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %cause, "dependency unavailable");
+        let mut error = ApiError::new(ErrorCode::ServiceUnavailable, "the service is temporarily unavailable");
+        error.retry_after_secs = Some(1);
+        error
+    }
+}
+
+impl From<paygate_store::StoreError> for ApiError {
+    fn from(error: paygate_store::StoreError) -> ApiError {
+        use paygate_store::StoreError;
+        match error {
+            StoreError::Unavailable(_) | StoreError::Overloaded(_) => ApiError::unavailable(&error),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// The wire form, rendered by the outermost middleware once the request ID is known.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code.as_str(),
+            message: self.message,
+            param: self.param,
+            request_id: None,
+        };
+        let mut response = (self.code.status(), axum::Json(body.clone())).into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        // The outermost middleware re-renders the body with the request ID from this extension.
+        response.extensions_mut().insert(body);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_upper_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let text = code.as_str();
+            assert!(seen.insert(text), "duplicate {text}");
+            assert!(text.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{text}");
+            assert!(
+                code.status().is_client_error() || code.status().is_server_error(),
+                "{text}"
+            );
+        }
+    }
+}

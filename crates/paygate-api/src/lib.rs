@@ -1,0 +1,134 @@
+//! paygate's HTTP edge.
+//!
+//! Routes parse requests into use-case calls on [`paygate_app::App`] and render the results; they hold no
+//! business rules. The middleware stack gives every response a request ID, a stable error object, metrics and
+//! bounds (body size, time, requests in flight); `/v1` adds key authentication, rate limiting and idempotency.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod wire;
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::Semaphore;
+
+pub use config::ApiConfig;
+use error::{ApiError, ErrorCode};
+use middleware::metrics::Metrics;
+use middleware::rate_limit::RateLimiter;
+
+/// What every handler and middleware can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: paygate_app::App,
+    pub config: Arc<ApiConfig>,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(app: paygate_app::App, config: ApiConfig) -> Result<AppState, prometheus::Error> {
+        Ok(AppState {
+            app,
+            config: Arc::new(config),
+            metrics: Metrics::new()?,
+        })
+    }
+}
+
+/// The authenticated API under `/v1`, without middleware. Tests may merge their own routes before layering.
+pub fn v1_routes() -> Router<AppState> {
+    Router::new().route("/v1/merchants/me", get(routes::merchants::me))
+}
+
+/// The whole gateway: public routes plus `v1`, wrapped in the full middleware stack.
+pub fn router(state: AppState) -> Router {
+    layered(v1_routes(), state)
+}
+
+/// Wraps `/v1`-style routes in authentication, rate limiting and idempotency, adds the public routes, and wraps
+/// everything in the edge layers.
+pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
+    use axum::middleware::{from_fn, from_fn_with_state};
+    let config = state.config.clone();
+    let limiter = RateLimiter::new(
+        config.rate_limit.per_key_per_second,
+        config.rate_limit.burst,
+        config.rate_limit.keys_tracked_max,
+    );
+    // Layers run bottom-up: the last `.layer` is the outermost.
+    let v1 = v1
+        .layer(from_fn_with_state(state.clone(), middleware::idempotency::enforce))
+        .layer(from_fn_with_state(limiter, middleware::rate_limit::limit))
+        .layer(from_fn_with_state(state.clone(), middleware::auth::authenticate));
+    let public = Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics));
+    let in_flight = Arc::new(Semaphore::new(config.http.in_flight_max));
+    let timeout = Duration::from_millis(u64::from(config.http.request_timeout_ms));
+    public
+        .merge(v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.http.body_max_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            middleware::edge::panic_response,
+        ))
+        .layer(from_fn_with_state(timeout, middleware::edge::timeout))
+        .layer(from_fn_with_state(in_flight, middleware::edge::shed_load))
+        .layer(from_fn_with_state(state.metrics.clone(), middleware::metrics::track))
+        .layer(from_fn(middleware::edge::request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint; see docs/api.md for the routes")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not accept that HTTP method",
+    )
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish for up to
+/// `config.http.shutdown_grace_ms`, and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: &ApiConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let grace = Duration::from_millis(u64::from(config.http.shutdown_grace_ms));
+    let mut server = std::pin::pin!(server.into_future());
+    let mut stop_rx = stop_rx;
+    tokio::select! {
+        result = &mut server => return result,
+        _ = stop_rx.wait_for(|stopped| *stopped) => {}
+    }
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                grace_ms = config.http.shutdown_grace_ms,
+                "requests still running after the grace period; stopping anyway"
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Conversions between domain values and their wire spelling.
+
+use paygate_domain::time::UnixMillis;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// Korea Standard Time, the offset Korean PG APIs (Toss included) print instants in.
+const KST: UtcOffset = time::macros::offset!(+9);
+
+/// `2026-11-23T16:04:52.123+09:00`.
+pub fn rfc3339(at: UnixMillis) -> String {
+    let nanos = i128::from(at.as_millis()) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map(|t| t.to_offset(KST))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_in_kst() {
+        assert_eq!(rfc3339(UnixMillis::new(0)), "1970-01-01T09:00:00+09:00");
+        assert_eq!(
+            rfc3339(UnixMillis::new(1_795_449_892_123)),
+            "2026-11-24T01:04:52.123+09:00"
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! paygate's domain core.
+//!
+//! Everything here is pure: no I/O, no clock, no randomness source, no serde, no SQL.
+//! Callers pass in the current time and entropy, and persist what the core decides.
+
+pub mod api_key;
+pub mod id;
+pub mod idempotency;
+pub mod merchant;
+pub mod money;
+pub mod payment;
+pub mod time;
+pub mod vat;

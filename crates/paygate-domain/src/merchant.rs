@@ -1,0 +1,124 @@
+//! Merchants (가맹점).
+
+use crate::id::MerchantId;
+use crate::time::UnixMillis;
+
+/// Whether a merchant may transact. Suspension is reversible; termination is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MerchantStatus {
+    Active,
+    Suspended,
+    Terminated,
+}
+
+impl MerchantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MerchantStatus::Active => "ACTIVE",
+            MerchantStatus::Suspended => "SUSPENDED",
+            MerchantStatus::Terminated => "TERMINATED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MerchantStatus> {
+        match text {
+            "ACTIVE" => Some(MerchantStatus::Active),
+            "SUSPENDED" => Some(MerchantStatus::Suspended),
+            "TERMINATED" => Some(MerchantStatus::Terminated),
+            _ => None,
+        }
+    }
+
+    pub fn may_transact(self) -> bool {
+        matches!(self, MerchantStatus::Active)
+    }
+}
+
+/// A merchant's display name: trimmed, 1 to 100 characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MerchantName(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MerchantNameError {
+    #[error("the merchant name must not be empty")]
+    Empty,
+    #[error("the merchant name must be at most {max} characters", max = MerchantName::MAX_CHARS)]
+    TooLong,
+    #[error("the merchant name must not contain control characters")]
+    ControlCharacter,
+}
+
+impl MerchantName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(text: &str) -> Result<MerchantName, MerchantNameError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(MerchantNameError::Empty);
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(MerchantNameError::TooLong);
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(MerchantNameError::ControlCharacter);
+        }
+        Ok(MerchantName(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merchant {
+    pub id: MerchantId,
+    pub name: MerchantName,
+    pub status: MerchantStatus,
+    pub created_at: UnixMillis,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let cases: &[(&str, Result<&str, MerchantNameError>)] = &[
+            ("  Coffee 상점 ", Ok("Coffee 상점")),
+            ("", Err(MerchantNameError::Empty)),
+            ("   ", Err(MerchantNameError::Empty)),
+            ("a\u{7}b", Err(MerchantNameError::ControlCharacter)),
+        ];
+        for (input, expected) in cases {
+            let got = MerchantName::parse(input);
+            assert_eq!(
+                got.as_ref().map(MerchantName::as_str),
+                expected.as_ref().map(|s| *s),
+                "{input:?}"
+            );
+        }
+        assert_eq!(
+            MerchantName::parse(&"가".repeat(100)).unwrap().as_str().chars().count(),
+            100
+        );
+        assert_eq!(
+            MerchantName::parse(&"가".repeat(101)).unwrap_err(),
+            MerchantNameError::TooLong
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in [
+            MerchantStatus::Active,
+            MerchantStatus::Suspended,
+            MerchantStatus::Terminated,
+        ] {
+            assert_eq!(MerchantStatus::parse(status.as_str()), Some(status));
+        }
+        assert!(MerchantStatus::Active.may_transact());
+        assert!(!MerchantStatus::Suspended.may_transact());
+    }
+}

@@ -1,0 +1,244 @@
+//! paygate's storage seam.
+//!
+//! [`Store`] is the only way the rest of paygate touches a database. Two implementations sit behind it: SQLite
+//! (the embedded default: one file, WAL, `synchronous=FULL`, one writer thread with group commit) and PostgreSQL
+//! (several gateway processes on one database). The backend is chosen by the URL scheme ([`DatabaseUrl`]).
+//! Each backend owns its migrations under `migrations/<backend>/`; the conformance suite in `tests/` runs the same
+//! black-box checks against both, and a parity test compares their schemas.
+//!
+//! Every method that changes state does all of its writes in one transaction, and state changes are conditional
+//! on the state they came from (`UPDATE … WHERE id = ? AND state = ?`), so a lost race is reported, not overwritten.
+
+mod migrate;
+pub mod postgres;
+pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod url;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use paygate_domain::api_key::Mode;
+use paygate_domain::api_key::{ApiKey, KeyHash};
+use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::idempotency::{IdempotencyKey, RequestFingerprint};
+use paygate_domain::merchant::Merchant;
+use paygate_domain::time::UnixMillis;
+
+pub use migrate::MigrationReport;
+pub use url::{DatabaseUrl, DatabaseUrlError};
+
+/// Which implementation is behind a [`Store`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// One error enum for the storage boundary. Callers map it to their own errors; none of its text reaches clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or state condition did not hold (e.g. a duplicate ID or a lost state race).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database cannot be reached or refused the connection.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The bounded write queue is full or the store is shutting down.
+    #[error("store overloaded: {0}")]
+    Overloaded(&'static str),
+    /// The database does not exist and the open mode forbids creating it.
+    #[error("{0}")]
+    Missing(String),
+    /// The schema is missing, too new or was altered.
+    #[error("schema: {0}")]
+    Schema(String),
+    /// A row holds a value the domain cannot represent: a bug or manual tampering.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// How opening a database treats a database that does not exist yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Refuse: a misspelt path must not silently become an empty database.
+    ExistingOnly,
+    /// Create it (explicit `--init`, `migrate`, or the default data directory).
+    CreateIfMissing,
+}
+
+/// Bounds for both backends. Defaults are written down in `docs/configuration.md`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    pub open_mode: OpenMode,
+    /// SQLite: threads that each hold one read connection.
+    pub sqlite_reader_threads: u16,
+    /// SQLite: queued write jobs before callers wait.
+    pub sqlite_write_queue_max: u32,
+    /// SQLite: write jobs committed together in one transaction (group commit).
+    pub sqlite_write_batch_max: u32,
+    /// SQLite: how long a connection waits for a lock held by another process.
+    pub sqlite_busy_timeout_ms: u32,
+    /// PostgreSQL: connections in the pool.
+    pub postgres_pool_max: u32,
+    /// PostgreSQL: how long to wait to connect, and for a free pooled connection.
+    pub postgres_connect_timeout_ms: u32,
+    /// PostgreSQL: server-side `statement_timeout` for every connection.
+    pub postgres_statement_timeout_ms: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            open_mode: OpenMode::ExistingOnly,
+            sqlite_reader_threads: 4,
+            sqlite_write_queue_max: 4096,
+            sqlite_write_batch_max: 256,
+            sqlite_busy_timeout_ms: 5_000,
+            postgres_pool_max: 16,
+            postgres_connect_timeout_ms: 5_000,
+            postgres_statement_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A point-in-time view of the connection pool, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub connections: u32,
+    pub idle: u32,
+    /// Requests waiting for a connection (PostgreSQL) or queued writes (SQLite).
+    pub waiting: u32,
+}
+
+/// A key to store beside its record: only the keyed hash, never the key.
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub record: ApiKey,
+    pub hash: KeyHash,
+}
+
+/// Who an idempotency key belongs to: keys are scoped per merchant and mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyScope {
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub key: IdempotencyKey,
+}
+
+/// A request's attempt to claim an idempotency key.
+#[derive(Clone, Debug)]
+pub struct IdempotencyClaim {
+    pub scope: IdempotencyScope,
+    pub fingerprint: RequestFingerprint,
+    /// Random per attempt; completing or releasing the key is conditional on it.
+    pub lock_token: i64,
+    pub now: UnixMillis,
+    /// After this instant a crashed holder's claim may be taken over.
+    pub locked_until: UnixMillis,
+}
+
+/// The stored answer to replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// The outcome of [`Store::idempotency_claim`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyClaimOutcome {
+    /// The caller holds the key and must run the request, then complete or release it.
+    Claimed,
+    Replay(StoredResponse),
+    InFlight,
+    Reused,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    fn pool_stats(&self) -> PoolStats;
+
+    /// Stops background threads after queued writes are committed. Idempotent.
+    async fn close(&self);
+
+    // Merchants and keys.
+
+    /// Inserts a merchant together with its first keys, atomically.
+    async fn insert_merchant(&self, merchant: &Merchant, keys: &[NewApiKey]) -> Result<(), StoreError>;
+
+    async fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError>;
+
+    /// Merchants in ID (creation) order, after a cursor; `limit` is capped by the caller.
+    async fn list_merchants(&self, after: Option<MerchantId>, limit: u32) -> Result<Vec<Merchant>, StoreError>;
+
+    /// The key with this hash and its merchant, revoked or not: the caller tells revoked from unknown.
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<(ApiKey, Merchant)>, StoreError>;
+
+    async fn list_keys(&self, merchant_id: MerchantId) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// One key record by its ID, revoked or not.
+    async fn key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Adds `new` and schedules `old` to stop working at `old_revoked_at`, atomically. Fails with `Conflict` if
+    /// `old` is already revoked, and `NotFound` if it does not exist; `new` must have the same merchant, mode and
+    /// kind as `old`.
+    async fn rotate_key(&self, old: ApiKeyId, old_revoked_at: UnixMillis, new: &NewApiKey) -> Result<(), StoreError>;
+
+    /// Revokes a key at `at` (or keeps an earlier revocation instant). `NotFound` if it does not exist.
+    async fn revoke_key(&self, id: ApiKeyId, at: UnixMillis) -> Result<ApiKey, StoreError>;
+
+    // Idempotency.
+
+    /// Atomically claims the key, or reports what is already stored under it (see `paygate_domain::idempotency`).
+    async fn idempotency_claim(&self, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError>;
+
+    /// Stores the response of a claimed key. `Conflict` if the claim was lost (taken over after expiry).
+    async fn idempotency_complete(
+        &self,
+        scope: &IdempotencyScope,
+        lock_token: i64,
+        response: &StoredResponse,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Gives a claimed key back, so the client may retry (after a 5xx, when nothing may have been stored).
+    async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError>;
+
+    /// Deletes at most `limit` records created before `created_before`; returns how many.
+    async fn idempotency_reap(&self, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// Opens (and migrates) the database the URL names.
+pub async fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<(Arc<dyn Store>, MigrationReport), StoreError> {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            let (store, report) = sqlite::SqliteStore::open(path, options).await?;
+            Ok((Arc::new(store), report))
+        }
+        DatabaseUrl::Postgres(conninfo) => {
+            let (store, report) = postgres::PostgresStore::open(conninfo, options).await?;
+            Ok((Arc::new(store), report))
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! What both backends share about migrations: the list type, checksums and the plan.
+//!
+//! Each backend runs its own SQL files (`migrations/<backend>/NNNN_name.sql`) inside its own transactions and
+//! records them in `schema_migrations`. The plan refuses a database that was migrated by a newer paygate or whose
+//! applied migrations were edited afterwards, because either means this binary does not know the schema.
+
+use sha2::{Digest, Sha256};
+
+use crate::StoreError;
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// What opening a database did to its schema.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Versions applied by this call, in order.
+    pub applied: Vec<i64>,
+    /// True when the database had no paygate schema before this call: a brand-new database.
+    pub was_empty: bool,
+}
+
+pub(crate) fn checksum(sql: &str) -> String {
+    hex::encode(Sha256::digest(sql.as_bytes()))
+}
+
+/// Returns the migrations still to apply, after checking those already applied.
+pub(crate) fn plan<'a>(known: &'a [Migration], applied: &[(i64, String)]) -> Result<Vec<&'a Migration>, StoreError> {
+    for (version, stored_checksum) in applied {
+        let Some(migration) = known.iter().find(|m| m.version == *version) else {
+            return Err(StoreError::Schema(format!(
+                "the database has migration {version}, which this paygate does not know; it was migrated by a newer version"
+            )));
+        };
+        if checksum(migration.sql) != *stored_checksum {
+            return Err(StoreError::Schema(format!(
+                "migration {version} ({}) was changed after it was applied",
+                migration.name
+            )));
+        }
+    }
+    Ok(known
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const KNOWN: [Migration; 2] = [
+        Migration {
+            version: 1,
+            name: "one",
+            sql: "CREATE TABLE a (x INTEGER);",
+        },
+        Migration {
+            version: 2,
+            name: "two",
+            sql: "CREATE TABLE b (x INTEGER);",
+        },
+    ];
+
+    #[test]
+    fn plans() {
+        assert_eq!(plan(&KNOWN, &[]).unwrap().len(), 2);
+        let one = (1, checksum(KNOWN[0].sql));
+        assert_eq!(plan(&KNOWN, std::slice::from_ref(&one)).unwrap()[0].version, 2);
+        assert!(plan(&KNOWN, &[(1, "edited".into())]).is_err());
+        assert!(plan(&KNOWN, &[one, (3, "x".into())]).is_err());
+    }
+}

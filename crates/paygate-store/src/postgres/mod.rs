@@ -1,0 +1,585 @@
+//! The PostgreSQL store: several gateway processes on one database.
+//!
+//! A deadpool pool of `tokio-postgres` connections (no TLS; put the database on a private network or a local
+//! socket), each with a server-side `statement_timeout`. Transactions run at READ COMMITTED; every state change is
+//! one transaction whose writes are conditional on the state they came from, and races between processes are
+//! settled by row locks (`SELECT … FOR UPDATE`, `INSERT … ON CONFLICT`), not by the isolation level.
+//!
+//! IDs are ULID text; they are compared and ordered with the database's default collation, which sorts the
+//! Crockford alphabet (digits, then upper-case letters) in byte order under every common locale.
+
+mod error;
+mod rows;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
+use paygate_domain::api_key::{ApiKey, KeyHash};
+use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::idempotency::{decide, IdempotencyDecision};
+use paygate_domain::merchant::Merchant;
+use paygate_domain::time::UnixMillis;
+use tokio_postgres::NoTls;
+
+use self::error::{config_error, describe_target, pg_error, pool_error};
+use self::rows::{ATTEMPT_COLUMNS, KEY_COLUMNS, KEY_COLUMN_COUNT, MERCHANT_COLUMNS};
+use crate::migrate::{self, Migration, MigrationReport};
+use crate::{
+    Backend, IdempotencyClaim, IdempotencyClaimOutcome, IdempotencyScope, NewApiKey, PoolStats, Store, StoreError,
+    StoreOptions, StoredResponse,
+};
+
+pub(crate) const MIGRATIONS: [Migration; 1] = [Migration {
+    version: 1,
+    name: "foundation",
+    sql: include_str!("../../migrations/postgres/0001_foundation.sql"),
+}];
+
+/// The `pg_advisory_xact_lock` key that serialises migrations between processes ("paygate1" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7061_7967_6174_6531;
+
+/// How often a claim retries when the record it conflicted with is released before it could be read.
+const CLAIM_ATTEMPTS: usize = 3;
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// The connection target without its password, for error messages.
+    target: String,
+}
+
+impl PostgresStore {
+    /// Connects and migrates. The database itself must exist: PostgreSQL databases are created by their operator,
+    /// so [`crate::OpenMode`] does not apply.
+    pub async fn open(conninfo: &str, options: &StoreOptions) -> Result<(PostgresStore, MigrationReport), StoreError> {
+        let store = PostgresStore::connect(conninfo, options)?;
+        let report = store.migrate().await?;
+        Ok((store, report))
+    }
+
+    /// Builds the pool; connections are opened on first use.
+    fn connect(conninfo: &str, options: &StoreOptions) -> Result<PostgresStore, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(conninfo).map_err(|e| config_error(&e))?;
+        let target = describe_target(&config);
+        let timeout = Duration::from_millis(u64::from(options.postgres_connect_timeout_ms.max(1)));
+        config.connect_timeout(timeout);
+        let statement_timeout = format!("-c statement_timeout={}", options.postgres_statement_timeout_ms);
+        let session_options = match config.get_options().map(str::trim).filter(|o| !o.is_empty()) {
+            Some(existing) => format!("{existing} {statement_timeout}"),
+            None => statement_timeout,
+        };
+        config.options(session_options);
+        if config.get_application_name().is_none() {
+            config.application_name("paygate");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(usize::try_from(options.postgres_pool_max.max(1)).unwrap_or(usize::MAX))
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
+        Ok(PostgresStore { pool, target })
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| pool_error(e, &self.target))
+    }
+
+    /// Applies pending migrations in one transaction. The advisory lock makes processes that start together take
+    /// turns, so exactly one applies them and only that one sees an empty database.
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_error)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY,
+                name TEXT NOT NULL,
+                checksum TEXT NOT NULL,
+                applied_at BIGINT NOT NULL
+            )",
+        )
+        .await
+        .map_err(pg_error)?;
+        let applied = tx
+            .query("SELECT version, checksum FROM schema_migrations ORDER BY version", &[])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<Vec<(i64, String)>, tokio_postgres::Error>>()
+            .map_err(|e| StoreError::Schema(format!("unreadable schema_migrations: {e}")))?;
+        let mut report = MigrationReport {
+            applied: Vec::new(),
+            was_empty: applied.is_empty(),
+        };
+        for migration in migrate::plan(&MIGRATIONS, &applied)? {
+            tx.batch_execute(migration.sql)
+                .await
+                .map_err(|e| StoreError::Schema(format!("migration {} failed: {}", migration.version, pg_error(e))))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
+                &[
+                    &migration.version,
+                    &migration.name,
+                    &migrate::checksum(migration.sql),
+                    &now_millis(),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+            report.applied.push(migration.version);
+        }
+        tx.commit().await.map_err(pg_error)?;
+        if !report.applied.is_empty() {
+            tracing::info!(applied = ?report.applied, "applied PostgreSQL migrations");
+        }
+        Ok(report)
+    }
+}
+
+/// Migration bookkeeping is the only place that reads the clock, and only for a human-readable `applied_at`.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+async fn insert_key(tx: &Transaction<'_>, key: &NewApiKey) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO api_keys (id, merchant_id, mode, kind, key_hash, display_prefix, created_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await
+        .map_err(pg_error)?;
+    let r = &key.record;
+    let revoked_at = r.revoked_at.map(UnixMillis::as_millis);
+    tx.execute(
+        &statement,
+        &[
+            &r.id.to_string(),
+            &r.merchant_id.to_string(),
+            &r.mode.as_str(),
+            &r.kind.as_str(),
+            &key.hash.as_bytes().as_slice(),
+            &r.display_prefix,
+            &r.created_at.as_millis(),
+            &revoked_at,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// The claim itself, inside `tx`; see [`Store::idempotency_claim`] on [`PostgresStore`].
+async fn claim_in(tx: &Transaction<'_>, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError> {
+    let scope = &claim.scope;
+    let (merchant_id, mode, key) = (scope.merchant_id.to_string(), scope.mode.as_str(), scope.key.as_str());
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys
+                 (merchant_id, mode, idempotency_key, fingerprint, state, lock_token, locked_until, created_at)
+             VALUES ($1, $2, $3, $4, 'IN_FLIGHT', $5, $6, $7)
+             ON CONFLICT (merchant_id, mode, idempotency_key) DO NOTHING",
+        )
+        .await
+        .map_err(pg_error)?;
+    let select = tx
+        .prepare_cached(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM idempotency_keys
+             WHERE merchant_id = $1 AND mode = $2 AND idempotency_key = $3 FOR UPDATE"
+        ))
+        .await
+        .map_err(pg_error)?;
+    for _ in 0..CLAIM_ATTEMPTS {
+        // A concurrent inserter makes this wait for its transaction; once it commits, nothing is inserted here.
+        let inserted = tx
+            .execute(
+                &insert,
+                &[
+                    &merchant_id,
+                    &mode,
+                    &key,
+                    &claim.fingerprint.0.as_slice(),
+                    &claim.lock_token,
+                    &claim.locked_until.as_millis(),
+                    &claim.now.as_millis(),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        if inserted == 1 {
+            return Ok(IdempotencyClaimOutcome::Claimed);
+        }
+        // READ COMMITTED: this statement sees the row that blocked the insert, and locks it until we commit.
+        let Some(row) = tx
+            .query_opt(&select, &[&merchant_id, &mode, &key])
+            .await
+            .map_err(pg_error)?
+        else {
+            continue; // released in between: try to insert again
+        };
+        let (stored, response) = rows::attempt(&row)?;
+        return match decide(&stored, claim.fingerprint, claim.now) {
+            IdempotencyDecision::Replay => response
+                .map(IdempotencyClaimOutcome::Replay)
+                .ok_or_else(|| StoreError::Corrupt("completed idempotency record without a response".into())),
+            IdempotencyDecision::RejectReused => Ok(IdempotencyClaimOutcome::Reused),
+            IdempotencyDecision::RejectInFlight => Ok(IdempotencyClaimOutcome::InFlight),
+            IdempotencyDecision::TakeOver { stale_lock_token } => {
+                let changed = tx
+                    .execute(
+                        "UPDATE idempotency_keys SET lock_token = $5, locked_until = $6
+                         WHERE merchant_id = $1 AND mode = $2 AND idempotency_key = $3
+                           AND state = 'IN_FLIGHT' AND lock_token = $4",
+                        &[
+                            &merchant_id,
+                            &mode,
+                            &key,
+                            &stale_lock_token,
+                            &claim.lock_token,
+                            &claim.locked_until.as_millis(),
+                        ],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                Ok(if changed == 1 {
+                    IdempotencyClaimOutcome::Claimed
+                } else {
+                    IdempotencyClaimOutcome::InFlight
+                })
+            }
+        };
+    }
+    // The key was claimed and released under us again and again: someone else is working on it.
+    Ok(IdempotencyClaimOutcome::InFlight)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.simple_query("SELECT 1").await.map_err(pg_error)?;
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let status = self.pool.status();
+        PoolStats {
+            connections: count(status.size),
+            idle: count(status.available),
+            waiting: count(status.waiting),
+        }
+    }
+
+    async fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn insert_merchant(&self, merchant: &Merchant, keys: &[NewApiKey]) -> Result<(), StoreError> {
+        if keys.iter().any(|key| key.record.merchant_id != merchant.id) {
+            return Err(StoreError::Conflict("key belongs to another merchant"));
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let statement = tx
+            .prepare_cached("INSERT INTO merchants (id, name, status, created_at) VALUES ($1, $2, $3, $4)")
+            .await
+            .map_err(pg_error)?;
+        let id = merchant.id.to_string();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+            &id,
+            &merchant.name.as_str(),
+            &merchant.status.as_str(),
+            &merchant.created_at.as_millis(),
+        ];
+        tx.execute(&statement, &params).await.map_err(pg_error)?;
+        for key in keys {
+            insert_key(&tx, key).await?;
+        }
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id = $1"))
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_opt(&statement, &[&id.to_string()])
+            .await
+            .map_err(pg_error)?;
+        row.map(|row| rows::merchant(&row, 0)).transpose()
+    }
+
+    async fn list_merchants(&self, after: Option<MerchantId>, limit: u32) -> Result<Vec<Merchant>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id > $1 ORDER BY m.id LIMIT $2"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        let found = client
+            .query(&statement, &[&after, &i64::from(limit)])
+            .await
+            .map_err(pg_error)?;
+        found.iter().map(|row| rows::merchant(row, 0)).collect()
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<(ApiKey, Merchant)>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS}, {MERCHANT_COLUMNS} FROM api_keys k
+                 JOIN merchants m ON m.id = k.merchant_id WHERE k.key_hash = $1"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_opt(&statement, &[&hash.as_bytes().as_slice()])
+            .await
+            .map_err(pg_error)?;
+        row.map(|row| Ok((rows::key(&row, 0)?, rows::merchant(&row, KEY_COLUMN_COUNT)?)))
+            .transpose()
+    }
+
+    async fn list_keys(&self, merchant_id: MerchantId) -> Result<Vec<ApiKey>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.merchant_id = $1 ORDER BY k.id"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let found = client
+            .query(&statement, &[&merchant_id.to_string()])
+            .await
+            .map_err(pg_error)?;
+        found.iter().map(|row| rows::key(row, 0)).collect()
+    }
+
+    async fn key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = $1"))
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_opt(&statement, &[&id.to_string()])
+            .await
+            .map_err(pg_error)?;
+        row.map(|row| rows::key(&row, 0)).transpose()
+    }
+
+    async fn rotate_key(&self, old: ApiKeyId, old_revoked_at: UnixMillis, new: &NewApiKey) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let old_id = old.to_string();
+        // The row lock makes concurrent rotations of one key take turns; the loser sees it revoked.
+        let existing = tx
+            .query_opt(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = $1 FOR UPDATE"),
+                &[&old_id],
+            )
+            .await
+            .map_err(pg_error)?
+            .ok_or(StoreError::NotFound)?;
+        let existing = rows::key(&existing, 0)?;
+        let same_slot = existing.merchant_id == new.record.merchant_id
+            && existing.mode == new.record.mode
+            && existing.kind == new.record.kind;
+        if !same_slot {
+            return Err(StoreError::Conflict(
+                "the new key must have the old key's merchant, mode and kind",
+            ));
+        }
+        let changed = tx
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&old_id, &old_revoked_at.as_millis()],
+            )
+            .await
+            .map_err(pg_error)?;
+        if changed != 1 {
+            return Err(StoreError::Conflict("the key is already revoked"));
+        }
+        insert_key(&tx, new).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn revoke_key(&self, id: ApiKeyId, at: UnixMillis) -> Result<ApiKey, StoreError> {
+        let client = self.client().await?;
+        // One statement: an earlier revocation instant wins, so revoking never extends a key's life.
+        let statement = client
+            .prepare_cached(&format!(
+                "UPDATE api_keys k SET revoked_at = LEAST(COALESCE(k.revoked_at, $2), $2) WHERE k.id = $1
+                 RETURNING {KEY_COLUMNS}"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_opt(&statement, &[&id.to_string(), &at.as_millis()])
+            .await
+            .map_err(pg_error)?;
+        rows::key(&row.ok_or(StoreError::NotFound)?, 0)
+    }
+
+    /// `INSERT … ON CONFLICT DO NOTHING`; if another request got there first, the stored record is locked
+    /// (`FOR UPDATE`) and judged by `paygate_domain::idempotency::decide` in the same transaction, and an expired
+    /// claim is taken over conditionally on its lock token. Concurrent claims of one key, from any number of
+    /// processes, yield exactly one `Claimed`.
+    async fn idempotency_claim(&self, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let outcome = claim_in(&tx, claim).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(outcome)
+    }
+
+    async fn idempotency_complete(
+        &self,
+        scope: &IdempotencyScope,
+        lock_token: i64,
+        response: &StoredResponse,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "UPDATE idempotency_keys
+                 SET state = 'COMPLETED', response_status = $5, response_content_type = $6,
+                     response_body = $7, completed_at = $8
+                 WHERE merchant_id = $1 AND mode = $2 AND idempotency_key = $3
+                   AND state = 'IN_FLIGHT' AND lock_token = $4",
+            )
+            .await
+            .map_err(pg_error)?;
+        let changed = client
+            .execute(
+                &statement,
+                &[
+                    &scope.merchant_id.to_string(),
+                    &scope.mode.as_str(),
+                    &scope.key.as_str(),
+                    &lock_token,
+                    &i32::from(response.status),
+                    &response.content_type,
+                    &response.body,
+                    &now.as_millis(),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict("the idempotency claim was lost"))
+        }
+    }
+
+    async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "DELETE FROM idempotency_keys
+                 WHERE merchant_id = $1 AND mode = $2 AND idempotency_key = $3
+                   AND state = 'IN_FLIGHT' AND lock_token = $4",
+            )
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute(
+                &statement,
+                &[
+                    &scope.merchant_id.to_string(),
+                    &scope.mode.as_str(),
+                    &scope.key.as_str(),
+                    &lock_token,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn idempotency_reap(&self, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        // Bounded, oldest first; rows another reaper (or a claim) holds are skipped rather than waited for.
+        let statement = client
+            .prepare_cached(
+                "DELETE FROM idempotency_keys WHERE (merchant_id, mode, idempotency_key) IN (
+                     SELECT merchant_id, mode, idempotency_key FROM idempotency_keys
+                     WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute(&statement, &[&created_before.as_millis(), &i64::from(limit)])
+            .await
+            .map_err(pg_error)
+    }
+}
+
+/// Needs a server: `PAYGATE_TEST_DATABASE_URL` (only connects; creates nothing).
+#[cfg(all(test, feature = "postgres-tests"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sessions_get_the_configured_settings() {
+        let url = std::env::var("PAYGATE_TEST_DATABASE_URL").expect("set PAYGATE_TEST_DATABASE_URL");
+        let options = StoreOptions {
+            postgres_statement_timeout_ms: 1_234,
+            postgres_pool_max: 2,
+            ..Default::default()
+        };
+        let store = PostgresStore::connect(&format!("{url}?options=-c%20lock_timeout%3D5s"), &options).unwrap();
+        let client = store.client().await.unwrap();
+        for (setting, expected) in [
+            ("statement_timeout", "1234ms"),
+            ("lock_timeout", "5s"),
+            ("application_name", "paygate"),
+        ] {
+            let row = client.query_one(&format!("SHOW {setting}"), &[]).await.unwrap();
+            assert_eq!(row.get::<_, String>(0), expected, "{setting}");
+        }
+        drop(client);
+        assert_eq!(
+            store.pool_stats(),
+            PoolStats {
+                connections: 1,
+                idle: 1,
+                waiting: 0
+            }
+        );
+        store.ping().await.unwrap();
+        store.close().await;
+        assert!(matches!(store.ping().await, Err(StoreError::Overloaded(_))));
+    }
+}

@@ -1,0 +1,82 @@
+//! Rows to domain types. A value the domain cannot represent is [`StoreError::Corrupt`], never a panic.
+
+use paygate_domain::api_key::{ApiKey, KeyKind, Mode};
+use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::idempotency::{RequestFingerprint, StoredAttempt};
+use paygate_domain::merchant::{Merchant, MerchantName, MerchantStatus};
+use paygate_domain::time::UnixMillis;
+use tokio_postgres::types::FromSql;
+use tokio_postgres::Row;
+
+use crate::{StoreError, StoredResponse};
+
+pub(super) const MERCHANT_COLUMNS: &str = "m.id, m.name, m.status, m.created_at";
+pub(super) const KEY_COLUMNS: &str =
+    "k.id, k.merchant_id, k.mode, k.kind, k.display_prefix, k.created_at, k.revoked_at";
+pub(super) const KEY_COLUMN_COUNT: usize = 7;
+pub(super) const ATTEMPT_COLUMNS: &str =
+    "fingerprint, state, lock_token, locked_until, response_status, response_content_type, response_body";
+
+fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, StoreError> {
+    row.try_get(index).map_err(|error| {
+        let column = row.columns().get(index).map_or("?", |c| c.name());
+        StoreError::Corrupt(format!("column {column}: {error}"))
+    })
+}
+
+fn parsed<T, E>(value: Result<T, E>, what: &str) -> Result<T, StoreError> {
+    value.map_err(|_| StoreError::Corrupt(what.to_owned()))
+}
+
+pub(super) fn merchant(row: &Row, at: usize) -> Result<Merchant, StoreError> {
+    Ok(Merchant {
+        id: parsed(MerchantId::parse(get(row, at)?), "merchants.id")?,
+        name: parsed(MerchantName::parse(get(row, at + 1)?), "merchants.name")?,
+        status: MerchantStatus::parse(get(row, at + 2)?).ok_or_else(|| corrupt("merchants.status"))?,
+        created_at: UnixMillis::new(get(row, at + 3)?),
+    })
+}
+
+pub(super) fn key(row: &Row, at: usize) -> Result<ApiKey, StoreError> {
+    Ok(ApiKey {
+        id: parsed(ApiKeyId::parse(get(row, at)?), "api_keys.id")?,
+        merchant_id: parsed(MerchantId::parse(get(row, at + 1)?), "api_keys.merchant_id")?,
+        mode: Mode::parse(get(row, at + 2)?).ok_or_else(|| corrupt("api_keys.mode"))?,
+        kind: KeyKind::parse(get(row, at + 3)?).ok_or_else(|| corrupt("api_keys.kind"))?,
+        display_prefix: get(row, at + 4)?,
+        created_at: UnixMillis::new(get(row, at + 5)?),
+        revoked_at: get::<Option<i64>>(row, at + 6)?.map(UnixMillis::new),
+    })
+}
+
+/// An idempotency record read with [`ATTEMPT_COLUMNS`]: what `decide` needs, and the response to replay.
+pub(super) fn attempt(row: &Row) -> Result<(StoredAttempt, Option<StoredResponse>), StoreError> {
+    let fingerprint: Vec<u8> = get(row, 0)?;
+    let fingerprint = RequestFingerprint(
+        fingerprint
+            .try_into()
+            .map_err(|_| corrupt("idempotency_keys.fingerprint is not 32 bytes"))?,
+    );
+    let attempt = match get::<&str>(row, 1)? {
+        "IN_FLIGHT" => StoredAttempt::InFlight {
+            fingerprint,
+            lock_token: get(row, 2)?,
+            locked_until: UnixMillis::new(get(row, 3)?),
+        },
+        "COMPLETED" => StoredAttempt::Completed { fingerprint },
+        other => return Err(StoreError::Corrupt(format!("idempotency_keys.state = {other}"))),
+    };
+    let response = match (get::<Option<i32>>(row, 4)?, get(row, 5)?, get(row, 6)?) {
+        (Some(status), Some(content_type), Some(body)) => Some(StoredResponse {
+            status: u16::try_from(status).map_err(|_| corrupt("idempotency_keys.response_status"))?,
+            content_type,
+            body,
+        }),
+        _ => None,
+    };
+    Ok((attempt, response))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}

@@ -1,0 +1,598 @@
+//! The SQLite store: the embedded default.
+//!
+//! Pragmas are fixed here, not taken from the URL: WAL (readers never block the writer), `synchronous=FULL`
+//! (a commit survives power loss), foreign keys on, and a busy timeout for other processes holding the lock.
+//! Write transactions start with `BEGIN IMMEDIATE` so a second process fails fast on the lock instead of
+//! deadlocking on an upgrade from a read lock.
+
+mod runtime;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use paygate_domain::api_key::{ApiKey, KeyHash, KeyKind, Mode};
+use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::idempotency::{decide, IdempotencyDecision, RequestFingerprint, StoredAttempt};
+use paygate_domain::merchant::{Merchant, MerchantName, MerchantStatus};
+use paygate_domain::time::UnixMillis;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use crate::migrate::{self, Migration, MigrationReport};
+use crate::{
+    Backend, IdempotencyClaim, IdempotencyClaimOutcome, IdempotencyScope, NewApiKey, OpenMode, PoolStats, Store,
+    StoreError, StoreOptions, StoredResponse,
+};
+use runtime::Runtime;
+
+pub(crate) const MIGRATIONS: [Migration; 1] = [Migration {
+    version: 1,
+    name: "foundation",
+    sql: include_str!("../../migrations/sqlite/0001_foundation.sql"),
+}];
+
+pub struct SqliteStore {
+    runtime: Runtime,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, options: &StoreOptions) -> Result<(SqliteStore, MigrationReport), StoreError> {
+        let path = path.to_path_buf();
+        let options = options.clone();
+        let opened = tokio::task::spawn_blocking(move || open_blocking(&path, &options).map(|parts| (parts, path)))
+            .await
+            .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
+        let ((writer, readers, report, options), path) = opened;
+        let runtime = Runtime::start(
+            writer,
+            readers,
+            options.sqlite_write_queue_max,
+            options.sqlite_write_batch_max,
+        )?;
+        Ok((SqliteStore { runtime, path }, report))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+type Opened = (Connection, Vec<Connection>, MigrationReport, StoreOptions);
+
+fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreError> {
+    let exists = path.exists();
+    if !exists && options.open_mode == OpenMode::ExistingOnly {
+        return Err(StoreError::Missing(format!(
+            "no database at {}; create it with `paygate migrate` (or `paygate serve --init`), or check the path",
+            path.display()
+        )));
+    }
+    if !exists {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+    }
+    let busy = Duration::from_millis(u64::from(options.sqlite_busy_timeout_ms));
+    let writer = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(unavailable)?;
+    writer.busy_timeout(busy).map_err(backend)?;
+    writer.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+    writer.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+    writer.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
+    let journal: String = writer
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .map_err(backend)?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!("SQLite refused WAL mode (got {journal})")));
+    }
+    let report = run_migrations(&writer)?;
+    let mut readers = Vec::new();
+    for _ in 0..options.sqlite_reader_threads.max(1) {
+        let reader =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(unavailable)?;
+        reader.busy_timeout(busy).map_err(backend)?;
+        reader.pragma_update(None, "query_only", "ON").map_err(backend)?;
+        readers.push(reader);
+    }
+    Ok((writer, readers, report, options.clone()))
+}
+
+fn run_migrations(conn: &Connection) -> Result<MigrationReport, StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+    let result = (|| {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER NOT NULL PRIMARY KEY,
+                name TEXT NOT NULL,
+                checksum TEXT NOT NULL,
+                applied_at INTEGER NOT NULL
+            ) STRICT",
+        )
+        .map_err(backend)?;
+        let mut stmt = conn
+            .prepare("SELECT version, checksum FROM schema_migrations ORDER BY version")
+            .map_err(backend)?;
+        let applied = stmt
+            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        let was_empty = applied.is_empty();
+        let mut report = MigrationReport {
+            applied: Vec::new(),
+            was_empty,
+        };
+        for migration in migrate::plan(&MIGRATIONS, &applied)? {
+            conn.execute_batch(migration.sql)
+                .map_err(|e| StoreError::Schema(format!("migration {} failed: {e}", migration.version)))?;
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    migration.version,
+                    migration.name,
+                    migrate::checksum(migration.sql),
+                    now_millis()
+                ],
+            )
+            .map_err(backend)?;
+            report.applied.push(migration.version);
+        }
+        Ok(report)
+    })();
+    match result {
+        Ok(report) => {
+            conn.execute_batch("COMMIT").map_err(backend)?;
+            Ok(report)
+        }
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Migration bookkeeping is the only place that reads the clock, and only for a human-readable `applied_at`.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, _) = &error {
+        match code.code {
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                return StoreError::Unavailable(error.to_string())
+            }
+            rusqlite::ErrorCode::ConstraintViolation => return StoreError::Conflict("constraint violated"),
+            _ => {}
+        }
+    }
+    // A value the domain cannot represent (see `corrupt`) or that does not convert: the row is corrupt.
+    if let rusqlite::Error::InvalidColumnType(..)
+    | rusqlite::Error::IntegralValueOutOfRange(..)
+    | rusqlite::Error::FromSqlConversionFailure(..) = &error
+    {
+        return StoreError::Corrupt(error.to_string());
+    }
+    StoreError::Backend(error.to_string())
+}
+
+fn unavailable(error: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+}
+
+const MERCHANT_COLUMNS: &str = "m.id, m.name, m.status, m.created_at";
+const KEY_COLUMNS: &str = "k.id, k.merchant_id, k.mode, k.kind, k.display_prefix, k.created_at, k.revoked_at";
+
+fn merchant_from_row(row: &Row<'_>, offset: usize) -> rusqlite::Result<Merchant> {
+    let id: String = row.get(offset)?;
+    let name: String = row.get(offset + 1)?;
+    let status: String = row.get(offset + 2)?;
+    Ok(Merchant {
+        id: MerchantId::parse(&id).map_err(|_| corrupt("merchants.id"))?,
+        name: MerchantName::parse(&name).map_err(|_| corrupt("merchants.name"))?,
+        status: MerchantStatus::parse(&status).ok_or_else(|| corrupt("merchants.status"))?,
+        created_at: UnixMillis::new(row.get(offset + 3)?),
+    })
+}
+
+fn key_from_row(row: &Row<'_>, offset: usize) -> rusqlite::Result<ApiKey> {
+    let id: String = row.get(offset)?;
+    let merchant_id: String = row.get(offset + 1)?;
+    let mode: String = row.get(offset + 2)?;
+    let kind: String = row.get(offset + 3)?;
+    Ok(ApiKey {
+        id: ApiKeyId::parse(&id).map_err(|_| corrupt("api_keys.id"))?,
+        merchant_id: MerchantId::parse(&merchant_id).map_err(|_| corrupt("api_keys.merchant_id"))?,
+        mode: Mode::parse(&mode).ok_or_else(|| corrupt("api_keys.mode"))?,
+        kind: KeyKind::parse(&kind).ok_or_else(|| corrupt("api_keys.kind"))?,
+        display_prefix: row.get(offset + 4)?,
+        created_at: UnixMillis::new(row.get(offset + 5)?),
+        revoked_at: row.get::<_, Option<i64>>(offset + 6)?.map(UnixMillis::new),
+    })
+}
+
+fn select_key(conn: &Connection, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = ?1"),
+        params![id.to_string()],
+        |row| key_from_row(row, 0),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn insert_key(conn: &Connection, key: &NewApiKey) -> Result<(), StoreError> {
+    let record = &key.record;
+    conn.execute(
+        "INSERT INTO api_keys (id, merchant_id, mode, kind, key_hash, display_prefix, created_at, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            record.id.to_string(),
+            record.merchant_id.to_string(),
+            record.mode.as_str(),
+            record.kind.as_str(),
+            key.hash.as_bytes().as_slice(),
+            record.display_prefix,
+            record.created_at.as_millis(),
+            record.revoked_at.map(UnixMillis::as_millis),
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn fingerprint_from(bytes: Vec<u8>) -> Result<RequestFingerprint, StoreError> {
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("idempotency_keys.fingerprint is not 32 bytes".into()))?;
+    Ok(RequestFingerprint(array))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.runtime
+            .read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await?;
+        // The writer answers too: a stuck writer means the gateway cannot take payments.
+        self.runtime.write(|_| Ok(())).await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            connections: self.runtime.reader_count() + 1,
+            idle: 0,
+            waiting: self.runtime.queued_writes(),
+        }
+    }
+
+    async fn close(&self) {
+        self.runtime.close().await;
+    }
+
+    async fn insert_merchant(&self, merchant: &Merchant, keys: &[NewApiKey]) -> Result<(), StoreError> {
+        let merchant = merchant.clone();
+        let keys = keys.to_vec();
+        self.runtime
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO merchants (id, name, status, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        merchant.id.to_string(),
+                        merchant.name.as_str(),
+                        merchant.status.as_str(),
+                        merchant.created_at.as_millis()
+                    ],
+                )
+                .map_err(backend)?;
+                for key in &keys {
+                    if key.record.merchant_id != merchant.id {
+                        return Err(StoreError::Conflict("key belongs to another merchant"));
+                    }
+                    insert_key(conn, key)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                conn.query_row(
+                    &format!("SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id = ?1"),
+                    params![id.to_string()],
+                    |row| merchant_from_row(row, 0),
+                )
+                .optional()
+                .map_err(backend)
+            })
+            .await
+    }
+
+    async fn list_merchants(&self, after: Option<MerchantId>, limit: u32) -> Result<Vec<Merchant>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                let after = after.map(|id| id.to_string()).unwrap_or_default();
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id > ?1 ORDER BY m.id LIMIT ?2"
+                    ))
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![after, limit], |row| merchant_from_row(row, 0))
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<(ApiKey, Merchant)>, StoreError> {
+        let hash = *hash;
+        self.runtime
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {KEY_COLUMNS}, {MERCHANT_COLUMNS} FROM api_keys k
+                         JOIN merchants m ON m.id = k.merchant_id WHERE k.key_hash = ?1"
+                    ))
+                    .map_err(backend)?;
+                stmt.query_row(params![hash.as_bytes().as_slice()], |row| {
+                    Ok((key_from_row(row, 0)?, merchant_from_row(row, 7)?))
+                })
+                .optional()
+                .map_err(backend)
+            })
+            .await
+    }
+
+    async fn list_keys(&self, merchant_id: MerchantId) -> Result<Vec<ApiKey>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.merchant_id = ?1 ORDER BY k.id"
+                    ))
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![merchant_id.to_string()], |row| key_from_row(row, 0))
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
+    async fn key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        self.runtime.read(move |conn| select_key(conn, id)).await
+    }
+
+    async fn rotate_key(&self, old: ApiKeyId, old_revoked_at: UnixMillis, new: &NewApiKey) -> Result<(), StoreError> {
+        let new = new.clone();
+        self.runtime
+            .write(move |conn| {
+                let existing = select_key(conn, old)?.ok_or(StoreError::NotFound)?;
+                let same_slot = existing.merchant_id == new.record.merchant_id
+                    && existing.mode == new.record.mode
+                    && existing.kind == new.record.kind;
+                if !same_slot {
+                    return Err(StoreError::Conflict(
+                        "the new key must have the old key's merchant, mode and kind",
+                    ));
+                }
+                let changed = conn
+                    .execute(
+                        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                        params![old.to_string(), old_revoked_at.as_millis()],
+                    )
+                    .map_err(backend)?;
+                if changed != 1 {
+                    return Err(StoreError::Conflict("the key is already revoked"));
+                }
+                insert_key(conn, &new)
+            })
+            .await
+    }
+
+    async fn revoke_key(&self, id: ApiKeyId, at: UnixMillis) -> Result<ApiKey, StoreError> {
+        self.runtime
+            .write(move |conn| {
+                // An earlier revocation instant wins: revoking never extends a key's life.
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)",
+                    params![id.to_string(), at.as_millis()],
+                )
+                .map_err(backend)?;
+                select_key(conn, id)?.ok_or(StoreError::NotFound)
+            })
+            .await
+    }
+
+    async fn idempotency_claim(&self, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError> {
+        let claim = claim.clone();
+        self.runtime.write(move |conn| claim_blocking(conn, &claim)).await
+    }
+
+    async fn idempotency_complete(
+        &self,
+        scope: &IdempotencyScope,
+        lock_token: i64,
+        response: &StoredResponse,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let scope = scope.clone();
+        let response = response.clone();
+        self.runtime
+            .write(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE idempotency_keys
+                         SET state = 'COMPLETED', response_status = ?5, response_content_type = ?6,
+                             response_body = ?7, completed_at = ?8
+                         WHERE merchant_id = ?1 AND mode = ?2 AND idempotency_key = ?3
+                           AND state = 'IN_FLIGHT' AND lock_token = ?4",
+                        params![
+                            scope.merchant_id.to_string(),
+                            scope.mode.as_str(),
+                            scope.key.as_str(),
+                            lock_token,
+                            response.status,
+                            response.content_type,
+                            response.body,
+                            now.as_millis()
+                        ],
+                    )
+                    .map_err(backend)?;
+                if changed == 1 {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict("the idempotency claim was lost"))
+                }
+            })
+            .await
+    }
+
+    async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
+        let scope = scope.clone();
+        self.runtime
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM idempotency_keys
+                     WHERE merchant_id = ?1 AND mode = ?2 AND idempotency_key = ?3
+                       AND state = 'IN_FLIGHT' AND lock_token = ?4",
+                    params![
+                        scope.merchant_id.to_string(),
+                        scope.mode.as_str(),
+                        scope.key.as_str(),
+                        lock_token
+                    ],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn idempotency_reap(&self, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError> {
+        self.runtime
+            .write(move |conn| {
+                let deleted = conn
+                    .execute(
+                        "DELETE FROM idempotency_keys WHERE rowid IN (
+                             SELECT rowid FROM idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+                        params![created_before.as_millis(), limit],
+                    )
+                    .map_err(backend)?;
+                Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+            })
+            .await
+    }
+}
+
+fn claim_blocking(conn: &Connection, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError> {
+    let scope = &claim.scope;
+    let inserted = conn
+        .execute(
+            "INSERT INTO idempotency_keys
+                 (merchant_id, mode, idempotency_key, fingerprint, state, lock_token, locked_until, created_at)
+             VALUES (?1, ?2, ?3, ?4, 'IN_FLIGHT', ?5, ?6, ?7)
+             ON CONFLICT (merchant_id, mode, idempotency_key) DO NOTHING",
+            params![
+                scope.merchant_id.to_string(),
+                scope.mode.as_str(),
+                scope.key.as_str(),
+                claim.fingerprint.0.as_slice(),
+                claim.lock_token,
+                claim.locked_until.as_millis(),
+                claim.now.as_millis()
+            ],
+        )
+        .map_err(backend)?;
+    if inserted == 1 {
+        return Ok(IdempotencyClaimOutcome::Claimed);
+    }
+    type Existing = (Vec<u8>, String, i64, i64, Option<u16>, Option<String>, Option<Vec<u8>>);
+    let existing: Existing = conn
+        .query_row(
+            "SELECT fingerprint, state, lock_token, locked_until, response_status, response_content_type, response_body
+             FROM idempotency_keys WHERE merchant_id = ?1 AND mode = ?2 AND idempotency_key = ?3",
+            params![scope.merchant_id.to_string(), scope.mode.as_str(), scope.key.as_str()],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            },
+        )
+        .map_err(backend)?;
+    let (fingerprint, state, lock_token, locked_until, status, content_type, body) = existing;
+    let fingerprint = fingerprint_from(fingerprint)?;
+    let stored = match state.as_str() {
+        "IN_FLIGHT" => StoredAttempt::InFlight {
+            fingerprint,
+            lock_token,
+            locked_until: UnixMillis::new(locked_until),
+        },
+        "COMPLETED" => StoredAttempt::Completed { fingerprint },
+        other => return Err(StoreError::Corrupt(format!("idempotency_keys.state = {other}"))),
+    };
+    match decide(&stored, claim.fingerprint, claim.now) {
+        IdempotencyDecision::Replay => {
+            let (Some(status), Some(content_type), Some(body)) = (status, content_type, body) else {
+                return Err(StoreError::Corrupt(
+                    "completed idempotency record without a response".into(),
+                ));
+            };
+            Ok(IdempotencyClaimOutcome::Replay(StoredResponse {
+                status,
+                content_type,
+                body,
+            }))
+        }
+        IdempotencyDecision::RejectReused => Ok(IdempotencyClaimOutcome::Reused),
+        IdempotencyDecision::RejectInFlight => Ok(IdempotencyClaimOutcome::InFlight),
+        IdempotencyDecision::TakeOver { stale_lock_token } => {
+            let changed = conn
+                .execute(
+                    "UPDATE idempotency_keys SET lock_token = ?5, locked_until = ?6
+                     WHERE merchant_id = ?1 AND mode = ?2 AND idempotency_key = ?3
+                       AND state = 'IN_FLIGHT' AND lock_token = ?4",
+                    params![
+                        scope.merchant_id.to_string(),
+                        scope.mode.as_str(),
+                        scope.key.as_str(),
+                        stale_lock_token,
+                        claim.lock_token,
+                        claim.locked_until.as_millis()
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(if changed == 1 {
+                IdempotencyClaimOutcome::Claimed
+            } else {
+                IdempotencyClaimOutcome::InFlight
+            })
+        }
+    }
+}

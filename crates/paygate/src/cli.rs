@@ -1,0 +1,394 @@
+//! Command-line interface: `serve`, `migrate`, `merchant …`, `key …`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use paygate_app::{App, SystemClock};
+use paygate_domain::api_key::{KeyKind, Mode};
+use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_store::{DatabaseUrl, MigrationReport, OpenMode, Store};
+use serde_json::json;
+
+use crate::config::{Config, DEFAULT_DATA_DIR};
+
+#[derive(Parser, Debug)]
+#[command(name = "paygate", version, about = "paygate: an open-source online payment gateway")]
+pub struct Cli {
+    /// A TOML configuration file (see docs/configuration.md).
+    #[arg(long, global = true, env = "PAYGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the database is: shared by every subcommand that touches it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DatabaseArgs {
+    /// Directory for the embedded SQLite database and the secrets file [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// `postgres://USER@HOST/DB` or `sqlite://PATH`; overrides --data-dir for the database.
+    #[arg(long, env = "PAYGATE_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Create the database if it does not exist (implied for the default data directory).
+        #[arg(long)]
+        init: bool,
+    },
+    /// Create the database if needed and apply migrations.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Merchants.
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MerchantCommand {
+    /// Create a merchant with test and live keys; prints the keys once.
+    Create {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        name: String,
+        /// Print `{"mId", "testSecretKey", "testClientKey", "liveSecretKey", "liveClientKey"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List merchants in creation order.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Start after this MID.
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Test,
+    Live,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KindArg {
+    Secret,
+    Client,
+}
+
+/// Which key: by ID, or the active key of a merchant's mode and kind.
+#[derive(Args, Debug)]
+struct KeySelector {
+    #[arg(long, conflicts_with_all = ["merchant", "mode", "kind"])]
+    key_id: Option<String>,
+    #[arg(long, requires_all = ["mode", "kind"])]
+    merchant: Option<String>,
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    #[arg(long, value_enum)]
+    kind: Option<KindArg>,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// List a merchant's keys (prefixes and states; never the keys).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        merchant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a replacement key; the old one stops working after --grace-secs (default: at once).
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        selector: KeySelector,
+        #[arg(long, default_value_t = 0)]
+        grace_secs: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        selector: KeySelector,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { database, listen, init } => {
+            apply_database_args(&mut config, &database);
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            config.validate()?;
+            crate::logging::init(&config.log)?;
+            let open_mode = if init || may_create_implicitly(&config, &database) {
+                OpenMode::CreateIfMissing
+            } else {
+                OpenMode::ExistingOnly
+            };
+            crate::serve::run(config, open_mode).await
+        }
+        Command::Migrate { database } => {
+            apply_database_args(&mut config, &database);
+            let (store, report, _) = open(&config, OpenMode::CreateIfMissing).await?;
+            println!(
+                "{}: applied migrations {:?} ({})",
+                database_url(&config)?,
+                report.applied,
+                if report.applied.is_empty() {
+                    "already up to date"
+                } else {
+                    "done"
+                }
+            );
+            store.close().await;
+            Ok(())
+        }
+        Command::Merchant { command } => merchant(config, command).await,
+        Command::Key { command } => key(config, command).await,
+    }
+}
+
+fn apply_database_args(config: &mut Config, args: &DatabaseArgs) {
+    if let Some(dir) = &args.data_dir {
+        config.database.data_dir = dir.clone();
+    }
+    if let Some(url) = &args.database_url {
+        config.database.url = Some(url.clone());
+    }
+}
+
+/// `serve` creates a database by itself only in the default data directory, or in a data directory that already
+/// exists. A misspelt `--data-dir` or `sqlite://` path is refused instead of becoming a new empty database.
+fn may_create_implicitly(config: &Config, args: &DatabaseArgs) -> bool {
+    if config.database.url.is_some() {
+        return false;
+    }
+    let default_dir = args.data_dir.is_none() && config.database.data_dir == std::path::Path::new(DEFAULT_DATA_DIR);
+    default_dir || config.database.data_dir.is_dir()
+}
+
+pub fn database_url(config: &Config) -> anyhow::Result<DatabaseUrl> {
+    match &config.database.url {
+        Some(url) => DatabaseUrl::parse(url).map_err(|e| anyhow::anyhow!("database URL: {e}")),
+        None => Ok(DatabaseUrl::sqlite_file(config.database.data_dir.join("paygate.db"))),
+    }
+}
+
+/// Opens the store and the app. Secrets may be created only together with a new database.
+pub async fn open(config: &Config, open_mode: OpenMode) -> anyhow::Result<(Arc<dyn Store>, MigrationReport, App)> {
+    let url = database_url(config)?;
+    let (store, report) = paygate_store::open(&url, &config.store_options(open_mode))
+        .await
+        .with_context(|| format!("cannot open the database at {url}"))?;
+    let create_secrets = open_mode == OpenMode::CreateIfMissing;
+    let secrets = crate::secrets::load(config, create_secrets)?;
+    let app = App::new(store.clone(), &secrets, Arc::new(SystemClock))?;
+    Ok((store, report, app))
+}
+
+async fn merchant(mut config: Config, command: MerchantCommand) -> anyhow::Result<()> {
+    match command {
+        MerchantCommand::Create { database, name, json } => {
+            apply_database_args(&mut config, &database);
+            let (store, _, app) = open(&config, OpenMode::ExistingOnly).await?;
+            let created = app.create_merchant(&name).await?;
+            let secret = |mode, kind| {
+                created
+                    .key(mode, kind)
+                    .map(|k| k.secret.expose_secret().to_owned())
+                    .unwrap_or_default()
+            };
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "mId": created.merchant.id.to_string(),
+                        "testSecretKey": secret(Mode::Test, KeyKind::Secret),
+                        "testClientKey": secret(Mode::Test, KeyKind::Client),
+                        "liveSecretKey": secret(Mode::Live, KeyKind::Secret),
+                        "liveClientKey": secret(Mode::Live, KeyKind::Client),
+                    })
+                );
+            } else {
+                println!(
+                    "created merchant {} ({})",
+                    created.merchant.id,
+                    created.merchant.name.as_str()
+                );
+                println!("keys (shown once; store them now):");
+                for (label, mode, kind) in [
+                    ("test secret", Mode::Test, KeyKind::Secret),
+                    ("test client", Mode::Test, KeyKind::Client),
+                    ("live secret", Mode::Live, KeyKind::Secret),
+                    ("live client", Mode::Live, KeyKind::Client),
+                ] {
+                    println!("  {label}: {}", secret(mode, kind));
+                }
+            }
+            store.close().await;
+            Ok(())
+        }
+        MerchantCommand::List {
+            database,
+            after,
+            limit,
+            json,
+        } => {
+            apply_database_args(&mut config, &database);
+            let (store, _, app) = open(&config, OpenMode::ExistingOnly).await?;
+            let after = after.map(|a| MerchantId::parse(&a)).transpose().context("--after")?;
+            let merchants = app.list_merchants(after, limit).await?;
+            if json {
+                let rows: Vec<_> = merchants
+                    .iter()
+                    .map(|m| json!({"mId": m.id.to_string(), "name": m.name.as_str(), "status": m.status.as_str(), "createdAtMs": m.created_at.as_millis()}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for m in &merchants {
+                    println!("{}  {:<10}  {}", m.id, m.status.as_str(), m.name.as_str());
+                }
+            }
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn key(mut config: Config, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::List {
+            database,
+            merchant,
+            json,
+        } => {
+            apply_database_args(&mut config, &database);
+            let (store, _, app) = open(&config, OpenMode::ExistingOnly).await?;
+            let merchant = MerchantId::parse(&merchant).context("--merchant")?;
+            app.merchant(merchant).await.context("no such merchant")?;
+            let keys = app.list_keys(merchant).await?;
+            let now = paygate_app::Clock::now(&SystemClock);
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({"keyId": k.id.to_string(), "prefix": k.display_prefix, "mode": k.mode.as_str(), "kind": k.kind.as_str(), "revoked": k.state_at(now) == paygate_domain::api_key::KeyState::Revoked, "revokedAtMs": k.revoked_at.map(|t| t.as_millis())}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for k in &keys {
+                    let state = match (k.state_at(now), k.revoked_at) {
+                        (paygate_domain::api_key::KeyState::Revoked, _) => "revoked",
+                        (_, Some(_)) => "expiring",
+                        _ => "active",
+                    };
+                    println!("{}  {}…  {:<8}", k.id, k.display_prefix, state);
+                }
+            }
+            store.close().await;
+            Ok(())
+        }
+        KeyCommand::Rotate {
+            database,
+            selector,
+            grace_secs,
+            json,
+        } => {
+            apply_database_args(&mut config, &database);
+            let (store, _, app) = open(&config, OpenMode::ExistingOnly).await?;
+            let old = select_key(&app, &selector).await?;
+            let issued = app.rotate_key(old, grace_secs).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"oldKeyId": old.to_string(), "keyId": issued.record.id.to_string(), "key": issued.secret.expose_secret(), "graceSecs": grace_secs})
+                );
+            } else {
+                println!(
+                    "new key {} (shown once): {}",
+                    issued.record.id,
+                    issued.secret.expose_secret()
+                );
+                println!("old key {old} stops working in {grace_secs} s");
+            }
+            store.close().await;
+            Ok(())
+        }
+        KeyCommand::Revoke { database, selector } => {
+            apply_database_args(&mut config, &database);
+            let (store, _, app) = open(&config, OpenMode::ExistingOnly).await?;
+            let id = select_key(&app, &selector).await?;
+            let key = app.revoke_key(id).await?;
+            println!("revoked {} ({}…)", key.id, key.display_prefix);
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn select_key(app: &App, selector: &KeySelector) -> anyhow::Result<ApiKeyId> {
+    if let Some(id) = &selector.key_id {
+        return ApiKeyId::parse(id).context("--key-id");
+    }
+    let (Some(merchant), Some(mode), Some(kind)) = (&selector.merchant, selector.mode, selector.kind) else {
+        bail!("name the key with --key-id, or with --merchant, --mode and --kind");
+    };
+    let merchant = MerchantId::parse(merchant).context("--merchant")?;
+    let mode = match mode {
+        ModeArg::Test => Mode::Test,
+        ModeArg::Live => Mode::Live,
+    };
+    let kind = match kind {
+        KindArg::Secret => KeyKind::Secret,
+        KindArg::Client => KeyKind::Client,
+    };
+    let keys = app.list_keys(merchant).await?;
+    let active: Vec<_> = keys
+        .iter()
+        .filter(|k| k.mode == mode && k.kind == kind && k.revoked_at.is_none())
+        .collect();
+    match active.as_slice() {
+        [key] => Ok(key.id),
+        [] => bail!(
+            "merchant {merchant} has no active {} {} key",
+            mode.as_str(),
+            kind.as_str()
+        ),
+        _ => bail!("merchant {merchant} has several active keys of that kind; use --key-id"),
+    }
+}

@@ -1,0 +1,122 @@
+//! `paygate serve`: open the store, create the demo merchant on a new database, serve until SIGINT/SIGTERM.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use paygate_app::App;
+use paygate_domain::api_key::{KeyKind, Mode};
+use paygate_store::OpenMode;
+
+use crate::config::Config;
+
+pub async fn run(config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
+    if !config.database.migrate_on_start {
+        tracing::info!("database.migrate_on_start is off; the schema must already be current");
+    }
+    let (store, report, app) = crate::cli::open(&config, open_mode).await?;
+    let url = crate::cli::database_url(&config)?;
+    tracing::info!(database = %url, backend = store.backend().as_str(), applied = ?report.applied, "database ready");
+    if report.was_empty {
+        create_demo_merchant(&app, &config).await?;
+    }
+    let state = paygate_api::AppState::new(app.clone(), config.api()).context("cannot set up metrics")?;
+    let router = paygate_api::router(state);
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!(
+        "paygate listening on http://{address} ({} database)",
+        store.backend().as_str()
+    );
+    tracing::info!(%address, "listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reaper = tokio::spawn(reap_idempotency_keys(app.clone(), config.api().idempotency, stop_rx));
+    paygate_api::serve(listener, router, &config.api(), shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    let _ = reaper.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn create_demo_merchant(app: &App, config: &Config) -> anyhow::Result<()> {
+    let created = app.create_merchant("Demo Shop").await?;
+    let secret = created
+        .key(Mode::Test, KeyKind::Secret)
+        .map(|k| k.secret.expose_secret().to_owned());
+    let client = created
+        .key(Mode::Test, KeyKind::Client)
+        .map(|k| k.secret.expose_secret().to_owned());
+    let (Some(secret), Some(client)) = (secret, client) else {
+        anyhow::bail!("the demo merchant was created without test keys");
+    };
+    // Printed on stdout, never logged: the logger would redact it, and keys do not belong in log files.
+    println!("paygate: new database; created the demo merchant (its test keys are shown only now):");
+    println!("  mId:             {}", created.merchant.id);
+    println!("  test secret key: {secret}");
+    println!("  test client key: {client}");
+    println!(
+        "  try: curl -u {secret}: http://{}/v1/merchants/me",
+        config.server.listen
+    );
+    Ok(())
+}
+
+/// Deletes idempotency records past their retention, in bounded batches, until stopped.
+async fn reap_idempotency_keys(
+    app: App,
+    config: paygate_api::config::IdempotencyConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval = Duration::from_secs(u64::from(config.reap_interval_secs.max(1)));
+    let retention_secs = u64::from(config.retention_hours) * 3600;
+    // At most this many batches per pass, so one pass cannot monopolise the writer.
+    const BATCHES_PER_PASS_MAX: u32 = 10;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let cutoff = paygate_app::Clock::now(app.clock().as_ref()).saturating_sub_secs(retention_secs);
+        for _ in 0..BATCHES_PER_PASS_MAX {
+            match app.store().idempotency_reap(cutoff, config.reap_batch_max).await {
+                Ok(deleted) if deleted >= u64::from(config.reap_batch_max) => continue,
+                Ok(deleted) => {
+                    if deleted > 0 {
+                        tracing::debug!(deleted, "reaped idempotency keys");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "idempotency reaper failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}
