@@ -165,7 +165,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { database } => {
             apply_database_args(&mut config, &database);
-            let (store, report, _) = open(&config, OpenMode::CreateIfMissing).await?;
+            let (store, report) = open_store(&config, OpenMode::CreateIfMissing).await?;
+            if report.was_empty {
+                // A new database gets its secrets now, so later commands can issue and check keys.
+                crate::secrets::load(&config, true)?;
+            }
             println!(
                 "{}: applied migrations {:?} ({})",
                 database_url(&config)?,
@@ -210,14 +214,25 @@ pub fn database_url(config: &Config) -> anyhow::Result<DatabaseUrl> {
     }
 }
 
-/// Opens the store and the app. Secrets may be created only together with a new database.
-pub async fn open(config: &Config, open_mode: OpenMode) -> anyhow::Result<(Arc<dyn Store>, MigrationReport, App)> {
+/// Opens (and migrates) the store.
+pub async fn open_store(config: &Config, open_mode: OpenMode) -> anyhow::Result<(Arc<dyn Store>, MigrationReport)> {
     let url = database_url(config)?;
-    let (store, report) = paygate_store::open(&url, &config.store_options(open_mode))
+    paygate_store::open(&url, &config.store_options(open_mode))
         .await
-        .with_context(|| format!("cannot open the database at {url}"))?;
-    let create_secrets = open_mode == OpenMode::CreateIfMissing;
-    let secrets = crate::secrets::load(config, create_secrets)?;
+        .with_context(|| format!("cannot open the database at {url}"))
+}
+
+/// Opens the store and the app. The secrets file is created only together with a brand-new database: an existing
+/// database's keys were hashed under its own pepper, and a new pepper would silently invalidate all of them.
+pub async fn open(config: &Config, open_mode: OpenMode) -> anyhow::Result<(Arc<dyn Store>, MigrationReport, App)> {
+    let (store, report) = open_store(config, open_mode).await?;
+    let secrets = match crate::secrets::load(config, report.was_empty) {
+        Ok(secrets) => secrets,
+        Err(error) => {
+            store.close().await;
+            return Err(error);
+        }
+    };
     let app = App::new(store.clone(), &secrets, Arc::new(SystemClock))?;
     Ok((store, report, app))
 }

@@ -22,7 +22,7 @@ pub fn secrets_path(config: &Config) -> PathBuf {
     config.database.data_dir.join("secrets.toml")
 }
 
-/// Loads the secrets; creates the file only when `create` is allowed (a new installation).
+/// Loads the secrets; creates the file only when `create` is allowed (a brand-new database).
 pub fn load(config: &Config, create: bool) -> anyhow::Result<Secrets> {
     if let Some(hex_pepper) = &config.secrets.api_key_pepper {
         return parse_pepper(hex_pepper).context("secrets.api_key_pepper");
@@ -35,8 +35,9 @@ pub fn load(config: &Config, create: bool) -> anyhow::Result<Secrets> {
     }
     if !create {
         bail!(
-            "no secrets at {} and none configured; the gateway that created this database keeps them there, \
-             or set PAYGATE_SECRETS__API_KEY_PEPPER",
+            "no secrets at {} and none configured. This database already exists, so its API keys were hashed with a \
+             pepper kept elsewhere: use the --data-dir of the gateway that created it, or set \
+             PAYGATE_SECRETS__API_KEY_PEPPER",
             path.display()
         );
     }

@@ -346,3 +346,27 @@ async fn merchant_cli_creates_and_lists() {
     let (ok, _, err) = cli(&["merchant", "create", "--name", "   "], tmp.path(), &db);
     assert!(!ok && err.contains("must not be empty"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_database_without_its_secrets_is_refused() {
+    let db = TestDb::new().await;
+    let (mut gateway, _demo) = Gateway::fresh(&db, &[], &[]);
+    assert!(gateway.terminate().success());
+    let secrets = gateway.data_dir.join("secrets.toml");
+    assert!(secrets.exists());
+    std::fs::remove_file(&secrets).unwrap();
+    let output = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&gateway.data_dir)
+        .args(db.args())
+        .env_remove("PAYGATE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no secrets at"), "{stderr}");
+    assert!(
+        !secrets.exists(),
+        "a new pepper would silently invalidate every existing key"
+    );
+}

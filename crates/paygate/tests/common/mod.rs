@@ -145,7 +145,8 @@ impl Gateway {
     pub fn fresh(db: &TestDb, extra_args: &[&str], env: &[(&str, &str)]) -> (Gateway, Demo) {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
-        let mut init = vec!["--init"];
+        // SQLite in a directory that does not exist yet needs --init; PostgreSQL runs as the README says, without it.
+        let mut init = if db.is_postgres() { vec![] } else { vec!["--init"] };
         init.extend_from_slice(extra_args);
         let mut gateway = Gateway::start(data_dir, db, &init, env);
         gateway._tmp = Some(tmp);
