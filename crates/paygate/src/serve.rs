@@ -19,6 +19,9 @@ pub async fn run(config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
     if report.was_empty {
         create_demo_merchant(&app, &config).await?;
     }
+    // Signal handlers go in before the "listening" line: a SIGTERM that arrives right after it must be a graceful
+    // stop, not the default action (immediate death).
+    let shutdown = shutdown_signal()?;
     let state = paygate_api::AppState::new(app.clone(), config.api()).context("cannot set up metrics")?;
     let router = paygate_api::router(state);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -34,7 +37,7 @@ pub async fn run(config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reaper = tokio::spawn(reap_idempotency_keys(app.clone(), config.api().idempotency, stop_rx));
-    paygate_api::serve(listener, router, &config.api(), shutdown_signal()).await?;
+    paygate_api::serve(listener, router, &config.api(), shutdown).await?;
     let _ = stop_tx.send(true);
     let _ = reaper.await;
     store.close().await;
@@ -99,24 +102,22 @@ async fn reap_idempotency_keys(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGINT/SIGTERM handlers now and returns a future that resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutdown requested; finishing requests in flight");
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; finishing requests in flight");
+    })
 }
