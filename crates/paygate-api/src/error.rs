@@ -32,10 +32,33 @@ pub enum ErrorCode {
     ServiceOverloaded,
     ServiceUnavailable,
     InternalServerError,
+    InvalidCardNumber,
+    InvalidCardExpiration,
+    InvalidEncData,
+    UnknownEncKeyVersion,
+    EncDataDecryptionFailed,
+    DuplicatedOrderId,
+    NotFoundPayment,
+    AmountMismatch,
+    OrderIdMismatch,
+    PaymentExpired,
+    InvalidPaymentStatus,
+    AlreadyProcessingRequest,
+    NotCancelablePayment,
+    ExceedsCancelableAmount,
+    BalanceMismatch,
+    RejectCardPayment,
+    InvalidCardLostOrStolen,
+    InvalidCardPassword,
+    CardAuthenticationRequired,
+    RejectCardCompany,
+    AcquirerUnavailable,
+    NoAcquirerRoute,
+    CancelRefused,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 44] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -57,6 +80,29 @@ impl ErrorCode {
         ErrorCode::ServiceOverloaded,
         ErrorCode::ServiceUnavailable,
         ErrorCode::InternalServerError,
+        ErrorCode::InvalidCardNumber,
+        ErrorCode::InvalidCardExpiration,
+        ErrorCode::InvalidEncData,
+        ErrorCode::UnknownEncKeyVersion,
+        ErrorCode::EncDataDecryptionFailed,
+        ErrorCode::DuplicatedOrderId,
+        ErrorCode::NotFoundPayment,
+        ErrorCode::AmountMismatch,
+        ErrorCode::OrderIdMismatch,
+        ErrorCode::PaymentExpired,
+        ErrorCode::InvalidPaymentStatus,
+        ErrorCode::AlreadyProcessingRequest,
+        ErrorCode::NotCancelablePayment,
+        ErrorCode::ExceedsCancelableAmount,
+        ErrorCode::BalanceMismatch,
+        ErrorCode::RejectCardPayment,
+        ErrorCode::InvalidCardLostOrStolen,
+        ErrorCode::InvalidCardPassword,
+        ErrorCode::CardAuthenticationRequired,
+        ErrorCode::RejectCardCompany,
+        ErrorCode::AcquirerUnavailable,
+        ErrorCode::NoAcquirerRoute,
+        ErrorCode::CancelRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +128,29 @@ impl ErrorCode {
             ErrorCode::ServiceOverloaded => "SERVICE_OVERLOADED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+            ErrorCode::InvalidCardNumber => "INVALID_CARD_NUMBER",
+            ErrorCode::InvalidCardExpiration => "INVALID_CARD_EXPIRATION",
+            ErrorCode::InvalidEncData => "INVALID_ENC_DATA",
+            ErrorCode::UnknownEncKeyVersion => "UNKNOWN_ENC_KEY_VERSION",
+            ErrorCode::EncDataDecryptionFailed => "ENC_DATA_DECRYPTION_FAILED",
+            ErrorCode::DuplicatedOrderId => "DUPLICATED_ORDER_ID",
+            ErrorCode::NotFoundPayment => "NOT_FOUND_PAYMENT",
+            ErrorCode::AmountMismatch => "AMOUNT_MISMATCH",
+            ErrorCode::OrderIdMismatch => "ORDER_ID_MISMATCH",
+            ErrorCode::PaymentExpired => "PAYMENT_EXPIRED",
+            ErrorCode::InvalidPaymentStatus => "INVALID_PAYMENT_STATUS",
+            ErrorCode::AlreadyProcessingRequest => "ALREADY_PROCESSING_REQUEST",
+            ErrorCode::NotCancelablePayment => "NOT_CANCELABLE_PAYMENT",
+            ErrorCode::ExceedsCancelableAmount => "EXCEEDS_CANCELABLE_AMOUNT",
+            ErrorCode::BalanceMismatch => "BALANCE_MISMATCH",
+            ErrorCode::RejectCardPayment => "REJECT_CARD_PAYMENT",
+            ErrorCode::InvalidCardLostOrStolen => "INVALID_CARD_LOST_OR_STOLEN",
+            ErrorCode::InvalidCardPassword => "INVALID_CARD_PASSWORD",
+            ErrorCode::CardAuthenticationRequired => "CARD_AUTHENTICATION_REQUIRED",
+            ErrorCode::RejectCardCompany => "REJECT_CARD_COMPANY",
+            ErrorCode::AcquirerUnavailable => "ACQUIRER_UNAVAILABLE",
+            ErrorCode::NoAcquirerRoute => "NO_ACQUIRER_ROUTE",
+            ErrorCode::CancelRefused => "CANCEL_REFUSED",
         }
     }
 
@@ -106,6 +175,29 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::ServiceOverloaded | ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InvalidCardNumber => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidCardExpiration => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidEncData => StatusCode::BAD_REQUEST,
+            ErrorCode::UnknownEncKeyVersion => StatusCode::BAD_REQUEST,
+            ErrorCode::EncDataDecryptionFailed => StatusCode::BAD_REQUEST,
+            ErrorCode::DuplicatedOrderId => StatusCode::CONFLICT,
+            ErrorCode::NotFoundPayment => StatusCode::NOT_FOUND,
+            ErrorCode::AmountMismatch => StatusCode::BAD_REQUEST,
+            ErrorCode::OrderIdMismatch => StatusCode::BAD_REQUEST,
+            ErrorCode::PaymentExpired => StatusCode::CONFLICT,
+            ErrorCode::InvalidPaymentStatus => StatusCode::CONFLICT,
+            ErrorCode::AlreadyProcessingRequest => StatusCode::CONFLICT,
+            ErrorCode::NotCancelablePayment => StatusCode::CONFLICT,
+            ErrorCode::ExceedsCancelableAmount => StatusCode::BAD_REQUEST,
+            ErrorCode::BalanceMismatch => StatusCode::CONFLICT,
+            ErrorCode::RejectCardPayment => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidCardLostOrStolen => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidCardPassword => StatusCode::BAD_REQUEST,
+            ErrorCode::CardAuthenticationRequired => StatusCode::BAD_REQUEST,
+            ErrorCode::RejectCardCompany => StatusCode::BAD_REQUEST,
+            ErrorCode::AcquirerUnavailable => StatusCode::BAD_GATEWAY,
+            ErrorCode::NoAcquirerRoute => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::CancelRefused => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }
@@ -119,6 +211,18 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Seconds to wait, for 429 and 503.
     pub retry_after_secs: Option<u64>,
+    /// Rarely present, so boxed to keep `Result<_, ApiError>` small.
+    pub details: Option<Box<ErrorDetails>>,
+}
+
+/// Extra fields of some errors.
+#[derive(Clone, Debug, Default)]
+pub struct ErrorDetails {
+    /// For declines: the acquirer's own code and message, beside paygate's stable `code`.
+    pub acquirer_code: Option<String>,
+    pub acquirer_message: Option<String>,
+    /// The payment the failure concerns, when one was recorded (e.g. a declined key-in is ABORTED, not lost).
+    pub payment_key: Option<String>,
 }
 
 impl ApiError {
@@ -128,7 +232,13 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after_secs: None,
+            details: None,
         }
+    }
+
+    pub fn with_details(mut self, details: ErrorDetails) -> ApiError {
+        self.details = Some(Box::new(details));
+        self
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
@@ -173,15 +283,25 @@ pub struct ErrorBody {
     pub param: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquirer_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquirer_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_key: Option<String>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let details = self.details.map(|d| *d).unwrap_or_default();
         let body = ErrorBody {
             code: self.code.as_str(),
             message: self.message,
             param: self.param,
             request_id: None,
+            acquirer_code: details.acquirer_code,
+            acquirer_message: details.acquirer_message,
+            payment_key: details.payment_key,
         };
         let mut response = (self.code.status(), axum::Json(body.clone())).into_response();
         if let Some(seconds) = self.retry_after_secs {

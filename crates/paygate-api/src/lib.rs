@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
@@ -46,7 +46,19 @@ impl AppState {
 
 /// The authenticated API under `/v1`, without middleware. Tests may merge their own routes before layering.
 pub fn v1_routes() -> Router<AppState> {
-    Router::new().route("/v1/merchants/me", get(routes::merchants::me))
+    use routes::{encryption_keys, merchants, payments};
+    Router::new()
+        .route("/v1/merchants/me", get(merchants::me))
+        .route("/v1/merchants/me/encryption-key", get(encryption_keys::get))
+        .route("/v1/merchants/me/encryption-key/rotate", post(encryption_keys::rotate))
+        .route("/v1/payments", post(payments::create))
+        .route("/v1/payments/key-in", post(payments::key_in))
+        .route("/v1/payments/confirm", post(payments::confirm))
+        .route("/v1/payments/orders/{order_id}", get(payments::get_by_order))
+        .route("/v1/payments/{payment_key}", get(payments::get))
+        .route("/v1/payments/{payment_key}/cancel", post(payments::cancel))
+        .route("/v1/checkout/{payment_key}/authenticate", post(payments::authenticate))
+        .route("/v1/transactions", get(payments::transactions))
 }
 
 /// The whole gateway: public routes plus `v1`, wrapped in the full middleware stack.

@@ -17,6 +17,23 @@ pub fn rfc3339(at: UnixMillis) -> String {
         .unwrap_or_default()
 }
 
+/// Parses `2026-11-23T16:04:52+09:00` or a KST calendar date `2026-11-23` (its start, or with `end_of_day` the start
+/// of the next day, so a date range is inclusive of its last day).
+pub fn parse_instant(text: &str, end_of_day: bool) -> Option<UnixMillis> {
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return millis(at);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, format).ok()?;
+    let date = if end_of_day { date.next_day()? } else { date };
+    millis(date.midnight().assume_offset(KST))
+}
+
+fn millis(at: OffsetDateTime) -> Option<UnixMillis> {
+    let millis = at.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(millis).ok().map(UnixMillis::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,14 +37,7 @@ struct Harness {
 async fn harness(config: ApiConfig) -> Harness {
     let db = TestDatabase::new().await;
     let (store, _) = db.open().await;
-    let app = App::new(
-        store,
-        &Secrets {
-            api_key_pepper: vec![3; 32],
-        },
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let app = App::new(store, &Secrets::for_tests(3), Arc::new(SystemClock)).unwrap();
     let created = app.create_merchant("Edge Shop").await.unwrap();
     let key = created
         .key(

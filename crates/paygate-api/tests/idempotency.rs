@@ -61,14 +61,7 @@ struct Harness {
 async fn harness(config: ApiConfig) -> Harness {
     let db = TestDatabase::new().await;
     let (store, _) = db.open().await;
-    let app = App::new(
-        store,
-        &Secrets {
-            api_key_pepper: vec![7; 32],
-        },
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let app = App::new(store, &Secrets::for_tests(7), Arc::new(SystemClock)).unwrap();
     let probe = Arc::new(Probe::default());
     let routes = paygate_api::v1_routes()
         .route("/v1/test/echo", post(echo))

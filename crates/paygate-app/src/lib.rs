@@ -6,7 +6,11 @@
 
 pub mod auth;
 pub mod clock;
+pub mod enc_keys;
+pub mod encdata;
 pub mod merchants;
+pub mod payments;
+pub mod vault;
 
 use std::sync::Arc;
 
@@ -19,6 +23,21 @@ pub use clock::{Clock, SystemClock};
 #[derive(Clone)]
 pub struct Secrets {
     pub api_key_pepper: Vec<u8>,
+    /// Keys that seal data at rest (a checkout's card until confirmation, merchants' encData keys).
+    pub vault_keys: Vec<vault::VaultKey>,
+}
+
+impl Secrets {
+    /// Deterministic secrets for tests: never use outside them.
+    pub fn for_tests(seed: u8) -> Secrets {
+        Secrets {
+            api_key_pepper: vec![seed; 32],
+            vault_keys: vec![vault::VaultKey {
+                version: 1,
+                bytes: [seed.wrapping_add(1); 32],
+            }],
+        }
+    }
 }
 
 impl std::fmt::Debug for Secrets {
@@ -47,13 +66,51 @@ pub struct App {
     store: Arc<dyn Store>,
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
+    vault: vault::Vault,
+    acquirers: payments::Acquirers,
+    payments: payments::PaymentConfig,
+}
+
+/// What an [`App`] is built from besides the store, secrets and clock.
+#[derive(Clone, Default)]
+pub struct AppOptions {
+    pub acquirers: payments::Acquirers,
+    pub payments: payments::PaymentConfig,
 }
 
 impl App {
+    /// An app with the in-process sandbox acquirers and default payment settings.
     pub fn new(store: Arc<dyn Store>, secrets: &Secrets, clock: Arc<dyn Clock>) -> Result<App, AppError> {
+        let (acquirers, _) = payments::Acquirers::in_process_sandbox();
+        App::with_options(
+            store,
+            secrets,
+            clock,
+            AppOptions {
+                acquirers,
+                payments: payments::PaymentConfig::default(),
+            },
+        )
+    }
+
+    pub fn with_options(
+        store: Arc<dyn Store>,
+        secrets: &Secrets,
+        clock: Arc<dyn Clock>,
+        options: AppOptions,
+    ) -> Result<App, AppError> {
         let hasher = KeyHasher::new(secrets.api_key_pepper.clone())
             .map_err(|_| AppError::InvalidSecret("the API key pepper must be at least 32 bytes"))?;
-        Ok(App { store, hasher, clock })
+        let vault = vault::Vault::new(secrets.vault_keys.clone())
+            .map_err(|_| AppError::InvalidSecret("at least one vault key is required"))?;
+        Ok(App {
+            store,
+            hasher,
+            clock,
+            vault,
+            acquirers: options.acquirers,
+            payments: options.payments,
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

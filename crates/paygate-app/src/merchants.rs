@@ -51,6 +51,9 @@ impl App {
         }
         let new_keys: Vec<NewApiKey> = issued.iter().map(|k| self.to_new_key(k)).collect();
         self.store().insert_merchant(&merchant, &new_keys).await?;
+        // Test mode reaches the sandbox acquirers through the default contract; live contracts are the operator's.
+        let contracts = crate::payments::default_test_contracts(merchant.id);
+        self.store().set_contracts(merchant.id, Mode::Test, &contracts).await?;
         tracing::info!(merchant_id = %merchant.id, "merchant created");
         Ok(CreatedMerchant { merchant, keys: issued })
     }

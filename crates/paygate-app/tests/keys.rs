@@ -15,14 +15,7 @@ async fn app_with_clock() -> (App, Arc<ManualClock>, TestDatabase) {
     let db = TestDatabase::new().await;
     let (store, _) = db.open().await;
     let clock = Arc::new(ManualClock::new(UnixMillis::new(1_795_000_000_000)));
-    let app = App::new(
-        store,
-        &Secrets {
-            api_key_pepper: vec![5; 32],
-        },
-        clock.clone(),
-    )
-    .unwrap();
+    let app = App::new(store, &Secrets::for_tests(5), clock.clone()).unwrap();
     (app, clock, db)
 }
 
@@ -84,9 +77,7 @@ async fn authentication_outcomes() {
     // Keys hashed under another pepper are unknown here: the pepper is part of the stored hash.
     let other = App::new(
         app.store().clone(),
-        &Secrets {
-            api_key_pepper: vec![6; 32],
-        },
+        &Secrets::for_tests(6),
         Arc::new(paygate_app::SystemClock),
     )
     .unwrap();
@@ -103,7 +94,8 @@ async fn authentication_outcomes() {
     assert!(App::new(
         app.store().clone(),
         &Secrets {
-            api_key_pepper: vec![1; 31]
+            api_key_pepper: vec![1; 31],
+            vault_keys: Secrets::for_tests(1).vault_keys
         },
         Arc::new(paygate_app::SystemClock)
     )

@@ -147,6 +147,16 @@ typed_id!(
     "pay"
 );
 typed_id!(
+    /// One money movement of a payment (its approval, or one cancel): the `transactionKey` of the API.
+    TransactionKey,
+    "txn"
+);
+typed_id!(
+    /// A double-entry journal (a set of balanced ledger postings).
+    JournalId,
+    "jrn"
+);
+typed_id!(
     /// One HTTP request, echoed in `X-Request-Id` and error objects.
     RequestId,
     "req"

@@ -4,10 +4,13 @@
 //! Callers pass in the current time and entropy, and persist what the core decides.
 
 pub mod api_key;
+pub mod card;
 pub mod id;
 pub mod idempotency;
+pub mod ledger;
 pub mod merchant;
 pub mod money;
+pub mod order;
 pub mod payment;
 pub mod time;
 pub mod vat;

@@ -10,6 +10,7 @@
 //! on the state they came from (`UPDATE … WHERE id = ? AND state = ?`), so a lost race is reported, not overwritten.
 
 mod migrate;
+pub mod payments;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "testing")]
@@ -21,12 +22,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use paygate_domain::api_key::Mode;
 use paygate_domain::api_key::{ApiKey, KeyHash};
+use paygate_domain::id::PaymentId;
 use paygate_domain::id::{ApiKeyId, MerchantId};
 use paygate_domain::idempotency::{IdempotencyKey, RequestFingerprint};
 use paygate_domain::merchant::Merchant;
+use paygate_domain::order::OrderId;
+use paygate_domain::payment::{Payment, PaymentTransaction};
 use paygate_domain::time::UnixMillis;
 
 pub use migrate::MigrationReport;
+pub use payments::{
+    AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, JournalEntry, LedgerAudit, PaymentUpdate, Sealed,
+    StoredEncKey, TransactionQuery,
+};
 pub use url::{DatabaseUrl, DatabaseUrlError};
 
 /// Which implementation is behind a [`Store`].
@@ -227,6 +235,79 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes at most `limit` records created before `created_before`; returns how many.
     async fn idempotency_reap(&self, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError>;
+
+    // Acquirer routing.
+
+    /// Replaces a merchant's contracts for one mode, atomically.
+    async fn set_contracts(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        contracts: &[AcquirerContract],
+    ) -> Result<(), StoreError>;
+
+    async fn contracts(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<AcquirerContract>, StoreError>;
+
+    // Payments.
+
+    /// Inserts a new payment (version 0), with its encrypted checkout card if any.
+    async fn insert_payment(
+        &self,
+        payment: &Payment,
+        checkout_card: Option<&Sealed>,
+    ) -> Result<InsertPaymentOutcome, StoreError>;
+
+    /// A payment of this merchant and mode (another merchant's payment is `None`).
+    async fn payment(&self, merchant_id: MerchantId, mode: Mode, id: PaymentId) -> Result<Option<Payment>, StoreError>;
+
+    /// A payment by ID alone, for workers.
+    async fn payment_by_id(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
+
+    async fn payment_by_order(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        order_id: &OrderId,
+    ) -> Result<Option<Payment>, StoreError>;
+
+    /// Applies a state change and its effects in one transaction. `Conflict` if the payment's version moved
+    /// (another request or worker won) or a transaction to update is no longer pending; nothing is written then.
+    async fn update_payment(&self, update: &PaymentUpdate) -> Result<(), StoreError>;
+
+    /// A payment's approval and cancels, oldest first.
+    async fn payment_transactions(&self, payment_id: PaymentId) -> Result<Vec<PaymentTransaction>, StoreError>;
+
+    async fn list_transactions(&self, query: &TransactionQuery) -> Result<Vec<PaymentTransaction>, StoreError>;
+
+    async fn checkout_card(&self, payment_id: PaymentId) -> Result<Option<Sealed>, StoreError>;
+
+    // Work for the background workers, oldest due first, at most `limit`.
+
+    /// Payments whose approval was requested or is unknown, with `next_inquiry_at <= now`.
+    async fn due_inquiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError>;
+
+    /// READY or IN_PROGRESS payments whose approval was never requested, past `expires_at`.
+    async fn due_expiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError>;
+
+    /// Pending cancels with `next_attempt_at <= now`.
+    async fn due_cancel_retries(&self, now: UnixMillis, limit: u32) -> Result<Vec<PaymentTransaction>, StoreError>;
+
+    // encData keys.
+
+    async fn enc_keys(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<StoredEncKey>, StoreError>;
+
+    /// Adds a key version; earlier versions without a retirement get `retire_previous_at`.
+    async fn add_enc_key(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        key: &StoredEncKey,
+        retire_previous_at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    // Ledger.
+
+    async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError>;
 }
 
 /// Opens (and migrates) the database the URL names.

@@ -26,10 +26,7 @@ impl TestDatabase {
                     .await
                     .unwrap_or_else(|e| panic!("PAYGATE_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
                 let driver = tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("CREATE DATABASE");
+                create_database(&client, &name).await;
                 drop(client);
                 let _ = driver.await;
                 let base = admin
@@ -88,6 +85,23 @@ impl Drop for TestDatabase {
             });
         })
         .join();
+    }
+}
+
+/// `CREATE DATABASE` copies `template1` and fails while another session is using it (for instance another test's
+/// `CREATE DATABASE` at the same instant), so it is retried a bounded number of times.
+#[allow(clippy::panic)]
+pub async fn create_database(client: &tokio_postgres::Client, name: &str) {
+    const ATTEMPTS_MAX: u32 = 20;
+    for attempt in 1..=ATTEMPTS_MAX {
+        match client.batch_execute(&format!("CREATE DATABASE {name}")).await {
+            Ok(()) => return,
+            Err(error) if attempt < ATTEMPTS_MAX => {
+                eprintln!("CREATE DATABASE {name} failed (attempt {attempt}): {error:?}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(error) => panic!("cannot create the test database {name}: {error:?}"),
+        }
     }
 }
 

@@ -19,6 +19,9 @@ use paygate_store::{
 
 const T0: i64 = 1_700_000_000_000;
 
+/// Every migration this paygate knows, in order.
+const MIGRATIONS: [i64; 2] = [1, 2];
+
 fn response(status: u16, body: &[u8]) -> StoredResponse {
     StoredResponse {
         status,
@@ -40,7 +43,7 @@ async fn fresh_database_is_migrated_once() {
     assert_eq!(
         ts.report,
         MigrationReport {
-            applied: vec![1],
+            applied: MIGRATIONS.to_vec(),
             was_empty: true
         }
     );
@@ -69,7 +72,7 @@ async fn processes_starting_together_migrate_once() {
         reports.push(open.await.unwrap().unwrap());
     }
     let fresh = MigrationReport {
-        applied: vec![1],
+        applied: MIGRATIONS.to_vec(),
         was_empty: true,
     };
     let later = MigrationReport {

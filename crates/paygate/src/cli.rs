@@ -62,6 +62,51 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// The double-entry ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Run the sandbox acquirers A, B and C as their own process (JSON over HTTP), with fault injection.
+    AcquirerSim(SimArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Check that every journal balances, the ledger sums to zero, and each payment's receivable matches its
+    /// approved amount minus completed cancels. Exits 1 if anything is off.
+    Check {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// Address to listen on; port 0 picks a free port (printed).
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    listen: std::net::SocketAddr,
+    /// Latency added to every call, plus up to --jitter-ms more.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u32,
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u32,
+    /// Per mille of calls that time out without being applied.
+    #[arg(long, default_value_t = 0)]
+    timeout_per_mille: u16,
+    /// Per mille of calls that are applied but whose answer is lost.
+    #[arg(long, default_value_t = 0)]
+    lost_answer_per_mille: u16,
+    /// Per mille of calls answered with a system error (not applied).
+    #[arg(long, default_value_t = 0)]
+    system_error_per_mille: u16,
+    /// How long a timed-out call is held before its connection closes; must exceed the gateway's timeout.
+    #[arg(long, default_value_t = 30_000)]
+    hang_ms: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +229,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Merchant { command } => merchant(config, command).await,
+        Command::Ledger {
+            command: LedgerCommand::Check { database, json },
+        } => {
+            apply_database_args(&mut config, &database);
+            let (store, _) = open_store(&config, OpenMode::ExistingOnly).await?;
+            let audit = store.audit_ledger().await;
+            store.close().await;
+            let audit = audit?;
+            let totals: Vec<String> = audit.totals.iter().map(ToString::to_string).collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "clean": audit.is_clean(),
+                        "journals": audit.journals,
+                        "postings": audit.postings,
+                        "unbalancedJournals": audit.unbalanced_journals,
+                        "mismatchedPayments": audit.mismatched_payments.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "totals": totals,
+                    })
+                );
+            } else {
+                println!(
+                    "ledger: {} journals, {} postings, totals [{}], {} unbalanced journals, {} mismatched payments",
+                    audit.journals,
+                    audit.postings,
+                    totals.join(", "),
+                    audit.unbalanced_journals.len(),
+                    audit.mismatched_payments.len()
+                );
+                for journal in &audit.unbalanced_journals {
+                    println!("  unbalanced journal {journal}");
+                }
+                for payment in &audit.mismatched_payments {
+                    println!("  mismatched payment {payment}");
+                }
+            }
+            if audit.is_clean() {
+                println!("ledger check: OK");
+                Ok(())
+            } else {
+                bail!("ledger check failed")
+            }
+        }
+        Command::AcquirerSim(args) => acquirer_sim(args).await,
         Command::Key { command } => key(config, command).await,
     }
 }
@@ -233,8 +323,36 @@ pub async fn open(config: &Config, open_mode: OpenMode) -> anyhow::Result<(Arc<d
             return Err(error);
         }
     };
-    let app = App::new(store.clone(), &secrets, Arc::new(SystemClock))?;
+    let app = App::with_options(store.clone(), &secrets, Arc::new(SystemClock), app_options(config)?)?;
     Ok((store, report, app))
+}
+
+/// The acquirers and payment settings the configuration asks for.
+pub fn app_options(config: &Config) -> anyhow::Result<paygate_app::AppOptions> {
+    use paygate_app::payments::Acquirers;
+    use paygate_connectors::http::{HttpAcquirer, HttpAcquirerConfig};
+    let acquirers = match config.acquirers.sandbox.as_str() {
+        "in-process" => Acquirers::in_process_sandbox().0,
+        url => {
+            let http = HttpAcquirerConfig {
+                connect_timeout_ms: config.acquirers.connect_timeout_ms,
+                request_timeout_ms: config.acquirers.request_timeout_ms,
+                pool_max_idle: usize::try_from(config.acquirers.pool_idle_max).unwrap_or(usize::MAX),
+            };
+            let mut acquirers = Acquirers::new();
+            for name in ["A", "B", "C"] {
+                let id = paygate_connectors::AcquirerId::parse(name).context("acquirer id")?;
+                let acquirer = HttpAcquirer::new(id, url, http).context("acquirers.sandbox")?;
+                acquirers.add(paygate_domain::api_key::Mode::Test, Arc::new(acquirer));
+            }
+            acquirers
+        }
+    };
+    let mut payments = config.payments.clone();
+    if payments.checkout_base_url.is_empty() {
+        payments.checkout_base_url = format!("http://{}", config.server.listen);
+    }
+    Ok(paygate_app::AppOptions { acquirers, payments })
 }
 
 async fn merchant(mut config: Config, command: MerchantCommand) -> anyhow::Result<()> {
@@ -406,4 +524,39 @@ async fn select_key(app: &App, selector: &KeySelector) -> anyhow::Result<ApiKeyI
         ),
         _ => bail!("merchant {merchant} has several active keys of that kind; use --key-id"),
     }
+}
+
+async fn acquirer_sim(args: SimArgs) -> anyhow::Result<()> {
+    use paygate_connectors::http::{Simulator, SimulatorConfig};
+    let config = SimulatorConfig {
+        latency_ms: args.latency_ms,
+        latency_jitter_ms: args.jitter_ms,
+        timeout_per_mille: args.timeout_per_mille,
+        lost_answer_per_mille: args.lost_answer_per_mille,
+        system_error_per_mille: args.system_error_per_mille,
+        seed: args.seed,
+        hang_ms: args.hang_ms,
+        ..SimulatorConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    println!("paygate acquirer-sim listening on http://{address} (acquirers A, B, C)");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return shutdown.await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = shutdown => {}
+        }
+    };
+    Simulator::new(config).serve(listener, shutdown).await?;
+    Ok(())
 }

@@ -21,6 +21,31 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub secrets: SecretsConfig,
+    pub payments: paygate_app::payments::PaymentConfig,
+    pub acquirers: AcquirersConfig,
+}
+
+/// Where test-mode payments go: the in-process sandbox acquirers, or the simulator process over HTTP.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcquirersConfig {
+    /// `in-process`, or the base URL of `paygate acquirer-sim` (e.g. `http://127.0.0.1:9100`).
+    pub sandbox: String,
+    /// HTTP connector bounds (simulator).
+    pub connect_timeout_ms: u32,
+    pub request_timeout_ms: u32,
+    pub pool_idle_max: u32,
+}
+
+impl Default for AcquirersConfig {
+    fn default() -> Self {
+        AcquirersConfig {
+            sandbox: "in-process".into(),
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 10_000,
+            pool_idle_max: 64,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -103,6 +128,8 @@ impl Default for LogConfig {
 pub struct SecretsConfig {
     /// Hex, at least 64 characters (32 bytes). When empty, read from (or created in) `<data_dir>/secrets.toml`.
     pub api_key_pepper: Option<String>,
+    /// Comma-separated `VERSION:HEX` keys (32 bytes each) that seal data at rest. Required with `api_key_pepper`.
+    pub vault_keys: Option<String>,
 }
 
 impl std::fmt::Debug for SecretsConfig {
@@ -160,6 +187,13 @@ impl Config {
                 "idempotency.in_flight_lock_ms ({}) must exceed http.request_timeout_ms ({}), or a slow request's key could be taken over while it still runs",
                 api.idempotency.in_flight_lock_ms,
                 api.http.request_timeout_ms
+            );
+        }
+        if u64::from(self.payments.first_inquiry_delay_ms) <= u64::from(self.acquirers.request_timeout_ms) {
+            anyhow::bail!(
+                "payments.first_inquiry_delay_ms ({}) must exceed acquirers.request_timeout_ms ({}), or the inquiry worker could race a call still in flight",
+                self.payments.first_inquiry_delay_ms,
+                self.acquirers.request_timeout_ms
             );
         }
         if api.idempotency.retention_hours < 24 {
@@ -272,7 +306,9 @@ mod tests {
     fn debug_hides_the_pepper() {
         let secrets = SecretsConfig {
             api_key_pepper: Some("ab".repeat(32)),
+            vault_keys: Some(format!("1:{}", "cd".repeat(32))),
         };
         assert!(!format!("{secrets:?}").contains("abab"));
+        assert!(!format!("{secrets:?}").contains("cdcd"));
     }
 }

@@ -36,10 +36,20 @@ pub async fn run(config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
     tracing::info!(%address, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reaper = tokio::spawn(reap_idempotency_keys(app.clone(), config.api().idempotency, stop_rx));
+    let reaper = tokio::spawn(reap_idempotency_keys(
+        app.clone(),
+        config.api().idempotency,
+        stop_rx.clone(),
+    ));
+    let workers = tokio::spawn(run_payment_workers(
+        app.clone(),
+        config.payments.worker_interval_ms,
+        stop_rx,
+    ));
     paygate_api::serve(listener, router, &config.api(), shutdown).await?;
     let _ = stop_tx.send(true);
     let _ = reaper.await;
+    let _ = workers.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -98,6 +108,37 @@ async fn reap_idempotency_keys(
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Expires payments, resolves unknown outcomes and retries cancels until stopped. A pass that found a full batch is
+/// followed at once by another; otherwise the worker sleeps for the interval.
+async fn run_payment_workers(app: App, interval_ms: u32, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = Duration::from_millis(u64::from(interval_ms.max(10)));
+    loop {
+        let busy = match app.run_workers_once().await {
+            Ok(report) => {
+                if !report.is_idle() {
+                    tracing::debug!(?report, "payment workers");
+                }
+                let batch = app.payment_config().worker_batch_max;
+                report.expired >= batch || report.inquiries >= batch || report.cancel_retries >= batch
+            }
+            Err(error) => {
+                tracing::warn!(%error, "payment worker pass failed; will retry");
+                false
+            }
+        };
+        if *stop.borrow() {
+            return;
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
         }
     }
 }

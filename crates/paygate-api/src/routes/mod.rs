@@ -1,2 +1,4 @@
+pub mod encryption_keys;
 pub mod health;
 pub mod merchants;
+pub mod payments;

@@ -5,10 +5,11 @@
 //! one transaction whose writes are conditional on the state they came from, and races between processes are
 //! settled by row locks (`SELECT … FOR UPDATE`, `INSERT … ON CONFLICT`), not by the isolation level.
 //!
-//! IDs are ULID text; they are compared and ordered with the database's default collation, which sorts the
-//! Crockford alphabet (digits, then upper-case letters) in byte order under every common locale.
+//! IDs are ULID text in columns with the "C" collation, so they are compared and ordered byte by byte, as in SQLite,
+//! whatever the database's default collation.
 
 mod error;
+mod payments;
 mod rows;
 
 use std::str::FromStr;
@@ -16,26 +17,38 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
-use paygate_domain::api_key::{ApiKey, KeyHash};
-use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::api_key::{ApiKey, KeyHash, Mode};
+use paygate_domain::id::{ApiKeyId, MerchantId, PaymentId};
 use paygate_domain::idempotency::{decide, IdempotencyDecision};
 use paygate_domain::merchant::Merchant;
+use paygate_domain::order::OrderId;
+use paygate_domain::payment::{Payment, PaymentTransaction};
 use paygate_domain::time::UnixMillis;
-use tokio_postgres::NoTls;
+use tokio_postgres::{IsolationLevel, NoTls};
 
 use self::error::{config_error, describe_target, pg_error, pool_error};
 use self::rows::{ATTEMPT_COLUMNS, KEY_COLUMNS, KEY_COLUMN_COUNT, MERCHANT_COLUMNS};
 use crate::migrate::{self, Migration, MigrationReport};
+use crate::payments::{
+    AcquirerContract, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
+};
 use crate::{
     Backend, IdempotencyClaim, IdempotencyClaimOutcome, IdempotencyScope, NewApiKey, PoolStats, Store, StoreError,
     StoreOptions, StoredResponse,
 };
 
-pub(crate) const MIGRATIONS: [Migration; 1] = [Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../../migrations/postgres/0001_foundation.sql"),
-}];
+pub(crate) const MIGRATIONS: [Migration; 2] = [
+    Migration {
+        version: 1,
+        name: "foundation",
+        sql: include_str!("../../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "payments",
+        sql: include_str!("../../migrations/postgres/0002_payments.sql"),
+    },
+];
 
 /// The `pg_advisory_xact_lock` key that serialises migrations between processes ("paygate1" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7061_7967_6174_6531;
@@ -542,6 +555,167 @@ impl Store for PostgresStore {
             .execute(&statement, &[&created_before.as_millis(), &i64::from(limit)])
             .await
             .map_err(pg_error)
+    }
+
+    async fn set_contracts(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        contracts: &[AcquirerContract],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        payments::set_contracts(&tx, merchant_id, mode, contracts).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn contracts(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<AcquirerContract>, StoreError> {
+        let client = self.client().await?;
+        payments::contracts(&client, merchant_id, mode).await
+    }
+
+    async fn insert_payment(
+        &self,
+        payment: &Payment,
+        checkout_card: Option<&Sealed>,
+    ) -> Result<InsertPaymentOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let outcome = payments::insert_payment(&tx, payment, checkout_card).await?;
+        match outcome {
+            InsertPaymentOutcome::Inserted => tx.commit().await.map_err(pg_error)?,
+            // The failed INSERT aborted the transaction; nothing was written.
+            InsertPaymentOutcome::DuplicateOrderId => tx.rollback().await.map_err(pg_error)?,
+        }
+        Ok(outcome)
+    }
+
+    async fn payment(&self, merchant_id: MerchantId, mode: Mode, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        let client = self.client().await?;
+        payments::payment_where(
+            &client,
+            "id = $1 AND merchant_id = $2 AND mode = $3",
+            &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
+        )
+        .await
+    }
+
+    async fn payment_by_id(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        let client = self.client().await?;
+        payments::payment_where(&client, "id = $1", &[&id.to_string()]).await
+    }
+
+    async fn payment_by_order(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        order_id: &OrderId,
+    ) -> Result<Option<Payment>, StoreError> {
+        let client = self.client().await?;
+        payments::payment_where(
+            &client,
+            "merchant_id = $1 AND mode = $2 AND order_id = $3",
+            &[&merchant_id.to_string(), &mode.as_str(), &order_id.as_str()],
+        )
+        .await
+    }
+
+    /// One transaction: the conditional payment update, the pending transaction's conditional update, the new
+    /// transactions, the ledger postings and the checkout card change. Any failure (a lost race included) returns
+    /// before the commit, and dropping the transaction rolls all of it back.
+    async fn update_payment(&self, update: &PaymentUpdate) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        payments::update_payment(&tx, update).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn payment_transactions(&self, payment_id: PaymentId) -> Result<Vec<PaymentTransaction>, StoreError> {
+        let client = self.client().await?;
+        payments::transactions_where(
+            &client,
+            "payment_id = $1 ORDER BY transaction_key",
+            &[&payment_id.to_string()],
+        )
+        .await
+    }
+
+    async fn list_transactions(&self, query: &TransactionQuery) -> Result<Vec<PaymentTransaction>, StoreError> {
+        let client = self.client().await?;
+        payments::list_transactions(&client, query).await
+    }
+
+    async fn checkout_card(&self, payment_id: PaymentId) -> Result<Option<Sealed>, StoreError> {
+        let client = self.client().await?;
+        payments::checkout_card(&client, payment_id).await
+    }
+
+    // The worker queues are plain reads: two workers may pick the same row, and the version check of
+    // `update_payment` lets only one of them act on it.
+
+    async fn due_inquiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError> {
+        let client = self.client().await?;
+        payments::payments_where(
+            &client,
+            "next_inquiry_at IS NOT NULL AND next_inquiry_at <= $1
+             AND approval_state IN ('REQUESTED', 'UNKNOWN') ORDER BY next_inquiry_at, id LIMIT $2",
+            &[&now.as_millis(), &i64::from(limit)],
+        )
+        .await
+    }
+
+    async fn due_expiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError> {
+        let client = self.client().await?;
+        payments::payments_where(
+            &client,
+            "expires_at IS NOT NULL AND expires_at <= $1 AND status IN ('READY', 'IN_PROGRESS')
+             AND approval_state = 'NOT_REQUESTED' ORDER BY expires_at, id LIMIT $2",
+            &[&now.as_millis(), &i64::from(limit)],
+        )
+        .await
+    }
+
+    async fn due_cancel_retries(&self, now: UnixMillis, limit: u32) -> Result<Vec<PaymentTransaction>, StoreError> {
+        let client = self.client().await?;
+        payments::transactions_where(
+            &client,
+            "next_attempt_at IS NOT NULL AND next_attempt_at <= $1 AND status = 'PENDING'
+             ORDER BY next_attempt_at, transaction_key LIMIT $2",
+            &[&now.as_millis(), &i64::from(limit)],
+        )
+        .await
+    }
+
+    async fn enc_keys(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<StoredEncKey>, StoreError> {
+        let client = self.client().await?;
+        payments::enc_keys(&client, merchant_id, mode).await
+    }
+
+    async fn add_enc_key(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        key: &StoredEncKey,
+        retire_previous_at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        payments::add_enc_key(&tx, merchant_id, mode, key, retire_previous_at).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_error)?;
+        let audit = payments::audit_ledger(&tx).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(audit)
     }
 }
 

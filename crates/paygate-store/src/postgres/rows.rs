@@ -17,14 +17,14 @@ pub(super) const KEY_COLUMN_COUNT: usize = 7;
 pub(super) const ATTEMPT_COLUMNS: &str =
     "fingerprint, state, lock_token, locked_until, response_status, response_content_type, response_body";
 
-fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, StoreError> {
+pub(super) fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, StoreError> {
     row.try_get(index).map_err(|error| {
         let column = row.columns().get(index).map_or("?", |c| c.name());
         StoreError::Corrupt(format!("column {column}: {error}"))
     })
 }
 
-fn parsed<T, E>(value: Result<T, E>, what: &str) -> Result<T, StoreError> {
+pub(super) fn parsed<T, E>(value: Result<T, E>, what: &str) -> Result<T, StoreError> {
     value.map_err(|_| StoreError::Corrupt(what.to_owned()))
 }
 
@@ -77,6 +77,6 @@ pub(super) fn attempt(row: &Row) -> Result<(StoredAttempt, Option<StoredResponse
     Ok((attempt, response))
 }
 
-fn corrupt(what: &str) -> StoreError {
+pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }

@@ -5,6 +5,7 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so a second process fails fast on the lock instead of
 //! deadlocking on an upgrade from a read lock.
 
+mod payments;
 mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -12,24 +13,36 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paygate_domain::api_key::{ApiKey, KeyHash, KeyKind, Mode};
-use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::id::{ApiKeyId, MerchantId, PaymentId};
 use paygate_domain::idempotency::{decide, IdempotencyDecision, RequestFingerprint, StoredAttempt};
 use paygate_domain::merchant::{Merchant, MerchantName, MerchantStatus};
+use paygate_domain::order::OrderId;
+use paygate_domain::payment::{Payment, PaymentTransaction};
 use paygate_domain::time::UnixMillis;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::migrate::{self, Migration, MigrationReport};
+use crate::payments::{
+    AcquirerContract, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
+};
 use crate::{
     Backend, IdempotencyClaim, IdempotencyClaimOutcome, IdempotencyScope, NewApiKey, OpenMode, PoolStats, Store,
     StoreError, StoreOptions, StoredResponse,
 };
 use runtime::Runtime;
 
-pub(crate) const MIGRATIONS: [Migration; 1] = [Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../../migrations/sqlite/0001_foundation.sql"),
-}];
+pub(crate) const MIGRATIONS: [Migration; 2] = [
+    Migration {
+        version: 1,
+        name: "foundation",
+        sql: include_str!("../../migrations/sqlite/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "payments",
+        sql: include_str!("../../migrations/sqlite/0002_payments.sql"),
+    },
+];
 
 pub struct SqliteStore {
     runtime: Runtime,
@@ -81,7 +94,7 @@ fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreErr
     )
     .map_err(unavailable)?;
     writer.busy_timeout(busy).map_err(backend)?;
-    writer.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+    set_wal(&writer, busy)?;
     writer.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
     writer.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
     let journal: String = writer
@@ -101,6 +114,26 @@ fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreErr
         readers.push(reader);
     }
     Ok((writer, readers, report, options.clone()))
+}
+
+/// Switching to WAL needs an exclusive lock and does not wait on the busy handler, so when several processes open
+/// a new database at once it is retried here until the busy timeout runs out.
+fn set_wal(conn: &Connection, busy: Duration) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + busy;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(code, _))
+                if matches!(
+                    code.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => return Err(backend(error)),
+        }
+    }
 }
 
 fn run_migrations(conn: &Connection) -> Result<MigrationReport, StoreError> {
@@ -502,6 +535,166 @@ impl Store for SqliteStore {
                 Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
             })
             .await
+    }
+
+    async fn set_contracts(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        contracts: &[AcquirerContract],
+    ) -> Result<(), StoreError> {
+        let contracts = contracts.to_vec();
+        self.runtime
+            .write(move |conn| payments::set_contracts(conn, merchant_id, mode, &contracts))
+            .await
+    }
+
+    async fn contracts(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<AcquirerContract>, StoreError> {
+        self.runtime
+            .read(move |conn| payments::contracts(conn, merchant_id, mode))
+            .await
+    }
+
+    async fn insert_payment(
+        &self,
+        payment: &Payment,
+        checkout_card: Option<&Sealed>,
+    ) -> Result<InsertPaymentOutcome, StoreError> {
+        let payment = payment.clone();
+        let card = checkout_card.cloned();
+        self.runtime
+            .write(move |conn| payments::insert_payment(conn, &payment, card.as_ref()))
+            .await
+    }
+
+    async fn payment(&self, merchant_id: MerchantId, mode: Mode, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                payments::payment_where(
+                    conn,
+                    "id = ?1 AND merchant_id = ?2 AND mode = ?3",
+                    &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
+                )
+            })
+            .await
+    }
+
+    async fn payment_by_id(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        self.runtime
+            .read(move |conn| payments::payment_where(conn, "id = ?1", &[&id.to_string()]))
+            .await
+    }
+
+    async fn payment_by_order(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        order_id: &OrderId,
+    ) -> Result<Option<Payment>, StoreError> {
+        let order_id = order_id.as_str().to_owned();
+        self.runtime
+            .read(move |conn| {
+                payments::payment_where(
+                    conn,
+                    "merchant_id = ?1 AND mode = ?2 AND order_id = ?3",
+                    &[&merchant_id.to_string(), &mode.as_str(), &order_id],
+                )
+            })
+            .await
+    }
+
+    async fn update_payment(&self, update: &PaymentUpdate) -> Result<(), StoreError> {
+        let update = update.clone();
+        self.runtime
+            .write(move |conn| payments::update_payment(conn, &update))
+            .await
+    }
+
+    async fn payment_transactions(&self, payment_id: PaymentId) -> Result<Vec<PaymentTransaction>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                payments::transactions_where(
+                    conn,
+                    "payment_id = ?1 ORDER BY transaction_key",
+                    &[&payment_id.to_string()],
+                )
+            })
+            .await
+    }
+
+    async fn list_transactions(&self, query: &TransactionQuery) -> Result<Vec<PaymentTransaction>, StoreError> {
+        let query = query.clone();
+        self.runtime
+            .read(move |conn| payments::list_transactions(conn, &query))
+            .await
+    }
+
+    async fn checkout_card(&self, payment_id: PaymentId) -> Result<Option<Sealed>, StoreError> {
+        self.runtime
+            .read(move |conn| payments::checkout_card(conn, payment_id))
+            .await
+    }
+
+    async fn due_inquiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                payments::payments_where(
+                    conn,
+                    "next_inquiry_at IS NOT NULL AND next_inquiry_at <= ?1
+                     AND approval_state IN ('REQUESTED', 'UNKNOWN') ORDER BY next_inquiry_at LIMIT ?2",
+                    &[&now.as_millis(), &limit],
+                )
+            })
+            .await
+    }
+
+    async fn due_expiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                payments::payments_where(
+                    conn,
+                    "expires_at IS NOT NULL AND expires_at <= ?1 AND status IN ('READY', 'IN_PROGRESS')
+                     AND approval_state = 'NOT_REQUESTED' ORDER BY expires_at LIMIT ?2",
+                    &[&now.as_millis(), &limit],
+                )
+            })
+            .await
+    }
+
+    async fn due_cancel_retries(&self, now: UnixMillis, limit: u32) -> Result<Vec<PaymentTransaction>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                payments::transactions_where(
+                    conn,
+                    "next_attempt_at IS NOT NULL AND next_attempt_at <= ?1 AND status = 'PENDING'
+                     ORDER BY next_attempt_at LIMIT ?2",
+                    &[&now.as_millis(), &limit],
+                )
+            })
+            .await
+    }
+
+    async fn enc_keys(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<StoredEncKey>, StoreError> {
+        self.runtime
+            .read(move |conn| payments::enc_keys(conn, merchant_id, mode))
+            .await
+    }
+
+    async fn add_enc_key(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        key: &StoredEncKey,
+        retire_previous_at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.runtime
+            .write(move |conn| payments::add_enc_key(conn, merchant_id, mode, &key, retire_previous_at))
+            .await
+    }
+
+    async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError> {
+        self.runtime.read(|conn| payments::audit_ledger(conn)).await
     }
 }
 

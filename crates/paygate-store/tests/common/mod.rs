@@ -117,10 +117,20 @@ impl TestDatabase {
                 DatabaseUrl::Postgres(admin_url.to_owned())
             )
         });
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create the test database {name}: {e}"));
+        // CREATE DATABASE copies template1 and fails while another session uses it (a parallel test's CREATE
+        // DATABASE), so it is retried a bounded number of times.
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match admin.batch_execute(&format!("CREATE DATABASE {name}")).await {
+                Ok(()) => break,
+                Err(e) if attempt < 20 => {
+                    eprintln!("CREATE DATABASE {name} failed (attempt {attempt}): {e:?}; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(e) => panic!("cannot create the test database {name}: {e:?}"),
+            }
+        }
         let url = DatabaseUrl::Postgres(with_database(admin_url, &name));
         TestDatabase {
             url,

@@ -221,3 +221,66 @@ pub fn http() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// A `paygate acquirer-sim` process.
+pub struct SimProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl SimProcess {
+    pub fn start(args: &[&str]) -> SimProcess {
+        let mut child = Command::new(BIN)
+            .arg("acquirer-sim")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("paygate acquirer-sim listening on ") {
+                        break rest.split_whitespace().next().unwrap().to_owned();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!("acquirer-sim did not start");
+                }
+            }
+        };
+        SimProcess { child, base }
+    }
+
+    /// Every journal entry of one acquirer, following the pages.
+    pub async fn journal(&self, acquirer: &str) -> Vec<serde_json::Value> {
+        let mut entries = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let page: serde_json::Value = http()
+                .get(format!("{}/{acquirer}/journal?afterSeq={after}", self.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            entries.extend(page["entries"].as_array().cloned().unwrap_or_default());
+            match page["nextAfterSeq"].as_u64() {
+                Some(next) => after = next,
+                None => return entries,
+            }
+        }
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

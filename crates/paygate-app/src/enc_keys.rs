@@ -1,0 +1,101 @@
+//! Merchants' encData keys: issued on first use, rotated on request, sealed at rest under the vault key.
+//! A rotated-out key keeps working for [`ENC_KEY_OVERLAP_SECS`] so merchants can deploy the new one.
+
+use paygate_store::{StoreError, StoredEncKey};
+
+use crate::auth::Caller;
+use crate::encdata::{self, EncDataError, EncDataKey};
+use crate::payments::{CardFields, InternalError, PaymentError};
+use crate::App;
+
+/// How long the previous key keeps working after a rotation.
+pub const ENC_KEY_OVERLAP_SECS: u64 = 24 * 60 * 60;
+
+fn purpose(caller: &Caller, version: u32) -> String {
+    format!("enc-key:{}:{}:{version}", caller.merchant.id, caller.key.mode.as_str())
+}
+
+impl App {
+    async fn live_enc_keys(&self, caller: &Caller) -> Result<Vec<EncDataKey>, PaymentError> {
+        let now = self.clock().now();
+        let stored = self.store().enc_keys(caller.merchant.id, caller.key.mode).await?;
+        let mut keys = Vec::new();
+        for key in stored.into_iter().filter(|k| k.retires_at.is_none_or(|at| at > now)) {
+            let bytes = self.vault.open(&purpose(caller, key.version), &key.sealed)?;
+            let bytes: [u8; encdata::KEY_LEN] = bytes
+                .try_into()
+                .map_err(|_| InternalError::Invariant("a sealed encData key has the wrong length".into()))?;
+            keys.push(EncDataKey::new(key.version, bytes));
+        }
+        Ok(keys)
+    }
+
+    /// The merchant's current encData key for the caller's mode, created on first use.
+    pub async fn encryption_key(&self, caller: &Caller) -> Result<EncDataKey, PaymentError> {
+        if let Some(newest) = self
+            .live_enc_keys(caller)
+            .await?
+            .into_iter()
+            .max_by_key(EncDataKey::version)
+        {
+            return Ok(newest);
+        }
+        self.add_encryption_key(caller, 1).await
+    }
+
+    /// Issues the next version; the previous one keeps working for a day.
+    pub async fn rotate_encryption_key(&self, caller: &Caller) -> Result<EncDataKey, PaymentError> {
+        let stored = self.store().enc_keys(caller.merchant.id, caller.key.mode).await?;
+        let next = stored.iter().map(|k| k.version).max().unwrap_or(0).saturating_add(1);
+        self.add_encryption_key(caller, next).await
+    }
+
+    async fn add_encryption_key(&self, caller: &Caller, version: u32) -> Result<EncDataKey, PaymentError> {
+        let key = EncDataKey::generate(version);
+        let now = self.clock().now();
+        let sealed = self.vault.seal(&purpose(caller, version), key.expose_bytes())?;
+        let stored = StoredEncKey {
+            version,
+            sealed,
+            created_at: now,
+            retires_at: None,
+        };
+        match self
+            .store()
+            .add_enc_key(
+                caller.merchant.id,
+                caller.key.mode,
+                &stored,
+                now.saturating_add_secs(ENC_KEY_OVERLAP_SECS),
+            )
+            .await
+        {
+            Ok(()) => Ok(key),
+            // Two first-use requests raced: the other one's key stands.
+            Err(StoreError::Conflict(_)) => self
+                .live_enc_keys(caller)
+                .await?
+                .into_iter()
+                .max_by_key(EncDataKey::version)
+                .ok_or(PaymentError::Concurrent),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Decrypts a key-in request's `encData` into card fields.
+    pub async fn decrypt_card_fields(&self, caller: &Caller, enc_data: &str) -> Result<CardFields, PaymentError> {
+        let keys = self.live_enc_keys(caller).await?;
+        if keys.is_empty() {
+            return Err(EncDataError::UnknownKeyVersion(0).into());
+        }
+        let aad = encdata::associated_data(&caller.merchant.id, caller.key.mode);
+        let fields = encdata::decrypt(&keys, &aad, enc_data)?;
+        Ok(CardFields {
+            card_number: fields.card_number,
+            expiration_year: fields.card_expiration_year,
+            expiration_month: fields.card_expiration_month,
+            identity_number: fields.customer_identity_number,
+            password: fields.card_password,
+        })
+    }
+}

@@ -1,0 +1,271 @@
+//! Calling the acquirer for an approval and writing down what happened, including the unknown.
+
+use std::time::Duration;
+
+use paygate_connectors::{Approval, ApproveOutcome, ApproveRequest, CardData, Outcome};
+use paygate_domain::id::JournalId;
+use paygate_domain::ledger::Journal;
+use paygate_domain::payment::{
+    ApprovalDetails, Failure, Payment, PaymentStatus, PaymentTransaction, TransactionKind, TransactionStatus,
+};
+use paygate_domain::time::DurationMs;
+use paygate_store::{CheckoutCardChange, JournalEntry, PaymentUpdate, StoreError};
+
+use super::{InternalError, PaymentError};
+use crate::App;
+
+/// A pause between attempts at a request the acquirer certainly did not apply.
+const NOT_APPLIED_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+impl App {
+    /// Calls the acquirer for a payment already written with approval REQUESTED, and records the outcome.
+    pub(crate) async fn run_approval(
+        &self,
+        payment: Payment,
+        card: CardData,
+        authenticated: bool,
+    ) -> Result<Payment, PaymentError> {
+        let acquirer = self.acquirer(&payment)?;
+        let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
+        let request = ApproveRequest {
+            reference: payment.id.to_string(),
+            acquirer_merchant_id: route.acquirer_merchant_id,
+            card,
+            amount: payment.total(),
+            installment_months: payment.installment.months(),
+            authenticated,
+        };
+        let attempts_max = self.payments.approve_attempts_max.max(1);
+        let mut attempt = 1;
+        let result = loop {
+            let result = acquirer.approve(&request).await;
+            match &result {
+                Err(error) if error.outcome() == Outcome::NotApplied && attempt < attempts_max => {
+                    tracing::warn!(payment_id = %payment.id, %error, attempt, "acquirer did not apply the approval; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(NOT_APPLIED_RETRY_PAUSE).await;
+                }
+                _ => break result,
+            }
+        };
+        match result {
+            Ok(ApproveOutcome::Approved(approval)) => self.complete_approval(payment, approval).await,
+            Ok(ApproveOutcome::Declined(decline)) => {
+                let failure = Failure {
+                    code: decline.code.as_str().to_owned(),
+                    message: decline.acquirer_message.clone(),
+                    acquirer_code: Some(decline.acquirer_code.clone()),
+                };
+                let failed = self.record_failure(&payment, failure).await?;
+                Err(PaymentError::Declined {
+                    payment: Box::new(failed),
+                    code: decline.code.as_str().to_owned(),
+                    message: decline.acquirer_message,
+                    acquirer_code: Some(decline.acquirer_code),
+                })
+            }
+            Err(error) => match error.outcome() {
+                Outcome::NotApplied => {
+                    tracing::warn!(payment_id = %payment.id, %error, "acquirer unavailable; payment aborted, nothing charged");
+                    let failure = Failure {
+                        code: "ACQUIRER_UNAVAILABLE".into(),
+                        message: "the acquirer could not process the payment; nothing was charged".into(),
+                        acquirer_code: None,
+                    };
+                    let failed = self.record_failure(&payment, failure).await?;
+                    Err(PaymentError::AcquirerUnavailable {
+                        payment: Some(Box::new(failed)),
+                    })
+                }
+                Outcome::Unknown => {
+                    tracing::warn!(payment_id = %payment.id, %error, "approval outcome unknown; an inquiry will resolve it");
+                    let now = self.clock().now();
+                    let next = payment
+                        .outcome_unknown(now.saturating_add(DurationMs::from_millis(self.inquiry_backoff_ms(0))));
+                    match self
+                        .store()
+                        .update_payment(&PaymentUpdate::new(payment.version, next.clone()))
+                        .await
+                    {
+                        Ok(()) => Ok(next),
+                        // The inquiry worker got there first; its answer stands.
+                        Err(StoreError::Conflict(_)) => self.reload(&payment).await,
+                        Err(other) => Err(other.into()),
+                    }
+                }
+            },
+        }
+    }
+
+    pub(crate) async fn reload(&self, payment: &Payment) -> Result<Payment, PaymentError> {
+        self.store()
+            .payment_by_id(payment.id)
+            .await?
+            .ok_or(PaymentError::NotFound)
+    }
+
+    /// Writes an approval (DONE, the approval transaction and its journal), or — when the payment can no longer
+    /// take it — reverses it at the acquirer and expires the payment.
+    pub(crate) async fn complete_approval(
+        &self,
+        payment: Payment,
+        approval: Approval,
+    ) -> Result<Payment, PaymentError> {
+        let now = self.clock().now();
+        if !payment.can_complete_at(now) {
+            return self.reverse_and_expire(payment).await;
+        }
+        let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
+        let details = ApprovalDetails {
+            approval_number: approval.approval_number.clone(),
+            issuer_code: approval.issuer_code.clone(),
+            acquirer_transaction_id: approval.acquirer_transaction_id.clone(),
+            approved_at: approval.approved_at,
+        };
+        let next = payment.approved(details)?;
+        let key = self.new_transaction_key(now);
+        let transaction = PaymentTransaction {
+            key,
+            payment_id: payment.id,
+            merchant_id: payment.merchant_id,
+            mode: payment.mode,
+            kind: TransactionKind::Approval,
+            status: TransactionStatus::Done,
+            amount: payment.total(),
+            reason: None,
+            created_at: approval.approved_at,
+            completed_at: Some(now),
+            acquirer_transaction_id: Some(approval.acquirer_transaction_id.clone()),
+            next_attempt_at: None,
+            attempts: 1,
+        };
+        let journal = Journal::card_approval(payment.merchant_id, &route.acquirer, payment.total())
+            .map_err(|e| InternalError::Invariant(e.to_string()))?;
+        let mut update = PaymentUpdate::new(payment.version, next.clone());
+        update.insert_transactions.push(transaction);
+        update.journals.push(JournalEntry {
+            id: JournalId::new(now, crate::random_bytes()),
+            transaction_key: key,
+            journal,
+            created_at: now,
+        });
+        update.checkout_card = CheckoutCardChange::Delete;
+        match self.store().update_payment(&update).await {
+            Ok(()) => {
+                tracing::info!(payment_id = %payment.id, "payment approved");
+                Ok(next)
+            }
+            Err(StoreError::Conflict(_)) => {
+                // Someone else wrote the outcome first. If it is this approval, all is well; if the payment ended
+                // otherwise, the approval must not stand.
+                let current = self.reload(&payment).await?;
+                if current.status == PaymentStatus::Done || current.status.accepts_cancel() {
+                    return Ok(current);
+                }
+                if current.status.is_terminal() {
+                    self.reverse(&current).await?;
+                    return Ok(current);
+                }
+                Err(PaymentError::Concurrent)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub(crate) async fn record_failure(&self, payment: &Payment, failure: Failure) -> Result<Payment, PaymentError> {
+        let next = payment.failed(failure)?;
+        let mut update = PaymentUpdate::new(payment.version, next.clone());
+        update.checkout_card = CheckoutCardChange::Delete;
+        match self.store().update_payment(&update).await {
+            Ok(()) => Ok(next),
+            Err(StoreError::Conflict(_)) => self.reload(payment).await,
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// 망취소: tells the acquirer to undo the approval with this payment's reference. Idempotent.
+    pub(crate) async fn reverse(&self, payment: &Payment) -> Result<(), PaymentError> {
+        let acquirer = self.acquirer(payment)?;
+        let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
+        acquirer
+            .reverse(&payment.id.to_string(), &route.acquirer_merchant_id)
+            .await
+            .map_err(|error| {
+                tracing::warn!(payment_id = %payment.id, %error, "reversal failed; will retry");
+                PaymentError::AcquirerUnavailable { payment: None }
+            })?;
+        tracing::info!(payment_id = %payment.id, "approval reversed (망취소)");
+        Ok(())
+    }
+
+    async fn reverse_and_expire(&self, payment: Payment) -> Result<Payment, PaymentError> {
+        self.reverse(&payment).await?;
+        let next = payment.expired()?;
+        let mut update = PaymentUpdate::new(payment.version, next.clone());
+        update.checkout_card = CheckoutCardChange::Delete;
+        match self.store().update_payment(&update).await {
+            Ok(()) => Ok(next),
+            Err(StoreError::Conflict(_)) => self.reload(&payment).await,
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Resolves one payment whose approval outcome is unknown (or whose request may have been lost in a crash).
+    pub(crate) async fn resolve_approval(&self, payment: Payment) -> Result<Payment, PaymentError> {
+        use paygate_connectors::InquiryOutcome;
+        let acquirer = self.acquirer(&payment)?;
+        let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
+        let answer = acquirer
+            .inquire(&payment.id.to_string(), &route.acquirer_merchant_id)
+            .await;
+        match answer {
+            Ok(InquiryOutcome::Approved(approval)) => self.complete_approval(payment, approval).await,
+            Ok(InquiryOutcome::Declined(decline)) => {
+                let failure = Failure {
+                    code: decline.code.as_str().to_owned(),
+                    message: decline.acquirer_message,
+                    acquirer_code: Some(decline.acquirer_code),
+                };
+                self.record_failure(&payment, failure).await
+            }
+            Ok(InquiryOutcome::Reversed { .. }) => {
+                let failure = Failure {
+                    code: "ACQUIRER_REVERSED".into(),
+                    message: "the approval was reversed at the acquirer".into(),
+                    acquirer_code: None,
+                };
+                self.record_failure(&payment, failure).await
+            }
+            Ok(InquiryOutcome::NotFound) => {
+                // The request may still be in flight inside the acquirer: reverse the reference first, so it can
+                // never complete later, then record the payment as failed. Nothing was charged.
+                if let Err(error) = self.reverse(&payment).await {
+                    return self.postpone_inquiry(payment, &error.to_string()).await;
+                }
+                let failure = Failure {
+                    code: "ACQUIRER_TIMEOUT".into(),
+                    message: "the acquirer did not complete the payment; nothing was charged".into(),
+                    acquirer_code: None,
+                };
+                self.record_failure(&payment, failure).await
+            }
+            Err(error) => self.postpone_inquiry(payment, &error.to_string()).await,
+        }
+    }
+
+    async fn postpone_inquiry(&self, payment: Payment, why: &str) -> Result<Payment, PaymentError> {
+        let now = self.clock().now();
+        let delay = self.inquiry_backoff_ms(payment.inquiry_attempts.saturating_add(1));
+        tracing::info!(payment_id = %payment.id, why, delay_ms = delay, "inquiry postponed");
+        let next = payment.inquiry_postponed(now.saturating_add(DurationMs::from_millis(delay)));
+        match self
+            .store()
+            .update_payment(&PaymentUpdate::new(payment.version, next.clone()))
+            .await
+        {
+            Ok(()) => Ok(next),
+            Err(StoreError::Conflict(_)) => self.reload(&payment).await,
+            Err(other) => Err(other.into()),
+        }
+    }
+}

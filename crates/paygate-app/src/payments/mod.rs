@@ -1,0 +1,284 @@
+//! Card payments: key-in, checkout (create → buyer authenticates → merchant confirms), cancels, lookups, and the
+//! workers that resolve unknown outcomes, expire payments and retry cancels.
+//!
+//! The order of operations is what keeps money safe:
+//! 1. the payment is written (IN_PROGRESS, approval REQUESTED) *before* the acquirer is called, with an inquiry
+//!    scheduled, so a crash mid-call leaves a record the inquiry worker resolves;
+//! 2. the acquirer is called with paygate's unique reference (the payment key), so a retry or an inquiry can never
+//!    create a second approval;
+//! 3. the result is written conditionally on the version read in step 1; an approval that cannot be written
+//!    (the payment moved on, or expired meanwhile) is reversed (망취소), never left dangling;
+//! 4. a timeout or lost answer is recorded as unknown and only an inquiry decides it.
+
+mod approve;
+mod cancel;
+mod checkout;
+mod keyin;
+mod routing;
+pub mod workers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use paygate_connectors::{Acquirer, AcquirerId};
+use paygate_domain::api_key::Mode;
+use paygate_domain::id::{PaymentId, TransactionKey};
+use paygate_domain::money::Money;
+use paygate_domain::order::OrderId;
+use paygate_domain::payment::{Payment, PaymentRuleError, PaymentTransaction};
+use paygate_domain::time::UnixMillis;
+use paygate_store::{StoreError, TransactionQuery};
+
+use crate::auth::Caller;
+use crate::App;
+
+pub use cancel::CancelRequest;
+pub use checkout::{AuthenticateRequest, CreateRequest};
+pub use keyin::{CardFields, KeyInRequest};
+pub use routing::default_test_contracts;
+
+/// Bounds and timings of the payment flows. Defaults are listed in `docs/configuration.md`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentConfig {
+    /// A READY checkout payment waits this long for the buyer.
+    pub checkout_ready_secs: u32,
+    /// An authenticated checkout payment waits this long for the merchant's confirm.
+    pub confirm_window_secs: u32,
+    /// After an approval request is written, when the inquiry worker looks at it if nothing else has (crash
+    /// recovery). Must exceed the acquirer request timeout.
+    pub first_inquiry_delay_ms: u32,
+    /// Backoff between inquiries about an unknown outcome: base, doubled per attempt, capped.
+    pub inquiry_backoff_base_ms: u32,
+    pub inquiry_backoff_max_ms: u32,
+    /// Attempts at an approval the acquirer certainly did not apply (system error, unreachable).
+    pub approve_attempts_max: u32,
+    /// Largest amount accepted for one payment, in minor units.
+    pub amount_max_minor: i64,
+    /// Payments handled per worker pass, per queue.
+    pub worker_batch_max: u32,
+    /// Base URL of the hosted checkout pages; empty means `http://<server.listen>`.
+    pub checkout_base_url: String,
+    /// Transactions returned per page at most.
+    pub transactions_page_max: u32,
+    /// How often the workers look for due work (expiries, inquiries, cancel retries).
+    pub worker_interval_ms: u32,
+}
+
+impl Default for PaymentConfig {
+    fn default() -> Self {
+        PaymentConfig {
+            checkout_ready_secs: 30 * 60,
+            confirm_window_secs: 10 * 60,
+            first_inquiry_delay_ms: 20_000,
+            inquiry_backoff_base_ms: 1_000,
+            inquiry_backoff_max_ms: 60_000,
+            approve_attempts_max: 3,
+            amount_max_minor: 10_000_000_000,
+            worker_batch_max: 100,
+            checkout_base_url: String::new(),
+            transactions_page_max: 100,
+            worker_interval_ms: 500,
+        }
+    }
+}
+
+/// The acquirers paygate can reach, per mode: test keys only ever reach sandbox acquirers.
+#[derive(Clone, Default)]
+pub struct Acquirers {
+    test: HashMap<String, Arc<dyn Acquirer>>,
+    live: HashMap<String, Arc<dyn Acquirer>>,
+}
+
+impl Acquirers {
+    pub fn new() -> Acquirers {
+        Acquirers::default()
+    }
+
+    pub fn add(&mut self, mode: Mode, acquirer: Arc<dyn Acquirer>) {
+        let id = acquirer.id().as_str().to_owned();
+        match mode {
+            Mode::Test => self.test.insert(id, acquirer),
+            Mode::Live => self.live.insert(id, acquirer),
+        };
+    }
+
+    /// The three in-process sandbox acquirers A, B and C for test mode.
+    pub fn in_process_sandbox() -> (Acquirers, Vec<Arc<paygate_connectors::sandbox::SandboxAcquirer>>) {
+        let mut acquirers = Acquirers::new();
+        let mut sandboxes = Vec::new();
+        for name in ["A", "B", "C"] {
+            let Some(id) = AcquirerId::parse(name) else { continue };
+            let sandbox = Arc::new(paygate_connectors::sandbox::SandboxAcquirer::new(id));
+            acquirers.add(Mode::Test, sandbox.clone());
+            sandboxes.push(sandbox);
+        }
+        (acquirers, sandboxes)
+    }
+
+    pub fn get(&self, mode: Mode, id: &str) -> Option<Arc<dyn Acquirer>> {
+        match mode {
+            Mode::Test => self.test.get(id).cloned(),
+            Mode::Live => self.live.get(id).cloned(),
+        }
+    }
+}
+
+/// Why a payment request failed. The HTTP layer maps each to a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        param: &'static str,
+        message: String,
+    },
+    #[error("the orderId was already used")]
+    DuplicateOrderId,
+    #[error("no such payment")]
+    NotFound,
+    #[error(transparent)]
+    Rule(#[from] PaymentRuleError),
+    #[error("another request changed the payment at the same time; retry")]
+    Concurrent,
+    #[error("the card was declined: {message}")]
+    Declined {
+        payment: Box<Payment>,
+        code: String,
+        message: String,
+        acquirer_code: Option<String>,
+    },
+    #[error("the acquirer could not process the request; nothing was charged")]
+    AcquirerUnavailable { payment: Option<Box<Payment>> },
+    #[error("no acquirer serves this card for the merchant")]
+    NoRoute,
+    #[error("the acquirer refused the cancel: {message}")]
+    CancelRefused { message: String, acquirer_code: String },
+    #[error("the encrypted card data could not be used: {0}")]
+    EncData(#[from] crate::encdata::EncDataError),
+    #[error("client keys can only start payments")]
+    Forbidden,
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    #[error("{0}")]
+    Invariant(String),
+}
+
+impl From<StoreError> for PaymentError {
+    fn from(error: StoreError) -> PaymentError {
+        PaymentError::Internal(InternalError::Store(error))
+    }
+}
+
+impl From<crate::vault::VaultError> for PaymentError {
+    fn from(error: crate::vault::VaultError) -> PaymentError {
+        PaymentError::Internal(InternalError::Vault(error))
+    }
+}
+
+/// A payment with the transactions (approval, cancels) a response shows.
+#[derive(Clone, Debug)]
+pub struct PaymentView {
+    pub payment: Payment,
+    pub transactions: Vec<PaymentTransaction>,
+}
+
+impl PaymentView {
+    /// The acquirer's answer is not known yet (approval or a cancel): the merchant learns the result later.
+    pub fn outcome_pending(&self) -> bool {
+        use paygate_domain::payment::{ApprovalState, TransactionStatus};
+        matches!(
+            self.payment.approval_state,
+            ApprovalState::Unknown | ApprovalState::Requested
+        ) && self.payment.status == paygate_domain::payment::PaymentStatus::InProgress
+            || self.transactions.iter().any(|t| t.status == TransactionStatus::Pending)
+    }
+}
+
+impl App {
+    pub fn payment_config(&self) -> &PaymentConfig {
+        &self.payments
+    }
+
+    pub(crate) fn acquirer(&self, payment: &Payment) -> Result<Arc<dyn Acquirer>, PaymentError> {
+        let route = payment.route.as_ref().ok_or(PaymentError::NoRoute)?;
+        self.acquirers
+            .get(payment.mode, &route.acquirer)
+            .ok_or(PaymentError::NoRoute)
+    }
+
+    pub(crate) fn new_transaction_key(&self, now: UnixMillis) -> TransactionKey {
+        TransactionKey::new(now, crate::random_bytes())
+    }
+
+    pub(crate) async fn view(&self, payment: Payment) -> Result<PaymentView, PaymentError> {
+        let transactions = self.store().payment_transactions(payment.id).await?;
+        Ok(PaymentView { payment, transactions })
+    }
+
+    pub async fn get_payment(&self, caller: &Caller, id: PaymentId) -> Result<PaymentView, PaymentError> {
+        let payment = self
+            .store()
+            .payment(caller.merchant.id, caller.key.mode, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        self.view(payment).await
+    }
+
+    pub async fn get_payment_by_order(&self, caller: &Caller, order_id: &str) -> Result<PaymentView, PaymentError> {
+        let order_id = OrderId::parse(order_id).map_err(|_| PaymentError::NotFound)?;
+        let payment = self
+            .store()
+            .payment_by_order(caller.merchant.id, caller.key.mode, &order_id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        self.view(payment).await
+    }
+
+    pub async fn list_transactions(
+        &self,
+        caller: &Caller,
+        from: UnixMillis,
+        until: UnixMillis,
+        after: Option<TransactionKey>,
+        limit: u32,
+    ) -> Result<Vec<PaymentTransaction>, PaymentError> {
+        let query = TransactionQuery {
+            merchant_id: caller.merchant.id,
+            mode: caller.key.mode,
+            from,
+            until,
+            after,
+            limit: limit.clamp(1, self.payments.transactions_page_max),
+        };
+        Ok(self.store().list_transactions(&query).await?)
+    }
+
+    pub(crate) fn money(&self, amount_minor: i64, param: &'static str) -> Result<Money, PaymentError> {
+        if amount_minor <= 0 || amount_minor > self.payments.amount_max_minor {
+            return Err(PaymentError::Invalid {
+                code: "INVALID_FIELD_VALUE",
+                param,
+                message: format!("`{param}` must be between 1 and {}", self.payments.amount_max_minor),
+            });
+        }
+        Ok(Money::krw(amount_minor))
+    }
+
+    /// Exponential backoff for inquiry attempt `attempt` (0-based), capped.
+    pub(crate) fn inquiry_backoff_ms(&self, attempt: u32) -> u32 {
+        let base = u64::from(self.payments.inquiry_backoff_base_ms.max(1));
+        let factor = 1u64 << attempt.min(20);
+        u32::try_from(base.saturating_mul(factor))
+            .unwrap_or(u32::MAX)
+            .min(self.payments.inquiry_backoff_max_ms)
+    }
+}

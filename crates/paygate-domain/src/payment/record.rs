@@ -1,0 +1,616 @@
+//! The payment record and the pure rules that move it.
+//!
+//! Each rule takes the current record and returns the next one (or refuses); the store persists the result
+//! conditionally on the record's `version`, so two racing requests cannot both win. Nothing here does I/O.
+
+use crate::api_key::Mode;
+use crate::card::{CardSummary, Installment};
+use crate::id::{MerchantId, PaymentId, TransactionKey};
+use crate::money::Money;
+use crate::order::{OrderId, OrderName};
+use crate::payment::status::{cancel_event, transition, CancelError, PaymentEvent, PaymentStatus, TransitionError};
+use crate::time::UnixMillis;
+use crate::vat::VatSplit;
+
+/// How the payment was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// 비인증 key-in: the merchant sent the card; paygate approved at once.
+    KeyIn,
+    /// 인증결제: created by the merchant, authenticated by the buyer, confirmed by the merchant.
+    Checkout,
+}
+
+impl Flow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::KeyIn => "KEY_IN",
+            Flow::Checkout => "CHECKOUT",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Flow> {
+        match text {
+            "KEY_IN" => Some(Flow::KeyIn),
+            "CHECKOUT" => Some(Flow::Checkout),
+            _ => None,
+        }
+    }
+}
+
+/// Where the acquirer call stands. `Unknown` means the request may have been applied: only an inquiry decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalState {
+    NotRequested,
+    Requested,
+    Unknown,
+    Completed,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::NotRequested => "NOT_REQUESTED",
+            ApprovalState::Requested => "REQUESTED",
+            ApprovalState::Unknown => "UNKNOWN",
+            ApprovalState::Completed => "COMPLETED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ApprovalState> {
+        match text {
+            "NOT_REQUESTED" => Some(ApprovalState::NotRequested),
+            "REQUESTED" => Some(ApprovalState::Requested),
+            "UNKNOWN" => Some(ApprovalState::Unknown),
+            "COMPLETED" => Some(ApprovalState::Completed),
+            _ => None,
+        }
+    }
+}
+
+/// Which acquirer serves the payment, and under which of its merchant numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub acquirer: String,
+    pub acquirer_merchant_id: String,
+}
+
+/// Why a payment failed: paygate's stable code, and the acquirer's own code when it declined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+    pub acquirer_code: Option<String>,
+}
+
+/// What the acquirer said when it approved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalDetails {
+    pub approval_number: String,
+    pub issuer_code: String,
+    pub acquirer_transaction_id: String,
+    pub approved_at: UnixMillis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub order_id: OrderId,
+    pub order_name: OrderName,
+    pub flow: Flow,
+    pub status: PaymentStatus,
+    pub approval_state: ApprovalState,
+    pub amounts: VatSplit,
+    /// What can still be cancelled: total minus completed and pending cancels.
+    pub balance: Money,
+    pub card: Option<CardSummary>,
+    pub installment: Installment,
+    pub route: Option<Route>,
+    pub approval: Option<ApprovalDetails>,
+    pub customer_name: Option<String>,
+    pub customer_email: Option<String>,
+    pub failure: Option<Failure>,
+    pub requested_at: UnixMillis,
+    /// The deadline of the current waiting state (buyer authentication, merchant confirm); none for key-in.
+    pub expires_at: Option<UnixMillis>,
+    /// When the recovery worker next asks the acquirer about an unknown outcome.
+    pub next_inquiry_at: Option<UnixMillis>,
+    pub inquiry_attempts: u32,
+    /// Incremented by every change; every update is conditional on it.
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentRuleError {
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    Cancel(#[from] CancelError),
+    #[error("the payment's approval is already being processed")]
+    ApprovalInProgress,
+    #[error("the payment expired")]
+    Expired,
+    #[error("the amount does not match the payment")]
+    AmountMismatch,
+    #[error("the orderId does not match the payment")]
+    OrderMismatch,
+    #[error("the balance is {actual}, not the expected {expected}")]
+    BalanceMismatch { expected: Money, actual: Money },
+}
+
+/// Everything needed to start a payment.
+#[derive(Clone, Debug)]
+pub struct NewPayment {
+    pub id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub order_id: OrderId,
+    pub order_name: OrderName,
+    pub amounts: VatSplit,
+    pub installment: Installment,
+    pub customer_name: Option<String>,
+    pub customer_email: Option<String>,
+    pub now: UnixMillis,
+}
+
+impl Payment {
+    /// A key-in payment, recorded before the acquirer is called (write-ahead), so a crash after the call leaves a
+    /// record the recovery worker resolves by inquiry.
+    pub fn key_in(new: NewPayment, card: CardSummary, route: Route, inquire_after: UnixMillis) -> Payment {
+        let mut payment = Payment::base(new, Flow::KeyIn, PaymentStatus::InProgress);
+        payment.card = Some(card);
+        payment.route = Some(route);
+        payment.approval_state = ApprovalState::Requested;
+        payment.next_inquiry_at = Some(inquire_after);
+        payment
+    }
+
+    /// A checkout payment waiting for the buyer until `expires_at`.
+    pub fn checkout(new: NewPayment, expires_at: UnixMillis) -> Payment {
+        let mut payment = Payment::base(new, Flow::Checkout, PaymentStatus::Ready);
+        payment.expires_at = Some(expires_at);
+        payment
+    }
+
+    fn base(new: NewPayment, flow: Flow, status: PaymentStatus) -> Payment {
+        Payment {
+            id: new.id,
+            merchant_id: new.merchant_id,
+            mode: new.mode,
+            order_id: new.order_id,
+            order_name: new.order_name,
+            flow,
+            status,
+            approval_state: ApprovalState::NotRequested,
+            balance: Money::zero(new.amounts.total().currency()),
+            amounts: new.amounts,
+            card: None,
+            installment: new.installment,
+            route: None,
+            approval: None,
+            customer_name: new.customer_name,
+            customer_email: new.customer_email,
+            failure: None,
+            requested_at: new.now,
+            expires_at: None,
+            next_inquiry_at: None,
+            inquiry_attempts: 0,
+            version: 0,
+        }
+    }
+
+    pub fn total(&self) -> Money {
+        self.amounts.total()
+    }
+
+    fn next(&self) -> Payment {
+        let mut next = self.clone();
+        next.version += 1;
+        next
+    }
+
+    /// The buyer authenticated a card on a paygate page: the merchant now has until `confirm_by` to confirm.
+    pub fn authenticated(
+        &self,
+        card: CardSummary,
+        installment: Installment,
+        route: Route,
+        now: UnixMillis,
+        confirm_by: UnixMillis,
+    ) -> Result<Payment, PaymentRuleError> {
+        self.not_expired(now)?;
+        let mut next = self.next();
+        next.status = transition(self.status, PaymentEvent::BuyerAuthenticated)?;
+        next.card = Some(card);
+        next.installment = installment;
+        next.route = Some(route);
+        next.expires_at = Some(confirm_by);
+        Ok(next)
+    }
+
+    /// The merchant confirms: amounts must match, the payment must be authenticated, not expired and not already
+    /// being approved. Returns the record to persist before calling the acquirer.
+    pub fn confirm_requested(
+        &self,
+        order_id: &OrderId,
+        amount: Money,
+        now: UnixMillis,
+        inquire_after: UnixMillis,
+    ) -> Result<Payment, PaymentRuleError> {
+        if &self.order_id != order_id {
+            return Err(PaymentRuleError::OrderMismatch);
+        }
+        if self.total() != amount {
+            return Err(PaymentRuleError::AmountMismatch);
+        }
+        // Only an authenticated payment can be approved; READY or final statuses refuse via the status machine.
+        transition(self.status, PaymentEvent::Approved)?;
+        if self.approval_state != ApprovalState::NotRequested {
+            return Err(PaymentRuleError::ApprovalInProgress);
+        }
+        self.not_expired(now)?;
+        let mut next = self.next();
+        next.approval_state = ApprovalState::Requested;
+        next.next_inquiry_at = Some(inquire_after);
+        Ok(next)
+    }
+
+    fn not_expired(&self, now: UnixMillis) -> Result<(), PaymentRuleError> {
+        match self.expires_at {
+            Some(deadline) if now >= deadline => Err(PaymentRuleError::Expired),
+            _ => Ok(()),
+        }
+    }
+
+    /// The acquirer approved: DONE, with the whole amount cancellable.
+    pub fn approved(&self, details: ApprovalDetails) -> Result<Payment, PaymentRuleError> {
+        let mut next = self.next();
+        next.status = transition(self.status, PaymentEvent::Approved)?;
+        next.approval_state = ApprovalState::Completed;
+        next.balance = self.total();
+        next.approval = Some(details);
+        next.expires_at = None;
+        next.next_inquiry_at = None;
+        next.failure = None;
+        Ok(next)
+    }
+
+    /// The acquirer declined, or certainly did not apply the request: ABORTED.
+    pub fn failed(&self, failure: Failure) -> Result<Payment, PaymentRuleError> {
+        let mut next = self.next();
+        next.status = transition(self.status, PaymentEvent::Failed)?;
+        next.approval_state = ApprovalState::Completed;
+        next.failure = Some(failure);
+        next.expires_at = None;
+        next.next_inquiry_at = None;
+        Ok(next)
+    }
+
+    /// The acquirer call's outcome is unknown: keep IN_PROGRESS, flag it, and schedule an inquiry.
+    pub fn outcome_unknown(&self, inquire_at: UnixMillis) -> Payment {
+        let mut next = self.next();
+        next.approval_state = ApprovalState::Unknown;
+        next.next_inquiry_at = Some(inquire_at);
+        next
+    }
+
+    /// An inquiry did not settle it; ask again later.
+    pub fn inquiry_postponed(&self, inquire_at: UnixMillis) -> Payment {
+        let mut next = self.next();
+        next.approval_state = ApprovalState::Unknown;
+        next.inquiry_attempts = self.inquiry_attempts.saturating_add(1);
+        next.next_inquiry_at = Some(inquire_at);
+        next
+    }
+
+    /// Whether an approval found by inquiry can still complete this payment. A checkout payment whose confirm
+    /// deadline passed cannot: paygate reverses the approval and expires the payment instead.
+    pub fn can_complete_at(&self, now: UnixMillis) -> bool {
+        self.not_expired(now).is_ok()
+    }
+
+    /// The deadline passed without completion (READY not authenticated, or authenticated but not confirmed,
+    /// or an approval found too late and reversed).
+    pub fn expired(&self) -> Result<Payment, PaymentRuleError> {
+        let mut next = self.next();
+        next.status = transition(self.status, PaymentEvent::Expired)?;
+        next.approval_state = match self.approval_state {
+            ApprovalState::NotRequested => ApprovalState::NotRequested,
+            _ => ApprovalState::Completed,
+        };
+        next.next_inquiry_at = None;
+        Ok(next)
+    }
+
+    /// Reserves `amount` of the balance for a cancel about to be sent to the acquirer. The status changes only
+    /// when the acquirer confirms ([`Payment::cancel_completed`]); the reservation keeps concurrent cancels from
+    /// exceeding the balance meanwhile.
+    pub fn cancel_reserved(&self, amount: Money, expected_balance: Option<Money>) -> Result<Payment, PaymentRuleError> {
+        if let Some(expected) = expected_balance {
+            if expected != self.balance {
+                return Err(PaymentRuleError::BalanceMismatch {
+                    expected,
+                    actual: self.balance,
+                });
+            }
+        }
+        if !self.status.accepts_cancel() {
+            // Route through the status machine for a uniform error.
+            transition(self.status, PaymentEvent::PartiallyCanceled)?;
+        }
+        let (_, balance) = cancel_event(self.balance, amount)?;
+        let mut next = self.next();
+        next.balance = balance;
+        Ok(next)
+    }
+
+    /// The acquirer confirmed a reserved cancel. `settled_remaining` is total minus all completed cancels
+    /// (pending ones excluded): zero means fully cancelled.
+    pub fn cancel_completed(&self, settled_remaining: Money) -> Result<Payment, PaymentRuleError> {
+        let event = if settled_remaining.is_zero() {
+            PaymentEvent::FullyCanceled
+        } else {
+            PaymentEvent::PartiallyCanceled
+        };
+        let mut next = self.next();
+        next.status = transition(self.status, event)?;
+        Ok(next)
+    }
+
+    /// The acquirer refused a reserved cancel: give the amount back to the balance.
+    pub fn cancel_released(&self, amount: Money) -> Result<Payment, PaymentRuleError> {
+        let mut next = self.next();
+        next.balance = self.balance.checked_add(amount).map_err(CancelError::from)?;
+        Ok(next)
+    }
+}
+
+/// A money movement of a payment: its approval, or one cancel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionKind {
+    Approval,
+    Cancel,
+}
+
+impl TransactionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransactionKind::Approval => "APPROVAL",
+            TransactionKind::Cancel => "CANCEL",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TransactionKind> {
+        match text {
+            "APPROVAL" => Some(TransactionKind::Approval),
+            "CANCEL" => Some(TransactionKind::Cancel),
+            _ => None,
+        }
+    }
+}
+
+/// `Pending` is sent or about to be sent to the acquirer, with an unknown answer until it is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionStatus {
+    Pending,
+    Done,
+    Failed,
+}
+
+impl TransactionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransactionStatus::Pending => "PENDING",
+            TransactionStatus::Done => "DONE",
+            TransactionStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TransactionStatus> {
+        match text {
+            "PENDING" => Some(TransactionStatus::Pending),
+            "DONE" => Some(TransactionStatus::Done),
+            "FAILED" => Some(TransactionStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentTransaction {
+    pub key: TransactionKey,
+    pub payment_id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    pub amount: Money,
+    pub reason: Option<String>,
+    pub created_at: UnixMillis,
+    pub completed_at: Option<UnixMillis>,
+    pub acquirer_transaction_id: Option<String>,
+    /// For a pending cancel with an unknown outcome: when the worker retries it.
+    pub next_attempt_at: Option<UnixMillis>,
+    pub attempts: u32,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn new_payment(total: i64) -> NewPayment {
+        NewPayment {
+            id: PaymentId::new(UnixMillis::new(1), [1; 10]),
+            merchant_id: MerchantId::new(UnixMillis::new(1), [2; 10]),
+            mode: Mode::Test,
+            order_id: OrderId::parse("order-0001").unwrap(),
+            order_name: OrderName::parse("T-shirt").unwrap(),
+            amounts: VatSplit::compute(Money::krw(total), Money::krw(0)).unwrap(),
+            installment: Installment::LUMP_SUM,
+            customer_name: None,
+            customer_email: None,
+            now: UnixMillis::new(1_000),
+        }
+    }
+
+    fn card() -> CardSummary {
+        CardSummary {
+            bin: "433000".into(),
+            last4: "0003".into(),
+            masked: "433000******0003".into(),
+        }
+    }
+
+    fn route() -> Route {
+        Route {
+            acquirer: "A".into(),
+            acquirer_merchant_id: "A-1".into(),
+        }
+    }
+
+    fn details() -> ApprovalDetails {
+        ApprovalDetails {
+            approval_number: "12345678".into(),
+            issuer_code: "11".into(),
+            acquirer_transaction_id: "A-1".into(),
+            approved_at: UnixMillis::new(2_000),
+        }
+    }
+
+    #[test]
+    fn key_in_approval_then_cancels() {
+        let payment = Payment::key_in(new_payment(10_000), card(), route(), UnixMillis::new(31_000));
+        assert_eq!(
+            (payment.status, payment.approval_state),
+            (PaymentStatus::InProgress, ApprovalState::Requested)
+        );
+        let done = payment.approved(details()).unwrap();
+        assert_eq!(
+            (done.status, done.balance, done.version),
+            (PaymentStatus::Done, Money::krw(10_000), 1)
+        );
+
+        let reserved = done.cancel_reserved(Money::krw(3_000), None).unwrap();
+        assert_eq!(
+            (reserved.status, reserved.balance),
+            (PaymentStatus::Done, Money::krw(7_000))
+        );
+        let partial = reserved.cancel_completed(Money::krw(7_000)).unwrap();
+        assert_eq!(partial.status, PaymentStatus::PartialCanceled);
+        assert!(matches!(
+            partial.cancel_reserved(Money::krw(7_001), None),
+            Err(PaymentRuleError::Cancel(CancelError::ExceedsBalance { .. }))
+        ));
+        assert!(matches!(
+            partial.cancel_reserved(Money::krw(1), Some(Money::krw(6_999))),
+            Err(PaymentRuleError::BalanceMismatch { .. })
+        ));
+        let rest = partial
+            .cancel_reserved(Money::krw(7_000), Some(Money::krw(7_000)))
+            .unwrap();
+        let canceled = rest.cancel_completed(Money::krw(0)).unwrap();
+        assert_eq!(
+            (canceled.status, canceled.balance),
+            (PaymentStatus::Canceled, Money::krw(0))
+        );
+        assert!(canceled.cancel_reserved(Money::krw(1), None).is_err());
+    }
+
+    #[test]
+    fn refused_cancel_gives_the_balance_back() {
+        let done = Payment::key_in(new_payment(5_000), card(), route(), UnixMillis::new(1))
+            .approved(details())
+            .unwrap();
+        let reserved = done.cancel_reserved(Money::krw(5_000), None).unwrap();
+        let released = reserved.cancel_released(Money::krw(5_000)).unwrap();
+        assert_eq!(
+            (released.status, released.balance),
+            (PaymentStatus::Done, Money::krw(5_000))
+        );
+    }
+
+    #[test]
+    fn checkout_rules() {
+        let ready = Payment::checkout(new_payment(20_000), UnixMillis::new(1_800_000));
+        let order = OrderId::parse("order-0001").unwrap();
+        // Not authenticated yet: confirm is refused by the status machine.
+        assert!(matches!(
+            ready.confirm_requested(
+                &order,
+                Money::krw(20_000),
+                UnixMillis::new(2_000),
+                UnixMillis::new(3_000)
+            ),
+            Err(PaymentRuleError::Transition(_))
+        ));
+        let authed = ready
+            .authenticated(
+                card(),
+                Installment::LUMP_SUM,
+                route(),
+                UnixMillis::new(2_000),
+                UnixMillis::new(602_000),
+            )
+            .unwrap();
+        assert_eq!(authed.status, PaymentStatus::InProgress);
+        let cases = [
+            ("order-0001", 19_999, 3_000, Err(PaymentRuleError::AmountMismatch)),
+            ("order-0002", 20_000, 3_000, Err(PaymentRuleError::OrderMismatch)),
+            ("order-0001", 20_000, 602_000, Err(PaymentRuleError::Expired)),
+        ];
+        for (order_id, amount, now, expected) in cases {
+            let got = authed.confirm_requested(
+                &OrderId::parse(order_id).unwrap(),
+                Money::krw(amount),
+                UnixMillis::new(now),
+                UnixMillis::new(now + 30_000),
+            );
+            assert_eq!(
+                got.map(|p| p.status),
+                expected.map(|p: Payment| p.status),
+                "{order_id} {amount} {now}"
+            );
+        }
+        let requested = authed
+            .confirm_requested(
+                &order,
+                Money::krw(20_000),
+                UnixMillis::new(3_000),
+                UnixMillis::new(33_000),
+            )
+            .unwrap();
+        assert_eq!(
+            requested.confirm_requested(
+                &order,
+                Money::krw(20_000),
+                UnixMillis::new(3_000),
+                UnixMillis::new(33_000)
+            ),
+            Err(PaymentRuleError::ApprovalInProgress)
+        );
+        let unknown = requested.outcome_unknown(UnixMillis::new(5_000));
+        assert_eq!(
+            (unknown.status, unknown.approval_state),
+            (PaymentStatus::InProgress, ApprovalState::Unknown)
+        );
+        assert!(unknown.can_complete_at(UnixMillis::new(601_999)));
+        assert!(!unknown.can_complete_at(UnixMillis::new(602_000)));
+        let expired = unknown.expired().unwrap();
+        assert_eq!(expired.status, PaymentStatus::Expired);
+        assert!(
+            expired.approved(details()).is_err(),
+            "an expired payment never becomes DONE"
+        );
+    }
+
+    #[test]
+    fn every_change_bumps_the_version() {
+        let payment = Payment::checkout(new_payment(1_000), UnixMillis::new(10));
+        assert_eq!(payment.version, 0);
+        assert_eq!(payment.expired().unwrap().version, 1);
+        assert_eq!(payment.outcome_unknown(UnixMillis::new(5)).version, 1);
+    }
+}
