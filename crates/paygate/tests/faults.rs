@@ -243,3 +243,161 @@ async fn a_thousand_payments_through_timeouts_and_lost_answers_reconcile() {
     let (ok, out, err) = cli(&["ledger", "check"], &gateway.data_dir, &db);
     assert!(ok, "{out}{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_cancels_and_confirms_over_two_gateways() {
+    let db = TestDb::new().await;
+    let sim = SimProcess::start(&["--latency-ms", "20"]);
+    let env = sim_env(&sim);
+    let (first, demo) = Gateway::fresh(&db, &[], &as_refs(&env));
+    let second = Gateway::start(first.data_dir.clone(), &db, &[], &as_refs(&env));
+    let bases = Arc::new([first.url(""), second.url("")]);
+    let auth = basic(&demo.secret_key);
+    let post = |base: String, path: String, body: Value, auth: String| async move {
+        let response = http()
+            .post(format!("{base}{path}"))
+            .header("authorization", auth)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
+    };
+
+    // 20 cancels of 1,000 race for a balance of 10,000: exactly ten win, the balance ends at zero, never below.
+    let (status, paid) = post(
+        bases[0].clone(),
+        "/v1/payments/key-in".into(),
+        key_in("race-0001", "4330000000000003", 10_000),
+        auth.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{paid}");
+    let key = paid["paymentKey"].as_str().unwrap().to_owned();
+    let mut tasks = Vec::new();
+    for index in 0..20 {
+        let body = json!({"cancelReason": format!("race {index}"), "cancelAmount": 1_000});
+        tasks.push(tokio::spawn(post(
+            bases[index % 2].clone(),
+            format!("/v1/payments/{key}/cancel"),
+            body,
+            auth.clone(),
+        )));
+    }
+    let mut outcomes: HashMap<u16, usize> = HashMap::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        // 200: refunded; 202: refunded or being refunded, recorded shortly; 400: over the balance; 409: lost a race
+        // before anything was sent.
+        assert!(matches!(status, 200 | 202 | 400 | 409), "{status}: {body}");
+        *outcomes.entry(status).or_default() += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let payment = loop {
+        let payment: Value = http()
+            .get(format!("{}/v1/payments/{key}", bases[1]))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if payment["cancels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] != "PENDING")
+        {
+            break payment;
+        }
+        assert!(Instant::now() < deadline, "cancels never settled: {payment}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let done_cancels = payment["cancels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "DONE")
+        .count();
+    let accepted = outcomes.get(&200).copied().unwrap_or(0) + outcomes.get(&202).copied().unwrap_or(0);
+    eprintln!(
+        "cancel race: answers {outcomes:?}, {done_cancels} cancels done, balance {}",
+        payment["balanceAmount"]
+    );
+    assert_eq!(
+        accepted, done_cancels,
+        "every accepted cancel was refunded, and only those"
+    );
+    assert_eq!(done_cancels, 10, "{payment}");
+    assert_eq!(
+        (payment["status"].as_str(), payment["balanceAmount"].as_i64()),
+        (Some("CANCELED"), Some(0))
+    );
+    let refunds: i64 = sim
+        .journal("A")
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "CANCELED" && e["approvalReference"] == key.as_str())
+        .map(|e| e["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(refunds, 10_000, "the acquirer refunded exactly the payment");
+
+    // 10 confirms of one authenticated checkout race over both gateways: one approval, the rest refused.
+    let (_, created) = post(
+        bases[0].clone(),
+        "/v1/payments".into(),
+        json!({"amount": 3_000, "orderId": "race-0002", "orderName": "Cap"}),
+        auth.clone(),
+    )
+    .await;
+    let checkout_key = created["paymentKey"].as_str().unwrap().to_owned();
+    let card = json!({"cardNumber": "4330000000000003", "cardExpirationYear": "29", "cardExpirationMonth": "12"});
+    let (status, _) = post(
+        bases[1].clone(),
+        format!("/v1/checkout/{checkout_key}/authenticate"),
+        card,
+        basic(&demo.client_key),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut tasks = Vec::new();
+    for index in 0..10 {
+        let body = json!({"paymentKey": checkout_key, "orderId": "race-0002", "amount": 3_000});
+        tasks.push(tokio::spawn(post(
+            bases[index % 2].clone(),
+            "/v1/payments/confirm".into(),
+            body,
+            auth.clone(),
+        )));
+    }
+    let mut approved = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            200 => {
+                assert_eq!(body["status"], "DONE");
+                approved += 1;
+            }
+            409 => assert!(
+                matches!(
+                    body["code"].as_str(),
+                    Some("ALREADY_PROCESSING_REQUEST" | "INVALID_PAYMENT_STATUS")
+                ),
+                "{body}"
+            ),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(approved, 1);
+    let approvals = sim
+        .journal("A")
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "APPROVED" && e["reference"] == checkout_key.as_str())
+        .count();
+    assert_eq!(approvals, 1, "one approval reached the acquirer");
+    let (ok, out, err) = cli(&["ledger", "check"], &first.data_dir, &db);
+    assert!(ok, "{out}{err}");
+}

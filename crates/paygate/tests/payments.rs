@@ -92,12 +92,16 @@ impl Client {
     }
 }
 
+/// What the buyer enters on the checkout side: number and expiry.
 fn card(number: &str) -> Value {
-    json!({"cardNumber": number, "cardExpirationYear": "29", "cardExpirationMonth": "12", "customerIdentityNumber": "900101", "cardPassword": "12"})
+    json!({"cardNumber": number, "cardExpirationYear": "29", "cardExpirationMonth": "12"})
 }
 
+/// Key-in adds the birth date and the password digits.
 fn key_in_body(order_id: &str, amount: i64, number: &str) -> Value {
     let mut body = card(number);
+    body["customerIdentityNumber"] = json!("900101");
+    body["cardPassword"] = json!("12");
     let fields = body.as_object_mut().unwrap();
     fields.insert("amount".into(), json!(amount));
     fields.insert("orderId".into(), json!(order_id));

@@ -59,8 +59,6 @@ pub struct AuthenticateBody {
     card_number: String,
     card_expiration_year: String,
     card_expiration_month: String,
-    customer_identity_number: Option<String>,
-    card_password: Option<String>,
     #[serde(default)]
     card_installment_plan: u8,
 }
@@ -173,8 +171,8 @@ pub async fn authenticate(
             card_number: body.card_number,
             expiration_year: body.card_expiration_year,
             expiration_month: body.card_expiration_month,
-            identity_number: body.customer_identity_number,
-            password: body.card_password,
+            identity_number: None,
+            password: None,
         },
         installment_months: body.card_installment_plan,
     };
@@ -518,7 +516,7 @@ impl PaymentBody {
             order_id: p.order_id.as_str().to_owned(),
             order_name: p.order_name.as_str().to_owned(),
             status: p.status.as_str(),
-            outcome_unknown: view.outcome_pending(),
+            outcome_unknown: view.approval_unknown(),
             method: "CARD",
             flow: p.flow.as_str(),
             currency: p.total().currency().code(),

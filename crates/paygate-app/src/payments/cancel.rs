@@ -22,8 +22,18 @@ pub struct CancelRequest {
     pub expected_balance: Option<i64>,
 }
 
-/// How many times a cancel re-reads the payment when a concurrent change won the race.
-const RACE_RETRIES_MAX: u32 = 5;
+/// How many times a cancel re-reads the payment when a concurrent change won the race, and the longest pause
+/// between tries (drawn at random, so racing writers spread out instead of colliding again in step).
+const RACE_RETRIES_MAX: u32 = 32;
+const RACE_PAUSE_MS_MAX: u64 = 8;
+
+async fn race_pause() {
+    let draw: [u8; 1] = crate::random_bytes();
+    tokio::time::sleep(std::time::Duration::from_millis(
+        1 + u64::from(draw[0]) % RACE_PAUSE_MS_MAX,
+    ))
+    .await;
+}
 
 impl App {
     pub async fn cancel(
@@ -46,8 +56,11 @@ impl App {
         let amount = request.amount.map(|a| self.money(a, "cancelAmount")).transpose()?;
         let expected = request.expected_balance.map(Money::krw);
         let (payment, transaction) = self.reserve_cancel(caller, id, amount, expected, reason).await?;
+        let key = transaction.key;
         let payment = self.send_cancel(payment, transaction).await?;
-        self.view(payment).await
+        let mut view = self.view(payment).await?;
+        view.focus = Some(key);
+        Ok(view)
     }
 
     async fn reserve_cancel(
@@ -89,7 +102,7 @@ impl App {
             update.insert_transactions.push(transaction.clone());
             match self.store().update_payment(&update).await {
                 Ok(()) => return Ok((next, transaction)),
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict(_)) => race_pause().await,
                 Err(other) => return Err(other.into()),
             }
         }
@@ -238,7 +251,7 @@ impl App {
             let update = build(&payment, &transactions, self.clock().now())?;
             match self.store().update_payment(&update).await {
                 Ok(()) => return Ok(update.payment),
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict(_)) => race_pause().await,
                 Err(other) => return Err(other.into()),
             }
         }

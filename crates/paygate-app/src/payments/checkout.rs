@@ -27,20 +27,21 @@ pub struct CreateRequest {
     pub customer_email: Option<String>,
 }
 
+/// The buyer's card for a checkout: number and expiry (no password digits or identity number: the buyer's
+/// authentication replaces them).
 #[derive(Clone, Debug)]
 pub struct AuthenticateRequest {
     pub card: CardFields,
     pub installment_months: u8,
 }
 
-/// The sealed form of a checkout's card. Serialized only into the vault.
+/// The sealed form of a checkout's card: number and expiry only. The buyer's authentication stands in for the
+/// password digits and identity number, which are never taken on this path, let alone stored.
 #[derive(Serialize, Deserialize)]
 struct SealedCard {
     number: String,
     expiry_year: u16,
     expiry_month: u8,
-    password: Option<String>,
-    identity: Option<String>,
 }
 
 fn purpose(id: PaymentId) -> String {
@@ -107,8 +108,6 @@ impl App {
             number: card.data.number.clone(),
             expiry_year: card.data.expiry_year,
             expiry_month: card.data.expiry_month,
-            password: card.data.password_two_digits.clone(),
-            identity: card.data.identity_number.clone(),
         };
         let plaintext = serde_json::to_vec(&sealed_card).map_err(|e| InternalError::Invariant(e.to_string()))?;
         let sealed = self.vault.seal(&purpose(id), &plaintext)?;
@@ -165,8 +164,8 @@ impl App {
             number: card.number,
             expiry_year: card.expiry_year,
             expiry_month: card.expiry_month,
-            password_two_digits: card.password,
-            identity_number: card.identity,
+            password_two_digits: None,
+            identity_number: None,
         };
         let payment = self.run_approval(requested, data, true).await?;
         self.view(payment).await

@@ -189,17 +189,31 @@ impl From<crate::vault::VaultError> for PaymentError {
 pub struct PaymentView {
     pub payment: Payment,
     pub transactions: Vec<PaymentTransaction>,
+    /// The transaction this response is about (a cancel request), if any.
+    pub focus: Option<TransactionKey>,
 }
 
 impl PaymentView {
-    /// The acquirer's answer is not known yet (approval or a cancel): the merchant learns the result later.
+    /// The acquirer's answer to the approval is not known yet; an inquiry will settle it.
+    pub fn approval_unknown(&self) -> bool {
+        use paygate_domain::payment::{ApprovalState, PaymentStatus};
+        self.payment.status == PaymentStatus::InProgress
+            && matches!(
+                self.payment.approval_state,
+                ApprovalState::Unknown | ApprovalState::Requested
+            )
+    }
+
+    /// The outcome this response is about is not known yet: the approval, or the cancel in focus.
     pub fn outcome_pending(&self) -> bool {
-        use paygate_domain::payment::{ApprovalState, TransactionStatus};
-        matches!(
-            self.payment.approval_state,
-            ApprovalState::Unknown | ApprovalState::Requested
-        ) && self.payment.status == paygate_domain::payment::PaymentStatus::InProgress
-            || self.transactions.iter().any(|t| t.status == TransactionStatus::Pending)
+        use paygate_domain::payment::TransactionStatus;
+        match self.focus {
+            Some(key) => self
+                .transactions
+                .iter()
+                .any(|t| t.key == key && t.status == TransactionStatus::Pending),
+            None => self.approval_unknown(),
+        }
     }
 }
 
@@ -221,7 +235,11 @@ impl App {
 
     pub(crate) async fn view(&self, payment: Payment) -> Result<PaymentView, PaymentError> {
         let transactions = self.store().payment_transactions(payment.id).await?;
-        Ok(PaymentView { payment, transactions })
+        Ok(PaymentView {
+            payment,
+            transactions,
+            focus: None,
+        })
     }
 
     pub async fn get_payment(&self, caller: &Caller, id: PaymentId) -> Result<PaymentView, PaymentError> {
