@@ -55,10 +55,14 @@ pub enum ErrorCode {
     AcquirerUnavailable,
     NoAcquirerRoute,
     CancelRefused,
+    InvalidUrl,
+    NotFoundWebhook,
+    NotFoundEvent,
+    TooManyWebhooks,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 44] = [
+    pub const ALL: [ErrorCode; 48] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -103,6 +107,10 @@ impl ErrorCode {
         ErrorCode::AcquirerUnavailable,
         ErrorCode::NoAcquirerRoute,
         ErrorCode::CancelRefused,
+        ErrorCode::InvalidUrl,
+        ErrorCode::NotFoundWebhook,
+        ErrorCode::NotFoundEvent,
+        ErrorCode::TooManyWebhooks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -151,6 +159,10 @@ impl ErrorCode {
             ErrorCode::AcquirerUnavailable => "ACQUIRER_UNAVAILABLE",
             ErrorCode::NoAcquirerRoute => "NO_ACQUIRER_ROUTE",
             ErrorCode::CancelRefused => "CANCEL_REFUSED",
+            ErrorCode::InvalidUrl => "INVALID_URL",
+            ErrorCode::NotFoundWebhook => "NOT_FOUND_WEBHOOK",
+            ErrorCode::NotFoundEvent => "NOT_FOUND_EVENT",
+            ErrorCode::TooManyWebhooks => "TOO_MANY_WEBHOOKS",
         }
     }
 
@@ -198,6 +210,10 @@ impl ErrorCode {
             ErrorCode::AcquirerUnavailable => StatusCode::BAD_GATEWAY,
             ErrorCode::NoAcquirerRoute => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::CancelRefused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidUrl => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFoundWebhook => StatusCode::NOT_FOUND,
+            ErrorCode::NotFoundEvent => StatusCode::NOT_FOUND,
+            ErrorCode::TooManyWebhooks => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

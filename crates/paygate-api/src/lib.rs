@@ -46,7 +46,7 @@ impl AppState {
 
 /// The authenticated API under `/v1`, without middleware. Tests may merge their own routes before layering.
 pub fn v1_routes() -> Router<AppState> {
-    use routes::{encryption_keys, merchants, payments};
+    use routes::{encryption_keys, merchants, payments, webhooks};
     Router::new()
         .route("/v1/merchants/me", get(merchants::me))
         .route("/v1/merchants/me/encryption-key", get(encryption_keys::get))
@@ -59,6 +59,20 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/v1/payments/{payment_key}/cancel", post(payments::cancel))
         .route("/v1/checkout/{payment_key}/authenticate", post(payments::authenticate))
         .route("/v1/transactions", get(payments::transactions))
+        .route(
+            "/v1/merchants/me/settings",
+            get(webhooks::get_settings).patch(webhooks::set_settings),
+        )
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get).patch(webhooks::patch).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/secret/roll", post(webhooks::roll_secret))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::endpoint_deliveries))
+        .route("/v1/events", get(webhooks::list_events))
+        .route("/v1/events/{id}", get(webhooks::get_event))
+        .route("/v1/events/{id}/resend", post(webhooks::resend))
 }
 
 /// The whole gateway: public routes plus `v1`, wrapped in the full middleware stack.

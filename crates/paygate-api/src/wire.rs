@@ -4,18 +4,10 @@ use paygate_domain::time::UnixMillis;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-/// Korea Standard Time, the offset Korean PG APIs (Toss included) print instants in.
+/// Korea Standard Time, the offset Korean PG APIs print instants in.
 const KST: UtcOffset = time::macros::offset!(+9);
 
-/// `2026-11-23T16:04:52.123+09:00`.
-pub fn rfc3339(at: UnixMillis) -> String {
-    let nanos = i128::from(at.as_millis()) * 1_000_000;
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map(|t| t.to_offset(KST))
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use paygate_app::payments::wire::rfc3339;
 
 /// Parses `2026-11-23T16:04:52+09:00` or a KST calendar date `2026-11-23` (its start, or with `end_of_day` the start
 /// of the next day, so a date range is inclusive of its last day).

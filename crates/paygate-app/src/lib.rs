@@ -9,6 +9,7 @@ pub mod clock;
 pub mod enc_keys;
 pub mod encdata;
 pub mod merchants;
+pub mod outbox;
 pub mod payments;
 pub mod vault;
 
@@ -69,6 +70,8 @@ pub struct App {
     vault: vault::Vault,
     acquirers: payments::Acquirers,
     payments: payments::PaymentConfig,
+    outbox: outbox::OutboxConfig,
+    deliverer: Arc<paygate_outbound::Deliverer>,
 }
 
 /// What an [`App`] is built from besides the store, secrets and clock.
@@ -76,21 +79,18 @@ pub struct App {
 pub struct AppOptions {
     pub acquirers: payments::Acquirers,
     pub payments: payments::PaymentConfig,
+    pub outbox: outbox::OutboxConfig,
 }
 
 impl App {
     /// An app with the in-process sandbox acquirers and default payment settings.
     pub fn new(store: Arc<dyn Store>, secrets: &Secrets, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         let (acquirers, _) = payments::Acquirers::in_process_sandbox();
-        App::with_options(
-            store,
-            secrets,
-            clock,
-            AppOptions {
-                acquirers,
-                payments: payments::PaymentConfig::default(),
-            },
-        )
+        let options = AppOptions {
+            acquirers,
+            ..AppOptions::default()
+        };
+        App::with_options(store, secrets, clock, options)
     }
 
     pub fn with_options(
@@ -103,6 +103,15 @@ impl App {
             .map_err(|_| AppError::InvalidSecret("the API key pepper must be at least 32 bytes"))?;
         let vault = vault::Vault::new(secrets.vault_keys.clone())
             .map_err(|_| AppError::InvalidSecret("at least one vault key is required"))?;
+        let outbox = options.outbox;
+        let deliverer = paygate_outbound::Deliverer::new(paygate_outbound::DelivererConfig {
+            connect_timeout_ms: u64::from(outbox.connect_timeout_ms),
+            request_timeout_ms: u64::from(outbox.request_timeout_ms),
+            response_body_max_bytes: usize::try_from(outbox.response_body_max_bytes).unwrap_or(4_096),
+            user_agent: concat!("paygate/", env!("CARGO_PKG_VERSION")).to_owned(),
+            policy: outbox.policy(),
+        })
+        .map_err(|e| AppError::InvalidInput(format!("outbox: {e}")))?;
         Ok(App {
             store,
             hasher,
@@ -110,6 +119,8 @@ impl App {
             vault,
             acquirers: options.acquirers,
             payments: options.payments,
+            outbox,
+            deliverer: Arc::new(deliverer),
         })
     }
 

@@ -157,6 +157,16 @@ typed_id!(
     "jrn"
 );
 typed_id!(
+    /// An event (a payment's status changed, an endpoint was disabled…): the `id` of webhook envelopes.
+    EventId,
+    "evt"
+);
+typed_id!(
+    /// A merchant's webhook endpoint.
+    WebhookEndpointId,
+    "whk"
+);
+typed_id!(
     /// One HTTP request, echoed in `X-Request-Id` and error objects.
     RequestId,
     "req"

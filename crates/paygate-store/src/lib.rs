@@ -10,6 +10,7 @@
 //! on the state they came from (`UPDATE … WHERE id = ? AND state = ?`), so a lost race is reported, not overwritten.
 
 mod migrate;
+pub mod outbox;
 pub mod payments;
 pub mod postgres;
 pub mod sqlite;
@@ -22,8 +23,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use paygate_domain::api_key::Mode;
 use paygate_domain::api_key::{ApiKey, KeyHash};
-use paygate_domain::id::PaymentId;
 use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::id::{EventId, PaymentId, WebhookEndpointId};
 use paygate_domain::idempotency::{IdempotencyKey, RequestFingerprint};
 use paygate_domain::merchant::Merchant;
 use paygate_domain::order::OrderId;
@@ -31,6 +32,10 @@ use paygate_domain::payment::{Payment, PaymentTransaction};
 use paygate_domain::time::UnixMillis;
 
 pub use migrate::MigrationReport;
+pub use outbox::{
+    Attempt, AttemptOutcome, ClaimedDelivery, Delivery, DisableEndpoint, EndpointStatus, MerchantSettings, NewEvent,
+    NotificationFormat, NotificationTarget, StoredEvent, WebhookEndpoint,
+};
 pub use payments::{
     AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, JournalEntry, LedgerAudit, PaymentUpdate, Sealed,
     StoredEncKey, TransactionQuery,
@@ -308,6 +313,89 @@ pub trait Store: Send + Sync + 'static {
     // Ledger.
 
     async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError>;
+
+    // Outbox: events and their deliveries (webhooks, notification URLs).
+
+    /// A merchant's notification settings for one mode (defaults when never set).
+    async fn merchant_settings(&self, merchant_id: MerchantId, mode: Mode) -> Result<MerchantSettings, StoreError>;
+
+    async fn set_merchant_settings(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        settings: &MerchantSettings,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+
+    async fn endpoint(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        id: WebhookEndpointId,
+    ) -> Result<Option<WebhookEndpoint>, StoreError>;
+
+    /// A merchant's endpoints in one mode, deleted ones excluded, oldest first.
+    async fn list_endpoints(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<WebhookEndpoint>, StoreError>;
+
+    /// Writes a changed endpoint (subscriptions included), conditional on the stored version being
+    /// `endpoint.version - 1`; `Conflict` otherwise.
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+
+    /// Writes an event on its own (not tied to a payment change), with its deliveries.
+    async fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` due deliveries until `lease_until`: no other worker (in any process) takes them before
+    /// then. Completion is conditional on `lock_token`.
+    async fn claim_deliveries(
+        &self,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+        lock_token: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records an attempt and its consequences in one transaction. `Conflict` if the claim was lost.
+    async fn complete_delivery(
+        &self,
+        lock_token: i64,
+        outcome: &AttemptOutcome,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// A merchant's events in one mode, newest first, before a cursor.
+    async fn list_events(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    async fn event(&self, merchant_id: MerchantId, mode: Mode, id: EventId) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// An event's deliveries, oldest first.
+    async fn event_deliveries(&self, event_id: EventId) -> Result<Vec<Delivery>, StoreError>;
+
+    /// An endpoint's deliveries, newest first, at most `limit`.
+    async fn endpoint_deliveries(
+        &self,
+        endpoint_id: WebhookEndpointId,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError>;
+
+    /// Creates fresh deliveries of an event to the endpoints subscribed now and to `notification` if given;
+    /// returns how many. `resend` numbers the round so delivery IDs stay unique.
+    async fn resend_event(
+        &self,
+        event: &StoredEvent,
+        notification: Option<&NotificationTarget>,
+        resend: u32,
+        now: UnixMillis,
+    ) -> Result<u32, StoreError>;
 }
 
 /// Opens (and migrates) the database the URL names.

@@ -58,6 +58,8 @@ pub struct PaymentUpdate {
     pub update_transaction: Option<PaymentTransaction>,
     pub journals: Vec<JournalEntry>,
     pub checkout_card: CheckoutCardChange,
+    /// Events the change causes, written (with their deliveries) in the same transaction.
+    pub events: Vec<crate::outbox::NewEvent>,
 }
 
 impl PaymentUpdate {
@@ -69,6 +71,7 @@ impl PaymentUpdate {
             update_transaction: None,
             journals: Vec::new(),
             checkout_card: CheckoutCardChange::Keep,
+            events: Vec::new(),
         }
     }
 }

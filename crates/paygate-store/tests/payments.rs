@@ -52,6 +52,7 @@ fn new_payment(merchant: &Merchant, mode: Mode, order_id: &str, amounts: VatSpli
         installment: Installment::LUMP_SUM,
         customer_name: None,
         customer_email: None,
+        notification_url: None,
         now: at(now),
     }
 }
@@ -320,6 +321,7 @@ async fn payments_round_trip_and_are_scoped() {
     new.installment = Installment::new(3).unwrap();
     new.customer_name = Some("김토스".into());
     new.customer_email = Some("buyer@example.com".into());
+    new.notification_url = Some("https://shop.example/noti?order=01&n=한".into());
     let keyed = Payment::key_in(new, card(), route(), at(T0 + 30_010));
     let ready = checkout(
         &merchant,

@@ -352,7 +352,11 @@ pub fn app_options(config: &Config) -> anyhow::Result<paygate_app::AppOptions> {
     if payments.checkout_base_url.is_empty() {
         payments.checkout_base_url = format!("http://{}", config.server.listen);
     }
-    Ok(paygate_app::AppOptions { acquirers, payments })
+    Ok(paygate_app::AppOptions {
+        acquirers,
+        payments,
+        outbox: config.outbox.clone(),
+    })
 }
 
 async fn merchant(mut config: Config, command: MerchantCommand) -> anyhow::Result<()> {

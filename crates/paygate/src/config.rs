@@ -23,6 +23,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub payments: paygate_app::payments::PaymentConfig,
     pub acquirers: AcquirersConfig,
+    pub outbox: paygate_app::outbox::OutboxConfig,
 }
 
 /// Where test-mode payments go: the in-process sandbox acquirers, or the simulator process over HTTP.
@@ -195,6 +196,16 @@ impl Config {
                 self.payments.first_inquiry_delay_ms,
                 self.acquirers.request_timeout_ms
             );
+        }
+        if u64::from(self.outbox.lease_ms) <= u64::from(self.outbox.request_timeout_ms) {
+            anyhow::bail!(
+                "outbox.lease_ms ({}) must exceed outbox.request_timeout_ms ({}), or a slow delivery could be sent twice",
+                self.outbox.lease_ms,
+                self.outbox.request_timeout_ms
+            );
+        }
+        if self.outbox.notification_attempts_max == 0 {
+            anyhow::bail!("outbox.notification_attempts_max must be at least 1");
         }
         if api.idempotency.retention_hours < 24 {
             anyhow::bail!("idempotency.retention_hours must be at least 24");

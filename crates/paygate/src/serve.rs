@@ -44,12 +44,18 @@ pub async fn run(config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
     let workers = tokio::spawn(run_payment_workers(
         app.clone(),
         config.payments.worker_interval_ms,
+        stop_rx.clone(),
+    ));
+    let deliveries = tokio::spawn(run_delivery_worker(
+        app.clone(),
+        config.outbox.worker_interval_ms,
         stop_rx,
     ));
     paygate_api::serve(listener, router, &config.api(), shutdown).await?;
     let _ = stop_tx.send(true);
     let _ = reaper.await;
     let _ = workers.await;
+    let _ = deliveries.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -127,6 +133,30 @@ async fn run_payment_workers(app: App, interval_ms: u32, mut stop: tokio::sync::
             }
             Err(error) => {
                 tracing::warn!(%error, "payment worker pass failed; will retry");
+                false
+            }
+        };
+        if *stop.borrow() {
+            return;
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Delivers webhooks and notifications from the outbox until stopped; a full batch is followed at once by another.
+async fn run_delivery_worker(app: App, interval_ms: u32, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = Duration::from_millis(u64::from(interval_ms.max(10)));
+    loop {
+        let busy = match app.deliver_due().await {
+            Ok(report) => report.attempted >= app.outbox_config().batch_max,
+            Err(error) => {
+                tracing::warn!(%error, "delivery pass failed; will retry");
                 false
             }
         };

@@ -8,11 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use paygate_app::auth::Caller;
+use paygate_app::payments::wire::PaymentBody;
 use paygate_app::payments::{
     AuthenticateRequest, CancelRequest, CardFields, CreateRequest, KeyInRequest, PaymentError, PaymentView,
 };
 use paygate_domain::id::{PaymentId, TransactionKey};
-use paygate_domain::payment::{PaymentRuleError, TransactionKind};
+use paygate_domain::payment::PaymentRuleError;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode, ErrorDetails};
@@ -39,6 +40,7 @@ pub struct KeyInBody {
     vat: Option<i64>,
     customer_name: Option<String>,
     customer_email: Option<String>,
+    notification_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +53,7 @@ pub struct CreateBody {
     vat: Option<i64>,
     customer_name: Option<String>,
     customer_email: Option<String>,
+    notification_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +134,7 @@ pub async fn key_in(
         vat: body.vat,
         customer_name: body.customer_name,
         customer_email: body.customer_email,
+        notification_url: body.notification_url,
     };
     let view = state.app.key_in(&caller, request).await.map_err(payment_error)?;
     Ok(respond(&state, view))
@@ -149,6 +153,7 @@ pub async fn create(
         vat: body.vat,
         customer_name: body.customer_name,
         customer_email: body.customer_email,
+        notification_url: body.notification_url,
     };
     let view = state
         .app
@@ -205,7 +210,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let id = parse_payment_key(&payment_key)?;
     let view = state.app.get_payment(&caller, id).await.map_err(payment_error)?;
-    Ok(Json(PaymentBody::new(&state, &view)).into_response())
+    Ok(Json(PaymentBody::new(&state.app, &view)).into_response())
 }
 
 pub async fn get_by_order(
@@ -218,7 +223,7 @@ pub async fn get_by_order(
         .get_payment_by_order(&caller, &order_id)
         .await
         .map_err(payment_error)?;
-    Ok(Json(PaymentBody::new(&state, &view)).into_response())
+    Ok(Json(PaymentBody::new(&state.app, &view)).into_response())
 }
 
 pub async fn cancel(
@@ -300,7 +305,7 @@ fn respond(state: &AppState, view: PaymentView) -> Response {
     } else {
         StatusCode::OK
     };
-    (status, Json(PaymentBody::new(state, &view))).into_response()
+    (status, Json(PaymentBody::new(&state.app, &view))).into_response()
 }
 
 /// Maps the use cases' errors onto stable codes.
@@ -308,6 +313,7 @@ pub fn payment_error(error: PaymentError) -> ApiError {
     match error {
         PaymentError::Invalid { code, param, message } => {
             let code = match code {
+                "INVALID_URL" => ErrorCode::InvalidUrl,
                 "INVALID_CARD_NUMBER" => ErrorCode::InvalidCardNumber,
                 "INVALID_CARD_EXPIRATION" => ErrorCode::InvalidCardExpiration,
                 _ => ErrorCode::InvalidFieldValue,
@@ -418,128 +424,6 @@ fn rule_error(rule: PaymentRuleError) -> ApiError {
             format!("the balance is {}; nothing was cancelled", actual.amount_minor()),
         )
         .with_param("expectedBalance"),
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentBody {
-    m_id: String,
-    payment_key: String,
-    order_id: String,
-    order_name: String,
-    status: &'static str,
-    /// The acquirer's answer is not known yet; the final status follows.
-    outcome_unknown: bool,
-    method: &'static str,
-    flow: &'static str,
-    currency: &'static str,
-    total_amount: i64,
-    balance_amount: i64,
-    supplied_amount: i64,
-    vat: i64,
-    tax_free_amount: i64,
-    requested_at: String,
-    approved_at: Option<String>,
-    card: Option<CardBody>,
-    cancels: Vec<CancelBodyOut>,
-    checkout: Option<UrlBody>,
-    failure: Option<FailureBody>,
-    customer_name: Option<String>,
-    customer_email: Option<String>,
-    /// Increases with every change, so a receiver can order what it sees.
-    version: i64,
-    mode: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CardBody {
-    number: String,
-    issuer_code: Option<String>,
-    acquirer_code: Option<String>,
-    approve_no: Option<String>,
-    installment_plan_months: u8,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CancelBodyOut {
-    transaction_key: String,
-    cancel_amount: i64,
-    cancel_reason: Option<String>,
-    canceled_at: Option<String>,
-    status: &'static str,
-}
-
-#[derive(Serialize)]
-struct UrlBody {
-    url: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FailureBody {
-    code: String,
-    message: String,
-    acquirer_code: Option<String>,
-}
-
-impl PaymentBody {
-    pub fn new(state: &AppState, view: &PaymentView) -> PaymentBody {
-        let p = &view.payment;
-        let card = p.card.as_ref().map(|card| CardBody {
-            number: card.masked.clone(),
-            issuer_code: p.approval.as_ref().map(|a| a.issuer_code.clone()),
-            acquirer_code: p.route.as_ref().map(|r| r.acquirer.clone()),
-            approve_no: p.approval.as_ref().map(|a| a.approval_number.clone()),
-            installment_plan_months: p.installment.months(),
-        });
-        let cancels = view
-            .transactions
-            .iter()
-            .filter(|t| t.kind == TransactionKind::Cancel)
-            .map(|t| CancelBodyOut {
-                transaction_key: t.key.to_string(),
-                cancel_amount: t.amount.amount_minor(),
-                cancel_reason: t.reason.clone(),
-                canceled_at: t.completed_at.map(rfc3339),
-                status: t.status.as_str(),
-            })
-            .collect();
-        let checkout = matches!(p.flow, paygate_domain::payment::Flow::Checkout).then(|| UrlBody {
-            url: state.app.checkout_url(p),
-        });
-        PaymentBody {
-            m_id: p.merchant_id.to_string(),
-            payment_key: p.id.to_string(),
-            order_id: p.order_id.as_str().to_owned(),
-            order_name: p.order_name.as_str().to_owned(),
-            status: p.status.as_str(),
-            outcome_unknown: view.approval_unknown(),
-            method: "CARD",
-            flow: p.flow.as_str(),
-            currency: p.total().currency().code(),
-            total_amount: p.total().amount_minor(),
-            balance_amount: p.balance.amount_minor(),
-            supplied_amount: p.amounts.supplied().amount_minor(),
-            vat: p.amounts.vat().amount_minor(),
-            tax_free_amount: p.amounts.tax_free().amount_minor(),
-            requested_at: rfc3339(p.requested_at),
-            approved_at: p.approval.as_ref().map(|a| rfc3339(a.approved_at)),
-            card,
-            cancels,
-            checkout,
-            failure: p.failure.as_ref().map(|f| FailureBody {
-                code: f.code.clone(),
-                message: f.message.clone(),
-                acquirer_code: f.acquirer_code.clone(),
-            }),
-            customer_name: p.customer_name.clone(),
-            customer_email: p.customer_email.clone(),
-            version: p.version,
-            mode: p.mode.as_str(),
-        }
     }
 }
 

@@ -83,8 +83,7 @@ impl App {
                     let next = payment
                         .outcome_unknown(now.saturating_add(DurationMs::from_millis(self.inquiry_backoff_ms(0))));
                     match self
-                        .store()
-                        .update_payment(&PaymentUpdate::new(payment.version, next.clone()))
+                        .commit(&payment, PaymentUpdate::new(payment.version, next.clone()))
                         .await
                     {
                         Ok(()) => Ok(next),
@@ -150,7 +149,7 @@ impl App {
             created_at: now,
         });
         update.checkout_card = CheckoutCardChange::Delete;
-        match self.store().update_payment(&update).await {
+        match self.commit(&payment, update.clone()).await {
             Ok(()) => {
                 tracing::info!(payment_id = %payment.id, "payment approved");
                 Ok(next)
@@ -176,7 +175,7 @@ impl App {
         let next = payment.failed(failure)?;
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Delete;
-        match self.store().update_payment(&update).await {
+        match self.commit(payment, update.clone()).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => self.reload(payment).await,
             Err(other) => Err(other.into()),
@@ -203,7 +202,7 @@ impl App {
         let next = payment.expired()?;
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Delete;
-        match self.store().update_payment(&update).await {
+        match self.commit(&payment, update.clone()).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => self.reload(&payment).await,
             Err(other) => Err(other.into()),
@@ -259,8 +258,7 @@ impl App {
         tracing::info!(payment_id = %payment.id, why, delay_ms = delay, "inquiry postponed");
         let next = payment.inquiry_postponed(now.saturating_add(DurationMs::from_millis(delay)));
         match self
-            .store()
-            .update_payment(&PaymentUpdate::new(payment.version, next.clone()))
+            .commit(&payment, PaymentUpdate::new(payment.version, next.clone()))
             .await
         {
             Ok(()) => Ok(next),

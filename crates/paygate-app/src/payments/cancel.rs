@@ -100,7 +100,7 @@ impl App {
             };
             let mut update = PaymentUpdate::new(payment.version, next.clone());
             update.insert_transactions.push(transaction.clone());
-            match self.store().update_payment(&update).await {
+            match self.commit(&payment, update.clone()).await {
                 Ok(()) => return Ok((next, transaction)),
                 Err(StoreError::Conflict(_)) => race_pause().await,
                 Err(other) => return Err(other.into()),
@@ -249,7 +249,7 @@ impl App {
                 return Ok(payment);
             }
             let update = build(&payment, &transactions, self.clock().now())?;
-            match self.store().update_payment(&update).await {
+            match self.commit(&payment, update.clone()).await {
                 Ok(()) => return Ok(update.payment),
                 Err(StoreError::Conflict(_)) => race_pause().await,
                 Err(other) => return Err(other.into()),

@@ -11,7 +11,7 @@ use paygate_domain::time::DurationMs;
 use paygate_store::{CheckoutCardChange, InsertPaymentOutcome, PaymentUpdate, StoreError};
 use serde::{Deserialize, Serialize};
 
-use super::keyin::CardFields;
+use super::keyin::{CardFields, PaymentExtras};
 use super::{InternalError, PaymentError, PaymentView};
 use crate::auth::Caller;
 use crate::App;
@@ -25,6 +25,8 @@ pub struct CreateRequest {
     pub vat: Option<i64>,
     pub customer_name: Option<String>,
     pub customer_email: Option<String>,
+    /// Overrides the merchant's notification URL for this payment.
+    pub notification_url: Option<String>,
 }
 
 /// The buyer's card for a checkout: number and expiry (no password digits or identity number: the buyer's
@@ -63,13 +65,18 @@ impl App {
             return Err(PaymentError::Forbidden);
         }
         let amounts = self.parse_amounts(request.amount, request.tax_free_amount, request.vat)?;
+        let notification_url = self.check_notification_url(request.notification_url).await?;
         let new = self.new_payment(
             caller,
             &request.order_id,
             &request.order_name,
             amounts,
             Installment::LUMP_SUM,
-            (request.customer_name, request.customer_email),
+            PaymentExtras {
+                customer_name: request.customer_name,
+                customer_email: request.customer_email,
+                notification_url,
+            },
         )?;
         let expires_at = new
             .now
@@ -113,7 +120,7 @@ impl App {
         let sealed = self.vault.seal(&purpose(id), &plaintext)?;
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Store(sealed);
-        match self.store().update_payment(&update).await {
+        match self.commit(&payment, update.clone()).await {
             Ok(()) => self.view(next).await,
             Err(StoreError::Conflict(_)) => Err(PaymentError::Concurrent),
             Err(other) => Err(other.into()),
@@ -143,8 +150,7 @@ impl App {
         let inquire_after = now.saturating_add(DurationMs::from_millis(self.payments.first_inquiry_delay_ms));
         let requested = payment.confirm_requested(&order_id, amount, now, inquire_after)?;
         match self
-            .store()
-            .update_payment(&PaymentUpdate::new(payment.version, requested.clone()))
+            .commit(&payment, PaymentUpdate::new(payment.version, requested.clone()))
             .await
         {
             Ok(()) => {}

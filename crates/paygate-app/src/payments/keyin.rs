@@ -41,6 +41,16 @@ pub struct KeyInRequest {
     pub vat: Option<i64>,
     pub customer_name: Option<String>,
     pub customer_email: Option<String>,
+    /// Overrides the merchant's notification URL for this payment.
+    pub notification_url: Option<String>,
+}
+
+/// The optional parts of a new payment.
+pub(crate) struct PaymentExtras {
+    pub customer_name: Option<String>,
+    pub customer_email: Option<String>,
+    /// Already checked against the SSRF guard.
+    pub notification_url: Option<String>,
 }
 
 /// Validated card data: what the acquirer gets, and what the payment keeps.
@@ -113,7 +123,7 @@ impl App {
         order_name: &str,
         amounts: VatSplit,
         installment: Installment,
-        customer: (Option<String>, Option<String>),
+        extras: PaymentExtras,
     ) -> Result<NewPayment, PaymentError> {
         let order_id =
             OrderId::parse(order_id).map_err(|e| invalid("INVALID_FIELD_VALUE", "orderId", e.to_string()))?;
@@ -134,8 +144,9 @@ impl App {
             order_name,
             amounts,
             installment,
-            customer_name: bounded(customer.0, "customerName")?,
-            customer_email: bounded(customer.1, "customerEmail")?,
+            customer_name: bounded(extras.customer_name, "customerName")?,
+            customer_email: bounded(extras.customer_email, "customerEmail")?,
+            notification_url: extras.notification_url,
             now,
         })
     }
@@ -150,13 +161,18 @@ impl App {
         let installment = Installment::new(request.installment_months)
             .map_err(|e| invalid("INVALID_FIELD_VALUE", "cardInstallmentPlan", e.to_string()))?;
         let card = self.parse_card(&request.card)?;
+        let notification_url = self.check_notification_url(request.notification_url).await?;
         let new = self.new_payment(
             caller,
             &request.order_id,
             &request.order_name,
             amounts,
             installment,
-            (request.customer_name, request.customer_email),
+            PaymentExtras {
+                customer_name: request.customer_name,
+                customer_email: request.customer_email,
+                notification_url,
+            },
         )?;
         let route = self.route(caller.merchant.id, caller.key.mode, &card.number).await?;
         let inquire_after = new

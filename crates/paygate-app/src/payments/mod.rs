@@ -15,6 +15,7 @@ mod cancel;
 mod checkout;
 mod keyin;
 mod routing;
+pub mod wire;
 pub mod workers;
 
 use std::collections::HashMap;

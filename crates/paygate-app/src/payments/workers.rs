@@ -34,7 +34,7 @@ impl App {
             let Ok(next) = payment.expired() else { continue };
             let mut update = PaymentUpdate::new(payment.version, next);
             update.checkout_card = CheckoutCardChange::Delete;
-            match self.store().update_payment(&update).await {
+            match self.commit(&payment, update.clone()).await {
                 Ok(()) => report.expired += 1,
                 Err(StoreError::Conflict(_)) => {}
                 Err(other) => return Err(other.into()),

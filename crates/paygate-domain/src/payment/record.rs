@@ -111,6 +111,8 @@ pub struct Payment {
     pub approval: Option<ApprovalDetails>,
     pub customer_name: Option<String>,
     pub customer_email: Option<String>,
+    /// Overrides the merchant's notification URL (노티) for this payment.
+    pub notification_url: Option<String>,
     pub failure: Option<Failure>,
     pub requested_at: UnixMillis,
     /// The deadline of the current waiting state (buyer authentication, merchant confirm); none for key-in.
@@ -152,6 +154,7 @@ pub struct NewPayment {
     pub installment: Installment,
     pub customer_name: Option<String>,
     pub customer_email: Option<String>,
+    pub notification_url: Option<String>,
     pub now: UnixMillis,
 }
 
@@ -192,6 +195,7 @@ impl Payment {
             approval: None,
             customer_name: new.customer_name,
             customer_email: new.customer_email,
+            notification_url: new.notification_url,
             failure: None,
             requested_at: new.now,
             expires_at: None,
@@ -452,6 +456,7 @@ mod tests {
             installment: Installment::LUMP_SUM,
             customer_name: None,
             customer_email: None,
+            notification_url: None,
             now: UnixMillis::new(1_000),
         }
     }

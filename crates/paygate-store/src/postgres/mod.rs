@@ -9,6 +9,7 @@
 //! whatever the database's default collation.
 
 mod error;
+mod outbox;
 mod payments;
 mod rows;
 
@@ -18,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
 use paygate_domain::api_key::{ApiKey, KeyHash, Mode};
-use paygate_domain::id::{ApiKeyId, MerchantId, PaymentId};
+use paygate_domain::id::{ApiKeyId, EventId, MerchantId, PaymentId, WebhookEndpointId};
 use paygate_domain::idempotency::{decide, IdempotencyDecision};
 use paygate_domain::merchant::Merchant;
 use paygate_domain::order::OrderId;
@@ -29,6 +30,10 @@ use tokio_postgres::{IsolationLevel, NoTls};
 use self::error::{config_error, describe_target, pg_error, pool_error};
 use self::rows::{ATTEMPT_COLUMNS, KEY_COLUMNS, KEY_COLUMN_COUNT, MERCHANT_COLUMNS};
 use crate::migrate::{self, Migration, MigrationReport};
+use crate::outbox::{
+    Attempt, AttemptOutcome, ClaimedDelivery, Delivery, MerchantSettings, NewEvent, NotificationTarget, StoredEvent,
+    WebhookEndpoint,
+};
 use crate::payments::{
     AcquirerContract, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
 };
@@ -37,7 +42,7 @@ use crate::{
     StoreOptions, StoredResponse,
 };
 
-pub(crate) const MIGRATIONS: [Migration; 2] = [
+pub(crate) const MIGRATIONS: [Migration; 3] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -47,6 +52,11 @@ pub(crate) const MIGRATIONS: [Migration; 2] = [
         version: 2,
         name: "payments",
         sql: include_str!("../../migrations/postgres/0002_payments.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "outbox",
+        sql: include_str!("../../migrations/postgres/0003_outbox.sql"),
     },
 ];
 
@@ -621,8 +631,8 @@ impl Store for PostgresStore {
     }
 
     /// One transaction: the conditional payment update, the pending transaction's conditional update, the new
-    /// transactions, the ledger postings and the checkout card change. Any failure (a lost race included) returns
-    /// before the commit, and dropping the transaction rolls all of it back.
+    /// transactions, the ledger postings, the events with their deliveries and the checkout card change. Any failure
+    /// (a lost race included) returns before the commit, and dropping the transaction rolls all of it back.
     async fn update_payment(&self, update: &PaymentUpdate) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
@@ -716,6 +726,168 @@ impl Store for PostgresStore {
         let audit = payments::audit_ledger(&tx).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(audit)
+    }
+
+    async fn merchant_settings(&self, merchant_id: MerchantId, mode: Mode) -> Result<MerchantSettings, StoreError> {
+        let client = self.client().await?;
+        outbox::merchant_settings(&client, merchant_id, mode).await
+    }
+
+    async fn set_merchant_settings(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        settings: &MerchantSettings,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        outbox::set_merchant_settings(&client, merchant_id, mode, settings, now).await
+    }
+
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        outbox::insert_endpoint(&tx, endpoint).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn endpoint(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        id: WebhookEndpointId,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let client = self.client().await?;
+        let found = outbox::endpoints_where(
+            &client,
+            "e.id = $1 AND e.merchant_id = $2 AND e.mode = $3",
+            &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
+        )
+        .await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn list_endpoints(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let client = self.client().await?;
+        outbox::endpoints_where(
+            &client,
+            "e.merchant_id = $1 AND e.mode = $2 AND e.status <> 'DELETED' ORDER BY e.id",
+            &[&merchant_id.to_string(), &mode.as_str()],
+        )
+        .await
+    }
+
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        outbox::update_endpoint(&tx, endpoint).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        outbox::insert_new_event(&tx, event).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    /// One `UPDATE … FOR UPDATE SKIP LOCKED` statement leases the rows, so claims from any number of processes never
+    /// take the same delivery; see `postgres/outbox.rs`.
+    async fn claim_deliveries(
+        &self,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+        lock_token: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let claimed = outbox::claim(&tx, now, lease_until, lock_token, limit).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(claimed)
+    }
+
+    async fn complete_delivery(
+        &self,
+        lock_token: i64,
+        outcome: &AttemptOutcome,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        outbox::complete(&tx, lock_token, outcome, now).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn list_events(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let before = before.map(|id| id.to_string());
+        outbox::events_where(
+            &client,
+            "merchant_id = $1 AND mode = $2 AND ($3::TEXT IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+            &[&merchant_id.to_string(), &mode.as_str(), &before, &i64::from(limit)],
+        )
+        .await
+    }
+
+    async fn event(&self, merchant_id: MerchantId, mode: Mode, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let found = outbox::events_where(
+            &client,
+            "id = $1 AND merchant_id = $2 AND mode = $3",
+            &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
+        )
+        .await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn event_deliveries(&self, event_id: EventId) -> Result<Vec<Delivery>, StoreError> {
+        let client = self.client().await?;
+        outbox::deliveries_where(
+            &client,
+            "event_id = $1 ORDER BY created_at, id",
+            &[&event_id.to_string()],
+        )
+        .await
+    }
+
+    async fn endpoint_deliveries(
+        &self,
+        endpoint_id: WebhookEndpointId,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let client = self.client().await?;
+        outbox::deliveries_where(
+            &client,
+            "endpoint_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+            &[&endpoint_id.to_string(), &i64::from(limit)],
+        )
+        .await
+    }
+
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let client = self.client().await?;
+        outbox::attempts(&client, delivery_id).await
+    }
+
+    async fn resend_event(
+        &self,
+        event: &StoredEvent,
+        notification: Option<&NotificationTarget>,
+        resend: u32,
+        now: UnixMillis,
+    ) -> Result<u32, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let created = outbox::resend(&tx, event, notification, resend, now).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(created)
     }
 }
 

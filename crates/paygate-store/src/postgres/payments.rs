@@ -35,7 +35,7 @@ pub(super) const PAYMENT_COLUMNS: &str = "id, merchant_id, mode, order_id, order
     currency, total_amount, tax_free_amount, vat_amount, balance_amount, card_bin, card_last4, card_masked, \
     installment_months, acquirer, acquirer_merchant_id, approval_number, issuer_code, acquirer_transaction_id, \
     approved_at, customer_name, customer_email, failure_code, failure_message, failure_acquirer_code, requested_at, \
-    expires_at, next_inquiry_at, inquiry_attempts, version";
+    expires_at, next_inquiry_at, inquiry_attempts, version, notification_url";
 
 pub(super) const TRANSACTION_COLUMNS: &str = "transaction_key, payment_id, merchant_id, mode, kind, status, currency, \
     amount, reason, created_at, completed_at, acquirer_transaction_id, next_attempt_at, attempts";
@@ -53,13 +53,13 @@ fn currency(code: &str, what: &str) -> Result<Currency, StoreError> {
 }
 
 /// An `INTEGER` column that holds an unsigned domain value.
-fn unsigned<T: TryFrom<i32>>(row: &Row, index: usize, what: &str) -> Result<T, StoreError> {
+pub(super) fn unsigned<T: TryFrom<i32>>(row: &Row, index: usize, what: &str) -> Result<T, StoreError> {
     parsed(T::try_from(get::<i32>(row, index)?), what)
 }
 
 /// An unsigned domain value for an `INTEGER` column. SQLite's INTEGER holds all of `u32`; PostgreSQL's does not, and
 /// a value above `i32::MAX` is refused rather than wrapped.
-fn int4(value: u32, what: &str) -> Result<i32, StoreError> {
+pub(super) fn int4(value: u32, what: &str) -> Result<i32, StoreError> {
     i32::try_from(value).map_err(|_| StoreError::Backend(format!("{what} {value} does not fit a PostgreSQL INTEGER")))
 }
 
@@ -136,6 +136,7 @@ pub(super) fn payment(row: &Row) -> Result<Payment, StoreError> {
         next_inquiry_at: millis(get(row, 30)?),
         inquiry_attempts: unsigned(row, 31, "payments.inquiry_attempts")?,
         version: get(row, 32)?,
+        notification_url: get(row, 33)?,
     })
 }
 
@@ -199,6 +200,7 @@ struct PaymentValues<'a> {
     next_inquiry_at: Option<i64>,
     inquiry_attempts: i32,
     version: i64,
+    notification_url: Option<&'a str>,
 }
 
 impl<'a> PaymentValues<'a> {
@@ -241,11 +243,12 @@ impl<'a> PaymentValues<'a> {
             next_inquiry_at: p.next_inquiry_at.map(UnixMillis::as_millis),
             inquiry_attempts: int4(p.inquiry_attempts, "payments.inquiry_attempts")?,
             version: p.version,
+            notification_url: p.notification_url.as_deref(),
         })
     }
 
-    /// `$1` to `$33`.
-    fn params(&self) -> [Param<'_>; 33] {
+    /// `$1` to `$34`.
+    fn params(&self) -> [Param<'_>; 34] {
         [
             &self.id,
             &self.merchant_id,
@@ -280,6 +283,7 @@ impl<'a> PaymentValues<'a> {
             &self.next_inquiry_at,
             &self.inquiry_attempts,
             &self.version,
+            &self.notification_url,
         ]
     }
 }
@@ -383,7 +387,7 @@ pub(super) async fn insert_payment(
     let statement = tx
         .prepare_cached(&format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({})",
-            (1..=33).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+            (1..=34).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
         ))
         .await
         .map_err(pg_error)?;
@@ -464,8 +468,8 @@ const UPDATE_PAYMENT: &str = "UPDATE payments SET order_name = $5, status = $7, 
         acquirer = $18, acquirer_merchant_id = $19, approval_number = $20, issuer_code = $21,
         acquirer_transaction_id = $22, approved_at = $23, customer_name = $24, customer_email = $25,
         failure_code = $26, failure_message = $27, failure_acquirer_code = $28, expires_at = $30,
-        next_inquiry_at = $31, inquiry_attempts = $32, version = $33
-    WHERE id = $1 AND version = $34
+        next_inquiry_at = $31, inquiry_attempts = $32, version = $33, notification_url = $34
+    WHERE id = $1 AND version = $35
       AND merchant_id = $2 AND mode = $3 AND order_id = $4 AND flow = $6 AND currency = $9
       AND total_amount = $10 AND tax_free_amount = $11 AND vat_amount = $12 AND requested_at = $29";
 
@@ -547,6 +551,10 @@ pub(super) async fn update_payment(tx: &Transaction<'_>, update: &PaymentUpdate)
                 .map_err(pg_error)?;
             }
         }
+    }
+    // The events the change causes, and their deliveries, commit or roll back with it.
+    for event in &update.events {
+        super::outbox::insert_new_event(tx, event).await?;
     }
     match &update.checkout_card {
         CheckoutCardChange::Keep => {}

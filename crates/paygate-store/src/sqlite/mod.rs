@@ -5,6 +5,7 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so a second process fails fast on the lock instead of
 //! deadlocking on an upgrade from a read lock.
 
+mod outbox;
 mod payments;
 mod runtime;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paygate_domain::api_key::{ApiKey, KeyHash, KeyKind, Mode};
-use paygate_domain::id::{ApiKeyId, MerchantId, PaymentId};
+use paygate_domain::id::{ApiKeyId, EventId, MerchantId, PaymentId, WebhookEndpointId};
 use paygate_domain::idempotency::{decide, IdempotencyDecision, RequestFingerprint, StoredAttempt};
 use paygate_domain::merchant::{Merchant, MerchantName, MerchantStatus};
 use paygate_domain::order::OrderId;
@@ -22,6 +23,10 @@ use paygate_domain::time::UnixMillis;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::migrate::{self, Migration, MigrationReport};
+use crate::outbox::{
+    Attempt, AttemptOutcome, ClaimedDelivery, Delivery, MerchantSettings, NewEvent, NotificationTarget, StoredEvent,
+    WebhookEndpoint,
+};
 use crate::payments::{
     AcquirerContract, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
 };
@@ -31,7 +36,7 @@ use crate::{
 };
 use runtime::Runtime;
 
-pub(crate) const MIGRATIONS: [Migration; 2] = [
+pub(crate) const MIGRATIONS: [Migration; 3] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -41,6 +46,11 @@ pub(crate) const MIGRATIONS: [Migration; 2] = [
         version: 2,
         name: "payments",
         sql: include_str!("../../migrations/sqlite/0002_payments.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "outbox",
+        sql: include_str!("../../migrations/sqlite/0003_outbox.sql"),
     },
 ];
 
@@ -695,6 +705,172 @@ impl Store for SqliteStore {
 
     async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError> {
         self.runtime.read(|conn| payments::audit_ledger(conn)).await
+    }
+
+    async fn merchant_settings(&self, merchant_id: MerchantId, mode: Mode) -> Result<MerchantSettings, StoreError> {
+        self.runtime
+            .read(move |conn| outbox::merchant_settings(conn, merchant_id, mode))
+            .await
+    }
+
+    async fn set_merchant_settings(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        settings: &MerchantSettings,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let settings = settings.clone();
+        self.runtime
+            .write(move |conn| outbox::set_merchant_settings(conn, merchant_id, mode, &settings, now))
+            .await
+    }
+
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let endpoint = endpoint.clone();
+        self.runtime
+            .write(move |conn| outbox::insert_endpoint(conn, &endpoint))
+            .await
+    }
+
+    async fn endpoint(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        id: WebhookEndpointId,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        self.runtime
+            .read(move |conn| outbox::endpoint_by_id(conn, merchant_id, mode, id))
+            .await
+    }
+
+    async fn list_endpoints(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                outbox::endpoints_where(
+                    conn,
+                    "merchant_id = ?1 AND mode = ?2 AND status <> 'DELETED' ORDER BY id",
+                    &[&merchant_id.to_string(), &mode.as_str()],
+                )
+            })
+            .await
+    }
+
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let endpoint = endpoint.clone();
+        self.runtime
+            .write(move |conn| outbox::update_endpoint(conn, &endpoint))
+            .await
+    }
+
+    async fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError> {
+        let event = event.clone();
+        self.runtime
+            .write(move |conn| outbox::insert_new_event(conn, &event))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+        lock_token: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.runtime
+            .write(move |conn| outbox::claim(conn, now, lease_until, lock_token, limit))
+            .await
+    }
+
+    async fn complete_delivery(
+        &self,
+        lock_token: i64,
+        outcome: &AttemptOutcome,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let outcome = outcome.clone();
+        self.runtime
+            .write(move |conn| outbox::complete(conn, lock_token, &outcome, now))
+            .await
+    }
+
+    async fn list_events(
+        &self,
+        merchant_id: MerchantId,
+        mode: Mode,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                // "~" sorts after every ULID character, so no cursor means "from the newest".
+                let before = before.map(|id| id.to_string()).unwrap_or_else(|| "evt_~".to_owned());
+                outbox::events_where(
+                    conn,
+                    "merchant_id = ?1 AND mode = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+                    &[&merchant_id.to_string(), &mode.as_str(), &before, &limit],
+                )
+            })
+            .await
+    }
+
+    async fn event(&self, merchant_id: MerchantId, mode: Mode, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                Ok(outbox::events_where(
+                    conn,
+                    "id = ?1 AND merchant_id = ?2 AND mode = ?3",
+                    &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
+                )?
+                .into_iter()
+                .next())
+            })
+            .await
+    }
+
+    async fn event_deliveries(&self, event_id: EventId) -> Result<Vec<Delivery>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                outbox::deliveries_where(conn, "event_id = ?1 ORDER BY created_at, id", &[&event_id.to_string()])
+            })
+            .await
+    }
+
+    async fn endpoint_deliveries(
+        &self,
+        endpoint_id: WebhookEndpointId,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.runtime
+            .read(move |conn| {
+                outbox::deliveries_where(
+                    conn,
+                    "endpoint_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
+                    &[&endpoint_id.to_string(), &limit],
+                )
+            })
+            .await
+    }
+
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let delivery_id = delivery_id.to_owned();
+        self.runtime
+            .read(move |conn| outbox::attempts(conn, &delivery_id))
+            .await
+    }
+
+    async fn resend_event(
+        &self,
+        event: &StoredEvent,
+        notification: Option<&NotificationTarget>,
+        resend: u32,
+        now: UnixMillis,
+    ) -> Result<u32, StoreError> {
+        let event = event.clone();
+        let notification = notification.cloned();
+        self.runtime
+            .write(move |conn| outbox::resend(conn, &event, notification.as_ref(), resend, now))
+            .await
     }
 }
 

@@ -25,7 +25,7 @@ pub(super) const PAYMENT_COLUMNS: &str = "id, merchant_id, mode, order_id, order
     currency, total_amount, tax_free_amount, vat_amount, balance_amount, card_bin, card_last4, card_masked, \
     installment_months, acquirer, acquirer_merchant_id, approval_number, issuer_code, acquirer_transaction_id, \
     approved_at, customer_name, customer_email, failure_code, failure_message, failure_acquirer_code, requested_at, \
-    expires_at, next_inquiry_at, inquiry_attempts, version";
+    expires_at, next_inquiry_at, inquiry_attempts, version, notification_url";
 
 pub(super) const TRANSACTION_COLUMNS: &str = "transaction_key, payment_id, merchant_id, mode, kind, status, currency, \
     amount, reason, created_at, completed_at, acquirer_transaction_id, next_attempt_at, attempts";
@@ -111,6 +111,7 @@ pub(super) fn payment_from_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
         next_inquiry_at: row.get::<_, Option<i64>>(30)?.map(UnixMillis::new),
         inquiry_attempts: row.get(31)?,
         version: row.get(32)?,
+        notification_url: row.get(33)?,
     })
 }
 
@@ -220,6 +221,7 @@ fn payment_params(p: &Payment) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(p.next_inquiry_at.map(UnixMillis::as_millis)),
         Box::new(p.inquiry_attempts),
         Box::new(p.version),
+        Box::new(p.notification_url.clone()),
     ]
 }
 
@@ -243,7 +245,7 @@ pub(super) fn insert_payment(
     if taken.is_some() {
         return Ok(InsertPaymentOutcome::DuplicateOrderId);
     }
-    let placeholders: Vec<String> = (1..=33).map(|i| format!("?{i}")).collect();
+    let placeholders: Vec<String> = (1..=34).map(|i| format!("?{i}")).collect();
     let values = payment_params(payment);
     conn.execute(
         &format!(
@@ -309,8 +311,8 @@ pub(super) fn update_payment(conn: &Connection, update: &PaymentUpdate) -> Resul
                  acquirer_merchant_id = ?19, approval_number = ?20, issuer_code = ?21, acquirer_transaction_id = ?22,
                  approved_at = ?23, customer_name = ?24, customer_email = ?25, failure_code = ?26,
                  failure_message = ?27, failure_acquirer_code = ?28, expires_at = ?30, next_inquiry_at = ?31,
-                 inquiry_attempts = ?32, version = ?33
-             WHERE id = ?1 AND version = ?34
+                 inquiry_attempts = ?32, version = ?33, notification_url = ?34
+             WHERE id = ?1 AND version = ?35
                AND merchant_id = ?2 AND mode = ?3 AND order_id = ?4 AND flow = ?6 AND currency = ?9
                AND total_amount = ?10 AND tax_free_amount = ?11 AND vat_amount = ?12 AND requested_at = ?29",
             rusqlite::params_from_iter(
@@ -370,6 +372,9 @@ pub(super) fn update_payment(conn: &Connection, update: &PaymentUpdate) -> Resul
             )
             .map_err(backend)?;
         }
+    }
+    for event in &update.events {
+        super::outbox::insert_new_event(conn, event)?;
     }
     match &update.checkout_card {
         CheckoutCardChange::Keep => {}

@@ -1,0 +1,238 @@
+//! The outbox: events written with the changes they describe, and their delivery to merchants — signed webhooks
+//! and the notification URL (노티) — by a worker, at its own pace, with retries.
+
+mod deliver;
+pub mod webhooks;
+
+use std::collections::BTreeMap;
+
+use paygate_domain::event::{DeliveryKind, EventType, RetrySchedule};
+use paygate_domain::id::EventId;
+use paygate_domain::payment::{Payment, PaymentStatus, TransactionKind, TransactionStatus};
+use paygate_domain::time::DurationMs;
+use paygate_outbound::SsrfPolicy;
+use paygate_store::{NewEvent, NotificationTarget, PaymentUpdate, StoreError};
+
+use crate::payments::wire::{rfc3339, PaymentBody};
+use crate::payments::{PaymentError, PaymentView};
+use crate::App;
+
+pub use deliver::DeliveryReport;
+
+/// Bounds and schedules of deliveries. Defaults are listed in `docs/configuration.md`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Waits between webhook attempts after a failure; one more attempt than entries. About 3 days in all.
+    pub webhook_retry_schedule_secs: Vec<u32>,
+    /// An endpoint whose deliveries have all failed for this long is disabled, and the merchant told.
+    pub webhook_disable_after_secs: u32,
+    /// During a secret rotation, how long the previous secret keeps signing too.
+    pub webhook_secret_overlap_secs: u32,
+    /// The notification URL: one attempt every interval, at most this many (seed: 5 minutes × 10).
+    pub notification_interval_ms: u32,
+    pub notification_attempts_max: u32,
+    /// One HTTP attempt: connecting, and the whole exchange.
+    pub connect_timeout_ms: u32,
+    pub request_timeout_ms: u32,
+    /// Bytes of each response body kept in the delivery log.
+    pub response_body_max_bytes: u32,
+    /// Deliveries claimed per worker pass, sent at most this many at once.
+    pub batch_max: u32,
+    pub concurrency_max: u32,
+    /// How long a claimed delivery is reserved for its worker; must exceed the request timeout.
+    pub lease_ms: u32,
+    pub worker_interval_ms: u32,
+    /// SSRF guard: destinations on loopback or private networks are refused unless allowed here (tests, local
+    /// development, private deployments). Link-local and metadata addresses are always refused.
+    pub allow_loopback: bool,
+    pub allow_private: bool,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            webhook_retry_schedule_secs: vec![5, 300, 1_800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400],
+            webhook_disable_after_secs: 5 * 24 * 3_600,
+            webhook_secret_overlap_secs: 24 * 3_600,
+            notification_interval_ms: 300_000,
+            notification_attempts_max: 10,
+            connect_timeout_ms: 3_000,
+            request_timeout_ms: 10_000,
+            response_body_max_bytes: 4_096,
+            batch_max: 100,
+            concurrency_max: 16,
+            lease_ms: 60_000,
+            worker_interval_ms: 500,
+            allow_loopback: false,
+            allow_private: false,
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn policy(&self) -> SsrfPolicy {
+        SsrfPolicy {
+            allow_loopback: self.allow_loopback,
+            allow_private: self.allow_private,
+        }
+    }
+
+    pub fn schedule(&self, kind: DeliveryKind) -> RetrySchedule {
+        match kind {
+            DeliveryKind::Webhook => RetrySchedule::new(
+                self.webhook_retry_schedule_secs
+                    .iter()
+                    .map(|secs| DurationMs::from_millis(secs.saturating_mul(1_000)))
+                    .collect(),
+            ),
+            DeliveryKind::Notification => RetrySchedule::fixed(
+                DurationMs::from_millis(self.notification_interval_ms),
+                self.notification_attempts_max,
+            ),
+        }
+    }
+}
+
+/// Statuses after which the notification URL is called: the outcome of a payment, not its steps.
+fn notifies(status: PaymentStatus) -> bool {
+    matches!(
+        status,
+        PaymentStatus::Done
+            | PaymentStatus::Canceled
+            | PaymentStatus::PartialCanceled
+            | PaymentStatus::Aborted
+            | PaymentStatus::Expired
+    )
+}
+
+impl App {
+    pub fn outbox_config(&self) -> &OutboxConfig {
+        &self.outbox
+    }
+
+    /// Checks a notification URL against the SSRF guard (registration time; delivery checks again).
+    pub(crate) async fn check_notification_url(&self, url: Option<String>) -> Result<Option<String>, PaymentError> {
+        let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+            return Ok(None);
+        };
+        if url.len() > 2_048 {
+            return Err(PaymentError::Invalid {
+                code: "INVALID_FIELD_VALUE",
+                param: "notificationUrl",
+                message: "`notificationUrl` is longer than 2048 characters".into(),
+            });
+        }
+        self.outbox
+            .policy()
+            .check_url(&url)
+            .await
+            .map_err(|e| PaymentError::Invalid {
+                code: "INVALID_URL",
+                param: "notificationUrl",
+                message: e.to_string(),
+            })?;
+        Ok(Some(url))
+    }
+
+    /// Writes a payment change, with the event it causes (a status change, or a completed cancel) and that
+    /// event's deliveries, in one transaction.
+    pub(crate) async fn commit(&self, previous: &Payment, mut update: PaymentUpdate) -> Result<(), StoreError> {
+        let cancel_completed = update
+            .update_transaction
+            .as_ref()
+            .is_some_and(|t| t.kind == TransactionKind::Cancel && t.status == TransactionStatus::Done);
+        if update.payment.status != previous.status || cancel_completed {
+            let event = self.payment_event(previous, &update).await?;
+            update.events.push(event);
+        }
+        self.store().update_payment(&update).await
+    }
+
+    async fn payment_event(&self, previous: &Payment, update: &PaymentUpdate) -> Result<NewEvent, StoreError> {
+        let next = &update.payment;
+        // The event shows the payment as it will be once this update commits.
+        let mut transactions = self.store().payment_transactions(next.id).await?;
+        if let Some(changed) = &update.update_transaction {
+            for t in transactions.iter_mut().filter(|t| t.key == changed.key) {
+                *t = changed.clone();
+            }
+        }
+        transactions.extend(update.insert_transactions.iter().cloned());
+        let view = PaymentView {
+            payment: next.clone(),
+            transactions,
+            focus: None,
+        };
+        let body = PaymentBody::new(self, &view);
+        let data = serde_json::to_string(&body).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let now = self.clock().now();
+        let notification = if notifies(next.status) {
+            self.notification_target(&view).await?
+        } else {
+            None
+        };
+        Ok(NewEvent {
+            id: EventId::new(now, crate::random_bytes()),
+            merchant_id: next.merchant_id,
+            mode: next.mode,
+            event_type: EventType::PaymentStatusChanged,
+            object_id: next.id.to_string(),
+            sequence: next.version,
+            previous_status: Some(previous.status.as_str().to_owned()),
+            data,
+            notification,
+            created_at: now,
+        })
+    }
+
+    /// The notification URL's fields for a payment: flat strings, like Korean PGs send them.
+    pub(crate) async fn notification_target(
+        &self,
+        view: &PaymentView,
+    ) -> Result<Option<NotificationTarget>, StoreError> {
+        let payment = &view.payment;
+        let settings = self
+            .store()
+            .merchant_settings(payment.merchant_id, payment.mode)
+            .await?;
+        let Some(url) = payment.notification_url.clone().or(settings.notification_url) else {
+            return Ok(None);
+        };
+        let mut fields = BTreeMap::new();
+        fields.insert("mId", payment.merchant_id.to_string());
+        fields.insert("paymentKey", payment.id.to_string());
+        fields.insert("orderId", payment.order_id.as_str().to_owned());
+        fields.insert("orderName", payment.order_name.as_str().to_owned());
+        fields.insert("status", payment.status.as_str().to_owned());
+        fields.insert("method", "CARD".to_owned());
+        fields.insert("mode", payment.mode.as_str().to_owned());
+        fields.insert("currency", payment.total().currency().code().to_owned());
+        fields.insert("totalAmount", payment.total().amount_minor().to_string());
+        fields.insert("balanceAmount", payment.balance.amount_minor().to_string());
+        fields.insert("sequence", payment.version.to_string());
+        if let Some(card) = &payment.card {
+            fields.insert("cardNumber", card.masked.clone());
+        }
+        if let Some(approval) = &payment.approval {
+            fields.insert("approveNo", approval.approval_number.clone());
+            fields.insert("approvedAt", rfc3339(approval.approved_at));
+        }
+        if let Some(failure) = &payment.failure {
+            fields.insert("failureCode", failure.code.clone());
+        }
+        let canceled: i64 = view
+            .transactions
+            .iter()
+            .filter(|t| t.kind == TransactionKind::Cancel && t.status == TransactionStatus::Done)
+            .map(|t| t.amount.amount_minor())
+            .sum();
+        fields.insert("canceledAmount", canceled.to_string());
+        let fields_json = serde_json::to_string(&fields).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Some(NotificationTarget {
+            url,
+            format: settings.notification_format,
+            fields_json,
+        }))
+    }
+}

@@ -1,0 +1,392 @@
+//! Managing webhook endpoints, notification settings, events and resends.
+
+use paygate_domain::api_key::KeyKind;
+use paygate_domain::event::EventType;
+use paygate_domain::id::{EventId, WebhookEndpointId};
+use paygate_outbound::WebhookSecret;
+use paygate_store::{
+    Attempt, Delivery, EndpointStatus, MerchantSettings, NotificationFormat, StoreError, StoredEvent, WebhookEndpoint,
+};
+
+use super::deliver::webhook_secret_purpose;
+use crate::auth::Caller;
+use crate::payments::{PaymentError, PaymentView};
+use crate::App;
+
+/// Endpoints one merchant may have per mode.
+pub const ENDPOINTS_MAX: usize = 16;
+/// Events and deliveries returned per page at most.
+pub const EVENTS_PAGE_MAX: u32 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{message}")]
+    Invalid { param: &'static str, message: String },
+    #[error("the URL is not allowed: {0}")]
+    UrlRefused(String),
+    #[error("no such webhook endpoint")]
+    NotFound,
+    #[error("no such event")]
+    EventNotFound,
+    #[error("at most {ENDPOINTS_MAX} endpoints per mode")]
+    TooMany,
+    #[error("client keys cannot manage webhooks")]
+    Forbidden,
+    #[error("another request changed the endpoint at the same time; retry")]
+    Concurrent,
+    #[error(transparent)]
+    Internal(#[from] crate::payments::InternalError),
+}
+
+impl From<StoreError> for WebhookError {
+    fn from(error: StoreError) -> WebhookError {
+        WebhookError::Internal(error.into())
+    }
+}
+
+impl From<crate::vault::VaultError> for WebhookError {
+    fn from(error: crate::vault::VaultError) -> WebhookError {
+        WebhookError::Internal(error.into())
+    }
+}
+
+/// A change to an endpoint; absent fields stay as they are.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    /// `ENABLED` re-enables a disabled endpoint (and clears its failure streak); `DISABLED` pauses it.
+    pub status: Option<String>,
+}
+
+/// An endpoint together with a secret to show once (on creation and rotation).
+#[derive(Clone, Debug)]
+pub struct EndpointWithSecret {
+    pub endpoint: WebhookEndpoint,
+    pub secret: Option<String>,
+}
+
+fn secret_only(caller: &Caller) -> Result<(), WebhookError> {
+    if caller.key.kind == KeyKind::Secret {
+        Ok(())
+    } else {
+        Err(WebhookError::Forbidden)
+    }
+}
+
+fn parse_types(types: &[String]) -> Result<Vec<EventType>, WebhookError> {
+    if types.is_empty() {
+        return Err(WebhookError::Invalid {
+            param: "eventTypes",
+            message: "name at least one event type".into(),
+        });
+    }
+    let mut parsed = Vec::new();
+    for name in types {
+        let event_type = EventType::parse(name).ok_or_else(|| WebhookError::Invalid {
+            param: "eventTypes",
+            message: format!(
+                "unknown event type; known: {}",
+                EventType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        if !parsed.contains(&event_type) {
+            parsed.push(event_type);
+        }
+    }
+    parsed.sort();
+    Ok(parsed)
+}
+
+impl App {
+    async fn checked_url(&self, url: &str) -> Result<String, WebhookError> {
+        if url.len() > 2_048 {
+            return Err(WebhookError::Invalid {
+                param: "url",
+                message: "the URL is longer than 2048 characters".into(),
+            });
+        }
+        self.outbox
+            .policy()
+            .check_url(url)
+            .await
+            .map_err(|e| WebhookError::UrlRefused(e.to_string()))?;
+        Ok(url.to_owned())
+    }
+
+    pub async fn create_endpoint(
+        &self,
+        caller: &Caller,
+        url: &str,
+        event_types: &[String],
+    ) -> Result<EndpointWithSecret, WebhookError> {
+        secret_only(caller)?;
+        let url = self.checked_url(url).await?;
+        let event_types = parse_types(event_types)?;
+        let existing = self.store().list_endpoints(caller.merchant.id, caller.key.mode).await?;
+        if existing.len() >= ENDPOINTS_MAX {
+            return Err(WebhookError::TooMany);
+        }
+        let now = self.clock().now();
+        let id = WebhookEndpointId::new(now, crate::random_bytes());
+        let secret = WebhookSecret::generate();
+        let sealed = self
+            .vault
+            .seal(&webhook_secret_purpose(&id.to_string()), secret.as_str().as_bytes())?;
+        let endpoint = WebhookEndpoint {
+            id,
+            merchant_id: caller.merchant.id,
+            mode: caller.key.mode,
+            url,
+            event_types,
+            status: EndpointStatus::Enabled,
+            disabled_reason: None,
+            secret: sealed,
+            previous_secret: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        };
+        self.store().insert_endpoint(&endpoint).await?;
+        Ok(EndpointWithSecret {
+            endpoint,
+            secret: Some(secret.as_str().to_owned()),
+        })
+    }
+
+    pub async fn list_endpoints(&self, caller: &Caller) -> Result<Vec<WebhookEndpoint>, WebhookError> {
+        secret_only(caller)?;
+        Ok(self.store().list_endpoints(caller.merchant.id, caller.key.mode).await?)
+    }
+
+    pub async fn get_endpoint(&self, caller: &Caller, id: WebhookEndpointId) -> Result<WebhookEndpoint, WebhookError> {
+        secret_only(caller)?;
+        let endpoint = self
+            .store()
+            .endpoint(caller.merchant.id, caller.key.mode, id)
+            .await?
+            .ok_or(WebhookError::NotFound)?;
+        if endpoint.status == EndpointStatus::Deleted {
+            return Err(WebhookError::NotFound);
+        }
+        Ok(endpoint)
+    }
+
+    pub async fn update_endpoint(
+        &self,
+        caller: &Caller,
+        id: WebhookEndpointId,
+        patch: EndpointPatch,
+    ) -> Result<WebhookEndpoint, WebhookError> {
+        let current = self.get_endpoint(caller, id).await?;
+        let mut next = current.clone();
+        if let Some(url) = &patch.url {
+            next.url = self.checked_url(url).await?;
+        }
+        if let Some(types) = &patch.event_types {
+            next.event_types = parse_types(types)?;
+        }
+        match patch.status.as_deref() {
+            None => {}
+            Some("ENABLED") => {
+                next.status = EndpointStatus::Enabled;
+                next.disabled_reason = None;
+                next.failing_since = None;
+            }
+            Some("DISABLED") => {
+                next.status = EndpointStatus::Disabled;
+                next.disabled_reason = Some("disabled by the merchant".into());
+            }
+            Some(_) => {
+                return Err(WebhookError::Invalid {
+                    param: "status",
+                    message: "status is ENABLED or DISABLED".into(),
+                })
+            }
+        }
+        self.write_endpoint(next).await
+    }
+
+    pub async fn delete_endpoint(
+        &self,
+        caller: &Caller,
+        id: WebhookEndpointId,
+    ) -> Result<WebhookEndpoint, WebhookError> {
+        let mut next = self.get_endpoint(caller, id).await?;
+        next.status = EndpointStatus::Deleted;
+        self.write_endpoint(next).await
+    }
+
+    /// Issues a new secret; the previous one keeps signing too for the overlap, so receivers can switch safely.
+    pub async fn roll_endpoint_secret(
+        &self,
+        caller: &Caller,
+        id: WebhookEndpointId,
+    ) -> Result<EndpointWithSecret, WebhookError> {
+        let current = self.get_endpoint(caller, id).await?;
+        let now = self.clock().now();
+        let secret = WebhookSecret::generate();
+        let mut next = current.clone();
+        next.secret = self
+            .vault
+            .seal(&webhook_secret_purpose(&id.to_string()), secret.as_str().as_bytes())?;
+        next.previous_secret = Some((
+            current.secret.clone(),
+            now.saturating_add_secs(u64::from(self.outbox.webhook_secret_overlap_secs)),
+        ));
+        let endpoint = self.write_endpoint(next).await?;
+        Ok(EndpointWithSecret {
+            endpoint,
+            secret: Some(secret.as_str().to_owned()),
+        })
+    }
+
+    async fn write_endpoint(&self, mut next: WebhookEndpoint) -> Result<WebhookEndpoint, WebhookError> {
+        next.version += 1;
+        next.updated_at = self.clock().now();
+        match self.store().update_endpoint(&next).await {
+            Ok(()) => Ok(next),
+            Err(StoreError::Conflict(_)) => Err(WebhookError::Concurrent),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub async fn endpoint_deliveries(
+        &self,
+        caller: &Caller,
+        id: WebhookEndpointId,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, WebhookError> {
+        self.get_endpoint(caller, id).await?;
+        Ok(self
+            .store()
+            .endpoint_deliveries(id, limit.clamp(1, EVENTS_PAGE_MAX))
+            .await?)
+    }
+
+    pub async fn list_events(
+        &self,
+        caller: &Caller,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, WebhookError> {
+        secret_only(caller)?;
+        Ok(self
+            .store()
+            .list_events(
+                caller.merchant.id,
+                caller.key.mode,
+                before,
+                limit.clamp(1, EVENTS_PAGE_MAX),
+            )
+            .await?)
+    }
+
+    /// An event with its deliveries and each delivery's attempts.
+    pub async fn event_detail(
+        &self,
+        caller: &Caller,
+        id: EventId,
+    ) -> Result<(StoredEvent, Vec<(Delivery, Vec<Attempt>)>), WebhookError> {
+        secret_only(caller)?;
+        let event = self
+            .store()
+            .event(caller.merchant.id, caller.key.mode, id)
+            .await?
+            .ok_or(WebhookError::EventNotFound)?;
+        let mut deliveries = Vec::new();
+        for delivery in self.store().event_deliveries(id).await? {
+            let attempts = self.store().attempts(&delivery.id).await?;
+            deliveries.push((delivery, attempts));
+        }
+        Ok((event, deliveries))
+    }
+
+    /// Sends an event again to the endpoints subscribed now (and, for payment events, the notification URL).
+    pub async fn resend_event(&self, caller: &Caller, id: EventId) -> Result<u32, WebhookError> {
+        let (event, deliveries) = self.event_detail(caller, id).await?;
+        let round = u32::try_from(deliveries.iter().filter(|(d, _)| d.id.contains(":r")).count()).unwrap_or(0) + 1;
+        let notification = match event.notification_fields.as_ref() {
+            Some(fields) => {
+                let payment = paygate_domain::id::PaymentId::parse(&event.object_id)
+                    .ok()
+                    .map(|id| self.store().payment(caller.merchant.id, caller.key.mode, id));
+                match payment {
+                    Some(lookup) => match lookup.await? {
+                        Some(payment) => {
+                            let view = PaymentView {
+                                payment,
+                                transactions: Vec::new(),
+                                focus: None,
+                            };
+                            self.notification_target(&view).await?.map(|mut target| {
+                                // The frozen fields of the event are resent, not the payment as it is now.
+                                target.fields_json = fields.clone();
+                                target
+                            })
+                        }
+                        None => None,
+                    },
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        Ok(self
+            .store()
+            .resend_event(&event, notification.as_ref(), round, self.clock().now())
+            .await?)
+    }
+
+    pub async fn merchant_settings(&self, caller: &Caller) -> Result<MerchantSettings, WebhookError> {
+        secret_only(caller)?;
+        Ok(self
+            .store()
+            .merchant_settings(caller.merchant.id, caller.key.mode)
+            .await?)
+    }
+
+    /// Sets the merchant's notification URL and format for the caller's mode. An empty URL removes it.
+    pub async fn set_notification(
+        &self,
+        caller: &Caller,
+        url: Option<String>,
+        format: Option<&str>,
+    ) -> Result<MerchantSettings, WebhookError> {
+        secret_only(caller)?;
+        let mut settings = self
+            .store()
+            .merchant_settings(caller.merchant.id, caller.key.mode)
+            .await?;
+        if let Some(url) = url {
+            settings.notification_url = if url.trim().is_empty() {
+                None
+            } else {
+                Some(self.checked_url(&url).await?)
+            };
+        }
+        if let Some(format) = format {
+            settings.notification_format = NotificationFormat::parse(format).ok_or_else(|| WebhookError::Invalid {
+                param: "notificationFormat",
+                message: "notificationFormat is FORM or JSON".into(),
+            })?;
+        }
+        self.store()
+            .set_merchant_settings(caller.merchant.id, caller.key.mode, &settings, self.clock().now())
+            .await?;
+        Ok(settings)
+    }
+}
+
+impl From<PaymentError> for WebhookError {
+    fn from(error: PaymentError) -> WebhookError {
+        match error {
+            PaymentError::Internal(internal) => WebhookError::Internal(internal),
+            other => WebhookError::Invalid {
+                param: "body",
+                message: other.to_string(),
+            },
+        }
+    }
+}

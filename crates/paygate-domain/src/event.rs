@@ -1,0 +1,156 @@
+//! Events and their delivery: what happened, who must hear about it, and when to try again.
+//!
+//! An event is written in the same database transaction as the change it describes (the outbox). Each destination
+//! — a webhook endpoint, or the payment's notification URL (노티) — gets its own delivery, retried on its own
+//! schedule until it succeeds or runs out of attempts.
+
+use crate::time::{DurationMs, UnixMillis};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// A payment's status changed, or a cancel completed (the status may stay PARTIAL_CANCELED).
+    PaymentStatusChanged,
+    /// paygate disabled a webhook endpoint that kept failing.
+    WebhookEndpointDisabled,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 2] = [EventType::PaymentStatusChanged, EventType::WebhookEndpointDisabled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::PaymentStatusChanged => "PAYMENT_STATUS_CHANGED",
+            EventType::WebhookEndpointDisabled => "WEBHOOK_ENDPOINT_DISABLED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+/// Where a delivery goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryKind {
+    /// A signed JSON webhook to an endpoint the merchant registered.
+    Webhook,
+    /// The notification URL (노티): success is a response body containing `SUCCESS`.
+    Notification,
+}
+
+impl DeliveryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::Webhook => "WEBHOOK",
+            DeliveryKind::Notification => "NOTIFICATION",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryKind> {
+        match text {
+            "WEBHOOK" => Some(DeliveryKind::Webhook),
+            "NOTIFICATION" => Some(DeliveryKind::Notification),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    /// Every attempt failed; a manual resend starts a new delivery.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "PENDING",
+            DeliveryStatus::Succeeded => "SUCCEEDED",
+            DeliveryStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        match text {
+            "PENDING" => Some(DeliveryStatus::Pending),
+            "SUCCEEDED" => Some(DeliveryStatus::Succeeded),
+            "FAILED" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// When to try again: a fixed list of waits after each failed attempt. The delivery gives up after the last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrySchedule {
+    /// Wait before attempt n+2 after attempt n+1 failed; `len() + 1` attempts in all.
+    waits: Vec<DurationMs>,
+}
+
+impl RetrySchedule {
+    pub fn new(waits: Vec<DurationMs>) -> RetrySchedule {
+        RetrySchedule { waits }
+    }
+
+    /// Every `interval`, `attempts_max` attempts in all (the notification URL: 5 minutes × 10).
+    pub fn fixed(interval: DurationMs, attempts_max: u32) -> RetrySchedule {
+        let waits = (1..attempts_max.max(1)).map(|_| interval).collect();
+        RetrySchedule { waits }
+    }
+
+    pub fn attempts_max(&self) -> u32 {
+        u32::try_from(self.waits.len()).unwrap_or(u32::MAX).saturating_add(1)
+    }
+
+    /// After `attempts_made` failed attempts, when to try next, or `None` to give up.
+    pub fn next_attempt(&self, attempts_made: u32, now: UnixMillis) -> Option<UnixMillis> {
+        let index = usize::try_from(attempts_made.checked_sub(1)?).ok()?;
+        self.waits.get(index).map(|wait| now.saturating_add(*wait))
+    }
+
+    /// The time from the first attempt to the last, if every attempt fails.
+    pub fn total_span_ms(&self) -> u64 {
+        self.waits.iter().map(|w| u64::from(w.as_millis())).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_schedule_is_ten_attempts_five_minutes_apart() {
+        let schedule = RetrySchedule::fixed(DurationMs::from_millis(300_000), 10);
+        assert_eq!(schedule.attempts_max(), 10);
+        let now = UnixMillis::new(1_000);
+        for made in 1..10 {
+            assert_eq!(
+                schedule.next_attempt(made, now),
+                Some(UnixMillis::new(301_000)),
+                "after {made}"
+            );
+        }
+        assert_eq!(schedule.next_attempt(10, now), None);
+        assert_eq!(schedule.next_attempt(0, now), None);
+        assert_eq!(schedule.total_span_ms(), 9 * 300_000);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        for k in [DeliveryKind::Webhook, DeliveryKind::Notification] {
+            assert_eq!(DeliveryKind::parse(k.as_str()), Some(k));
+        }
+        for s in [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Succeeded,
+            DeliveryStatus::Failed,
+        ] {
+            assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}
