@@ -364,7 +364,16 @@ async fn webhooks_are_signed_per_standard_webhooks_and_logged() {
         .unwrap()
         .iter()
         .find(|d| d["status"] == "SUCCEEDED");
-    assert!(delivered.is_some_and(|d| d["attempts"] == 2), "{deliveries}");
+    let delivered = delivered.unwrap();
+    assert_eq!(delivered["attempts"], 2, "{deliveries}");
+    let codes: Vec<u64> = delivered["attemptLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["statusCode"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, vec![503, 204]);
+    assert_eq!(delivered["attemptLog"][0]["responseBody"], "busy");
 
     // A rolled secret: the next webhook carries both signatures during the overlap.
     let (_, rolled) = merchant

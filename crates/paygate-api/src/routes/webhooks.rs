@@ -242,7 +242,9 @@ pub async fn endpoint_deliveries(
         .endpoint_deliveries(&caller, endpoint_id(&id)?, query.limit.unwrap_or(50))
         .await
         .map_err(webhook_error)?;
-    Ok(Json(deliveries.iter().map(|d| delivery_body(d, None)).collect()))
+    Ok(Json(
+        deliveries.iter().map(|(d, a)| delivery_body(d, Some(a))).collect(),
+    ))
 }
 
 /// The envelope a webhook carries, as stored.

@@ -252,17 +252,24 @@ impl App {
         }
     }
 
+    /// An endpoint's deliveries, newest first, each with its attempts.
     pub async fn endpoint_deliveries(
         &self,
         caller: &Caller,
         id: WebhookEndpointId,
         limit: u32,
-    ) -> Result<Vec<Delivery>, WebhookError> {
+    ) -> Result<Vec<(Delivery, Vec<Attempt>)>, WebhookError> {
         self.get_endpoint(caller, id).await?;
-        Ok(self
+        let mut out = Vec::new();
+        for delivery in self
             .store()
             .endpoint_deliveries(id, limit.clamp(1, EVENTS_PAGE_MAX))
-            .await?)
+            .await?
+        {
+            let attempts = self.store().attempts(&delivery.id).await?;
+            out.push((delivery, attempts));
+        }
+        Ok(out)
     }
 
     pub async fn list_events(
