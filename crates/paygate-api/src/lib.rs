@@ -51,6 +51,7 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/v1/merchants/me", get(merchants::me))
         .route("/v1/merchants/me/encryption-key", get(encryption_keys::get))
         .route("/v1/merchants/me/encryption-key/rotate", post(encryption_keys::rotate))
+        .route("/v1/merchants/me/checkout-key", get(encryption_keys::checkout_key))
         .route("/v1/payments", post(payments::create))
         .route("/v1/payments/key-in", post(payments::key_in))
         .route("/v1/payments/confirm", post(payments::confirm))
@@ -95,7 +96,19 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::idempotency::enforce))
         .layer(from_fn_with_state(limiter, middleware::rate_limit::limit))
         .layer(from_fn_with_state(state.clone(), middleware::auth::authenticate));
+    use routes::hosted;
     let public = Router::new()
+        .route("/checkout", post(hosted::entry))
+        .route("/checkout/{key}", get(hosted::show))
+        .route("/checkout/{key}/pay", post(hosted::pay))
+        .route(
+            "/checkout/{key}/challenge",
+            get(hosted::challenge_page).post(hosted::challenge),
+        )
+        .route("/receipts/{key}/{token}", get(hosted::receipt))
+        .route("/static/checkout.css", get(hosted::stylesheet))
+        .route("/static/receipt.js", get(hosted::receipt_script))
+        .route("/sdk/paygate.js", get(hosted::sdk))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics));

@@ -30,6 +30,27 @@ impl App {
         Ok(keys)
     }
 
+    /// The merchant's current encData key for a mode, created on first use.
+    pub(crate) async fn encryption_key_for(
+        &self,
+        merchant: paygate_domain::id::MerchantId,
+        mode: paygate_domain::api_key::Mode,
+    ) -> Result<EncDataKey, PaymentError> {
+        let caller = crate::auth::Caller {
+            merchant: self.store().merchant(merchant).await?.ok_or(PaymentError::NotFound)?,
+            key: paygate_domain::api_key::ApiKey {
+                id: paygate_domain::id::ApiKeyId::new(paygate_domain::time::UnixMillis::EPOCH, [0; 10]),
+                merchant_id: merchant,
+                mode,
+                kind: paygate_domain::api_key::KeyKind::Secret,
+                display_prefix: String::new(),
+                created_at: paygate_domain::time::UnixMillis::EPOCH,
+                revoked_at: None,
+            },
+        };
+        self.encryption_key(&caller).await
+    }
+
     /// The merchant's current encData key for the caller's mode, created on first use.
     pub async fn encryption_key(&self, caller: &Caller) -> Result<EncDataKey, PaymentError> {
         if let Some(newest) = self

@@ -72,6 +72,8 @@ pub struct App {
     payments: payments::PaymentConfig,
     outbox: outbox::OutboxConfig,
     deliverer: Arc<paygate_outbound::Deliverer>,
+    /// Derives receipt tokens and sandbox OTPs; derived from the pepper so it is stable across restarts.
+    receipt_key: Vec<u8>,
 }
 
 /// What an [`App`] is built from besides the store, secrets and clock.
@@ -121,6 +123,7 @@ impl App {
             payments: options.payments,
             outbox,
             deliverer: Arc::new(deliverer),
+            receipt_key: derive_key(&secrets.api_key_pepper, b"paygate receipt and sandbox OTP key"),
         })
     }
 
@@ -149,4 +152,16 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 pub fn random_byte() -> u8 {
     use rand::Rng;
     rand::rng().random()
+}
+
+/// HMAC-SHA256 of a label under a secret: a separate key per purpose from one secret.
+fn derive_key(secret: &[u8], label: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(label);
+            mac.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
 }

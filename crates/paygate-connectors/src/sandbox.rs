@@ -839,6 +839,11 @@ fn refused(code: &str, message: &str) -> CancelOutcome {
 
 /// 13 to 19 ASCII digits that pass the Luhn check. paygate checks before calling; the sandbox checks again
 /// because an acquirer never trusts its caller.
+/// Whether the sandbox issuer asks the buyer to authenticate (an OTP on the hosted page) before it will approve.
+pub fn requires_challenge(number: &str) -> bool {
+    number.ends_with("0078")
+}
+
 pub fn is_valid_card_number(number: &str) -> bool {
     let length_ok = (13..=19).contains(&number.len());
     if !length_ok || !number.bytes().all(|b| b.is_ascii_digit()) {

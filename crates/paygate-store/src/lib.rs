@@ -37,8 +37,8 @@ pub use outbox::{
     NotificationFormat, NotificationTarget, StoredEvent, WebhookEndpoint,
 };
 pub use payments::{
-    AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, JournalEntry, LedgerAudit, PaymentUpdate, Sealed,
-    StoredEncKey, TransactionQuery,
+    AcquirerContract, CheckoutCardChange, CheckoutEntry, CheckoutSession, InsertPaymentOutcome, JournalEntry,
+    LedgerAudit, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
 };
 pub use url::{DatabaseUrl, DatabaseUrlError};
 
@@ -386,6 +386,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Delivery>, StoreError>;
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError>;
+
+    // Hosted checkout.
+
+    async fn insert_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError>;
+
+    async fn checkout_session(&self, payment_id: PaymentId) -> Result<Option<CheckoutSession>, StoreError>;
+
+    /// Writes a changed session, conditional on the stored version being `session.version - 1`.
+    async fn update_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError>;
 
     /// Creates fresh deliveries of an event to the endpoints subscribed now and to `notification` if given;
     /// returns how many. `resend` numbers the round so delivery IDs stay unique.

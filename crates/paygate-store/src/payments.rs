@@ -123,3 +123,46 @@ impl LedgerAudit {
             && self.totals.iter().all(|t| t.is_zero())
     }
 }
+
+/// How a checkout payment was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckoutEntry {
+    /// The merchant page POSTed a signed form; paygate approves after the buyer authenticates and sends the browser
+    /// to `return_url` with a signed result.
+    Form,
+    /// `POST /v1/payments` (API or browser SDK); the browser goes to `success_url` and the merchant confirms.
+    Api,
+}
+
+impl CheckoutEntry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckoutEntry::Form => "FORM",
+            CheckoutEntry::Api => "API",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CheckoutEntry> {
+        match text {
+            "FORM" => Some(CheckoutEntry::Form),
+            "API" => Some(CheckoutEntry::Api),
+            _ => None,
+        }
+    }
+}
+
+/// The browser side of a checkout payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutSession {
+    pub payment_id: PaymentId,
+    pub entry: CheckoutEntry,
+    pub return_url: Option<String>,
+    pub success_url: Option<String>,
+    pub fail_url: Option<String>,
+    pub challenge_otp_hash: Option<Vec<u8>>,
+    pub challenge_attempts: u32,
+    pub challenge_expires_at: Option<UnixMillis>,
+    pub created_at: UnixMillis,
+    /// Every update is conditional on it, like payments.
+    pub version: i64,
+}

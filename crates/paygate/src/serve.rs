@@ -9,10 +9,16 @@ use paygate_store::OpenMode;
 
 use crate::config::Config;
 
-pub async fn run(config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
     if !config.database.migrate_on_start {
         tracing::info!("database.migrate_on_start is off; the schema must already be current");
     }
+    // Bound first, so links the gateway hands out (checkout pages, receipts) name the real port even with port 0.
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let address = listener.local_addr()?;
+    config.server.listen = address;
     let (store, report, app) = crate::cli::open(&config, open_mode).await?;
     let url = crate::cli::database_url(&config)?;
     tracing::info!(database = %url, backend = store.backend().as_str(), applied = ?report.applied, "database ready");
@@ -24,10 +30,6 @@ pub async fn run(config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let state = paygate_api::AppState::new(app.clone(), config.api()).context("cannot set up metrics")?;
     let router = paygate_api::router(state);
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!(
         "paygate listening on http://{address} ({} database)",

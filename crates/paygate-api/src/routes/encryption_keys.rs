@@ -43,3 +43,29 @@ pub async fn rotate(
     let key = state.app.rotate_encryption_key(&caller).await.map_err(payment_error)?;
     Ok(Json(body(&caller, &key)))
 }
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutKeyBody {
+    key: String,
+    algorithm: &'static str,
+    mode: &'static str,
+}
+
+/// `GET /v1/merchants/me/checkout-key`: the key that signs checkout forms and return URLs (HMAC-SHA256).
+pub async fn checkout_key(
+    State(state): State<AppState>,
+    SecretCaller(caller): SecretCaller,
+) -> Result<Json<CheckoutKeyBody>, ApiError> {
+    use base64::Engine;
+    let key = state
+        .app
+        .checkout_key_for(caller.merchant.id, caller.key.mode)
+        .await
+        .map_err(payment_error)?;
+    Ok(Json(CheckoutKeyBody {
+        key: base64::engine::general_purpose::STANDARD.encode(key),
+        algorithm: "HMAC-SHA256",
+        mode: caller.key.mode.as_str(),
+    }))
+}

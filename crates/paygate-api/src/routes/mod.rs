@@ -1,5 +1,6 @@
 pub mod encryption_keys;
 pub mod health;
+pub mod hosted;
 pub mod merchants;
 pub mod payments;
 pub mod webhooks;

@@ -54,6 +54,8 @@ pub struct CreateBody {
     customer_name: Option<String>,
     customer_email: Option<String>,
     notification_url: Option<String>,
+    success_url: Option<String>,
+    fail_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,7 +144,7 @@ pub async fn key_in(
 
 pub async fn create(
     state: axum::extract::State<AppState>,
-    SecretCaller(caller): SecretCaller,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let request = CreateRequest {
@@ -154,6 +156,8 @@ pub async fn create(
         customer_name: body.customer_name,
         customer_email: body.customer_email,
         notification_url: body.notification_url,
+        success_url: body.success_url,
+        fail_url: body.fail_url,
     };
     let view = state
         .app
@@ -314,6 +318,7 @@ pub fn payment_error(error: PaymentError) -> ApiError {
         PaymentError::Invalid { code, param, message } => {
             let code = match code {
                 "INVALID_URL" => ErrorCode::InvalidUrl,
+                "MISSING_FIELD" => ErrorCode::MissingField,
                 "INVALID_CARD_NUMBER" => ErrorCode::InvalidCardNumber,
                 "INVALID_CARD_EXPIRATION" => ErrorCode::InvalidCardExpiration,
                 _ => ErrorCode::InvalidFieldValue,

@@ -8,7 +8,9 @@ use paygate_domain::id::PaymentId;
 use paygate_domain::order::OrderId;
 use paygate_domain::payment::Payment;
 use paygate_domain::time::DurationMs;
-use paygate_store::{CheckoutCardChange, InsertPaymentOutcome, PaymentUpdate, StoreError};
+use paygate_store::{
+    CheckoutCardChange, CheckoutEntry, CheckoutSession, InsertPaymentOutcome, PaymentUpdate, StoreError,
+};
 use serde::{Deserialize, Serialize};
 
 use super::keyin::{CardFields, PaymentExtras};
@@ -27,6 +29,30 @@ pub struct CreateRequest {
     pub customer_email: Option<String>,
     /// Overrides the merchant's notification URL for this payment.
     pub notification_url: Option<String>,
+    /// Where the browser goes after the buyer paid (then the merchant confirms) or gave up. Required with a client
+    /// key (the browser SDK), optional with a secret key.
+    pub success_url: Option<String>,
+    pub fail_url: Option<String>,
+}
+
+/// Refuses anything but absolute http(s) URLs for browser redirects (no `javascript:` and the like).
+pub(crate) fn redirect_url(url: Option<String>, param: &'static str) -> Result<Option<String>, PaymentError> {
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let lower = url.to_ascii_lowercase();
+    let ok = (lower.starts_with("https://") || lower.starts_with("http://"))
+        && url.len() <= 2_048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(Some(url))
+    } else {
+        Err(PaymentError::Invalid {
+            code: "INVALID_URL",
+            param,
+            message: format!("`{param}` must be an absolute http(s) URL"),
+        })
+    }
 }
 
 /// The buyer's card for a checkout: number and expiry (no password digits or identity number: the buyer's
@@ -59,15 +85,47 @@ impl App {
         )
     }
 
-    /// Creates a READY payment for the buyer to authenticate.
+    /// Creates a READY payment for the buyer to authenticate. Client keys (the browser SDK) may do this — it is
+    /// the one thing they may do — and must give `successUrl` and `failUrl`.
     pub async fn create_checkout(&self, caller: &Caller, request: CreateRequest) -> Result<PaymentView, PaymentError> {
-        if caller.key.kind != KeyKind::Secret {
-            return Err(PaymentError::Forbidden);
+        let success_url = redirect_url(request.success_url.clone(), "successUrl")?;
+        let fail_url = redirect_url(request.fail_url.clone(), "failUrl")?;
+        if caller.key.kind != KeyKind::Secret && (success_url.is_none() || fail_url.is_none()) {
+            return Err(PaymentError::Invalid {
+                code: "MISSING_FIELD",
+                param: if success_url.is_none() { "successUrl" } else { "failUrl" },
+                message: "a browser-started payment needs successUrl and failUrl".into(),
+            });
         }
+        let session = |id| CheckoutSession {
+            payment_id: id,
+            entry: CheckoutEntry::Api,
+            return_url: None,
+            success_url: success_url.clone(),
+            fail_url: fail_url.clone(),
+            challenge_otp_hash: None,
+            challenge_attempts: 0,
+            challenge_expires_at: None,
+            created_at: self.clock().now(),
+            version: 0,
+        };
+        let payment = self
+            .create_checkout_for((caller.merchant.id, caller.key.mode), request, session)
+            .await?;
+        self.view(payment).await
+    }
+
+    /// Creates a READY checkout payment and its session.
+    pub(crate) async fn create_checkout_for(
+        &self,
+        owner: (paygate_domain::id::MerchantId, paygate_domain::api_key::Mode),
+        request: CreateRequest,
+        session: impl Fn(PaymentId) -> CheckoutSession,
+    ) -> Result<Payment, PaymentError> {
         let amounts = self.parse_amounts(request.amount, request.tax_free_amount, request.vat)?;
         let notification_url = self.check_notification_url(request.notification_url).await?;
         let new = self.new_payment(
-            caller,
+            owner,
             &request.order_id,
             &request.order_name,
             amounts,
@@ -83,9 +141,12 @@ impl App {
             .saturating_add_secs(u64::from(self.payments.checkout_ready_secs));
         let payment = Payment::checkout(new, expires_at);
         match self.store().insert_payment(&payment, None).await? {
-            InsertPaymentOutcome::Inserted => self.view(payment).await,
-            InsertPaymentOutcome::DuplicateOrderId => Err(PaymentError::DuplicateOrderId),
+            InsertPaymentOutcome::Inserted => {}
+            InsertPaymentOutcome::DuplicateOrderId => return Err(PaymentError::DuplicateOrderId),
         }
+        // Without its session the payment cannot be paid and simply expires; nothing is charged either way.
+        self.store().insert_checkout_session(&session(payment.id)).await?;
+        Ok(payment)
     }
 
     /// The buyer's side: attaches and authenticates a card. Allowed with the merchant's client or secret key.
@@ -146,9 +207,22 @@ impl App {
         let order_id = OrderId::parse(order_id)
             .map_err(|_| PaymentError::Rule(paygate_domain::payment::PaymentRuleError::OrderMismatch))?;
         let amount = self.money(amount, "amount")?;
+        let payment = self.confirm_payment(payment, &order_id, amount).await?;
+        self.view(payment).await
+    }
+
+    /// Moves an authenticated payment to approval (only one caller ever gets past the version check), then calls
+    /// the acquirer with the sealed card.
+    pub(crate) async fn confirm_payment(
+        &self,
+        payment: Payment,
+        order_id: &OrderId,
+        amount: paygate_domain::money::Money,
+    ) -> Result<Payment, PaymentError> {
+        let id = payment.id;
         let now = self.clock().now();
         let inquire_after = now.saturating_add(DurationMs::from_millis(self.payments.first_inquiry_delay_ms));
-        let requested = payment.confirm_requested(&order_id, amount, now, inquire_after)?;
+        let requested = payment.confirm_requested(order_id, amount, now, inquire_after)?;
         match self
             .commit(&payment, PaymentUpdate::new(payment.version, requested.clone()))
             .await
@@ -173,7 +247,38 @@ impl App {
             password_two_digits: None,
             identity_number: None,
         };
-        let payment = self.run_approval(requested, data, true).await?;
-        self.view(payment).await
+        self.run_approval(requested, data, true).await
+    }
+
+    /// Seals a buyer's card for a payment (number and expiry only).
+    pub(crate) fn seal_checkout_card(
+        &self,
+        id: PaymentId,
+        card: &CardData,
+    ) -> Result<paygate_store::Sealed, PaymentError> {
+        let sealed_card = SealedCard {
+            number: card.number.clone(),
+            expiry_year: card.expiry_year,
+            expiry_month: card.expiry_month,
+        };
+        let plaintext = serde_json::to_vec(&sealed_card).map_err(|e| InternalError::Invariant(e.to_string()))?;
+        Ok(self.vault.seal(&purpose(id), &plaintext)?)
+    }
+
+    /// Opens a checkout's sealed card.
+    pub(crate) async fn open_checkout_card(&self, id: PaymentId) -> Result<Option<CardData>, PaymentError> {
+        let Some(sealed) = self.store().checkout_card(id).await? else {
+            return Ok(None);
+        };
+        let plaintext = self.vault.open(&purpose(id), &sealed)?;
+        let card: SealedCard =
+            serde_json::from_slice(&plaintext).map_err(|e| InternalError::Invariant(e.to_string()))?;
+        Ok(Some(CardData {
+            number: card.number,
+            expiry_year: card.expiry_year,
+            expiry_month: card.expiry_month,
+            password_two_digits: None,
+            identity_number: None,
+        }))
     }
 }

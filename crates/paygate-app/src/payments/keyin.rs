@@ -118,7 +118,7 @@ impl App {
 
     pub(crate) fn new_payment(
         &self,
-        caller: &Caller,
+        owner: (paygate_domain::id::MerchantId, paygate_domain::api_key::Mode),
         order_id: &str,
         order_name: &str,
         amounts: VatSplit,
@@ -138,8 +138,8 @@ impl App {
         let now = self.clock().now();
         Ok(NewPayment {
             id: PaymentId::new(now, crate::random_bytes()),
-            merchant_id: caller.merchant.id,
-            mode: caller.key.mode,
+            merchant_id: owner.0,
+            mode: owner.1,
             order_id,
             order_name,
             amounts,
@@ -163,7 +163,7 @@ impl App {
         let card = self.parse_card(&request.card)?;
         let notification_url = self.check_notification_url(request.notification_url).await?;
         let new = self.new_payment(
-            caller,
+            (caller.merchant.id, caller.key.mode),
             &request.order_id,
             &request.order_name,
             amounts,

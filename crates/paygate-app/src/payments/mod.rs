@@ -13,6 +13,7 @@
 mod approve;
 mod cancel;
 mod checkout;
+pub mod hosted;
 mod keyin;
 mod routing;
 pub mod wire;

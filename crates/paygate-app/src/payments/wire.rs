@@ -46,6 +46,8 @@ pub struct PaymentBody {
     card: Option<CardBody>,
     cancels: Vec<CancelBodyOut>,
     checkout: Option<UrlBody>,
+    /// The public receipt (매출전표), once approved.
+    receipt: Option<UrlBody>,
     failure: Option<FailureBody>,
     customer_name: Option<String>,
     customer_email: Option<String>,
@@ -132,6 +134,9 @@ impl PaymentBody {
             card,
             cancels,
             checkout,
+            receipt: p.approval.as_ref().map(|_| UrlBody {
+                url: app.receipt_url(p.id),
+            }),
             failure: p.failure.as_ref().map(|f| FailureBody {
                 code: f.code.clone(),
                 message: f.message.clone(),

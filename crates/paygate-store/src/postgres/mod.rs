@@ -42,7 +42,7 @@ use crate::{
     StoreOptions, StoredResponse,
 };
 
-pub(crate) const MIGRATIONS: [Migration; 3] = [
+pub(crate) const MIGRATIONS: [Migration; 4] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -57,6 +57,11 @@ pub(crate) const MIGRATIONS: [Migration; 3] = [
         version: 3,
         name: "outbox",
         sql: include_str!("../../migrations/postgres/0003_outbox.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "checkout",
+        sql: include_str!("../../migrations/postgres/0004_checkout.sql"),
     },
 ];
 
@@ -888,6 +893,89 @@ impl Store for PostgresStore {
         let created = outbox::resend(&tx, event, notification, resend, now).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(created)
+    }
+
+    async fn insert_checkout_session(&self, session: &crate::CheckoutSession) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO checkout_sessions (payment_id, entry, return_url, success_url, fail_url, challenge_otp_hash,
+                     challenge_attempts, challenge_expires_at, created_at, version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    &session.payment_id.to_string(),
+                    &session.entry.as_str(),
+                    &session.return_url,
+                    &session.success_url,
+                    &session.fail_url,
+                    &session.challenge_otp_hash,
+                    &i32::try_from(session.challenge_attempts).unwrap_or(i32::MAX),
+                    &session.challenge_expires_at.map(UnixMillis::as_millis),
+                    &session.created_at.as_millis(),
+                    &session.version,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn checkout_session(
+        &self,
+        payment_id: paygate_domain::id::PaymentId,
+    ) -> Result<Option<crate::CheckoutSession>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT payment_id, entry, return_url, success_url, fail_url, challenge_otp_hash, challenge_attempts,
+                     challenge_expires_at, created_at, version
+                 FROM checkout_sessions WHERE payment_id = $1",
+                &[&payment_id.to_string()],
+            )
+            .await
+            .map_err(pg_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let corrupt = |what: &str| StoreError::Corrupt(format!("checkout_sessions.{what}"));
+        let id: String = row.try_get(0).map_err(pg_error)?;
+        let entry: String = row.try_get(1).map_err(pg_error)?;
+        let attempts: i32 = row.try_get(6).map_err(pg_error)?;
+        Ok(Some(crate::CheckoutSession {
+            payment_id: paygate_domain::id::PaymentId::parse(&id).map_err(|_| corrupt("payment_id"))?,
+            entry: crate::CheckoutEntry::parse(&entry).ok_or_else(|| corrupt("entry"))?,
+            return_url: row.try_get(2).map_err(pg_error)?,
+            success_url: row.try_get(3).map_err(pg_error)?,
+            fail_url: row.try_get(4).map_err(pg_error)?,
+            challenge_otp_hash: row.try_get(5).map_err(pg_error)?,
+            challenge_attempts: u32::try_from(attempts).map_err(|_| corrupt("challenge_attempts"))?,
+            challenge_expires_at: row.try_get::<_, Option<i64>>(7).map_err(pg_error)?.map(UnixMillis::new),
+            created_at: UnixMillis::new(row.try_get(8).map_err(pg_error)?),
+            version: row.try_get(9).map_err(pg_error)?,
+        }))
+    }
+
+    async fn update_checkout_session(&self, session: &crate::CheckoutSession) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE checkout_sessions SET challenge_otp_hash = $2, challenge_attempts = $3,
+                     challenge_expires_at = $4, version = $5
+                 WHERE payment_id = $1 AND version = $6",
+                &[
+                    &session.payment_id.to_string(),
+                    &session.challenge_otp_hash,
+                    &i32::try_from(session.challenge_attempts).unwrap_or(i32::MAX),
+                    &session.challenge_expires_at.map(UnixMillis::as_millis),
+                    &session.version,
+                    &(session.version - 1),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict("the checkout session changed since it was read"))
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so a second process fails fast on the lock instead of
 //! deadlocking on an upgrade from a read lock.
 
+mod checkout;
 mod outbox;
 mod payments;
 mod runtime;
@@ -28,7 +29,8 @@ use crate::outbox::{
     WebhookEndpoint,
 };
 use crate::payments::{
-    AcquirerContract, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
+    AcquirerContract, CheckoutSession, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey,
+    TransactionQuery,
 };
 use crate::{
     Backend, IdempotencyClaim, IdempotencyClaimOutcome, IdempotencyScope, NewApiKey, OpenMode, PoolStats, Store,
@@ -36,7 +38,7 @@ use crate::{
 };
 use runtime::Runtime;
 
-pub(crate) const MIGRATIONS: [Migration; 3] = [
+pub(crate) const MIGRATIONS: [Migration; 4] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -51,6 +53,11 @@ pub(crate) const MIGRATIONS: [Migration; 3] = [
         version: 3,
         name: "outbox",
         sql: include_str!("../../migrations/sqlite/0003_outbox.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "checkout",
+        sql: include_str!("../../migrations/sqlite/0004_checkout.sql"),
     },
 ];
 
@@ -871,6 +878,20 @@ impl Store for SqliteStore {
         self.runtime
             .write(move |conn| outbox::resend(conn, &event, notification.as_ref(), resend, now))
             .await
+    }
+
+    async fn insert_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.runtime.write(move |conn| checkout::insert(conn, &session)).await
+    }
+
+    async fn checkout_session(&self, payment_id: PaymentId) -> Result<Option<CheckoutSession>, StoreError> {
+        self.runtime.read(move |conn| checkout::get(conn, payment_id)).await
+    }
+
+    async fn update_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.runtime.write(move |conn| checkout::update(conn, &session)).await
     }
 }
 

@@ -1,0 +1,643 @@
+//! The pages buyers see: the checkout entry (a merchant's signed form POST), the payment page, the OTP challenge,
+//! a waiting page, errors, and the receipt (매출전표). Server-rendered HTML that works without JavaScript, in Korean
+//! (default) and English (`?lang=en`), with its stylesheet served by the gateway itself.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use paygate_app::payments::hosted::{FormCheckout, FormError, HostedPage, HostedStep};
+use paygate_app::payments::{CardFields, PaymentError};
+use paygate_domain::id::PaymentId;
+use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
+
+use crate::wire::rfc3339;
+use crate::AppState;
+
+const STYLESHEET: &str = include_str!("../../assets/checkout.css");
+const SDK: &str = include_str!("../../assets/paygate.js");
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ko,
+    En,
+}
+
+impl Lang {
+    fn from_query(query: &HashMap<String, String>) -> Lang {
+        match query.get("lang").map(String::as_str) {
+            Some("en") => Lang::En,
+            _ => Lang::Ko,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Lang::Ko => "ko",
+            Lang::En => "en",
+        }
+    }
+
+    /// The page's words. One table, so a missing translation is a compile error, not a blank label.
+    fn t(self, key: Text) -> &'static str {
+        use Text::*;
+        match (self, key) {
+            (Lang::Ko, Title) => "카드 결제",
+            (Lang::En, Title) => "Card payment",
+            (Lang::Ko, Order) => "주문",
+            (Lang::En, Order) => "Order",
+            (Lang::Ko, Amount) => "결제 금액",
+            (Lang::En, Amount) => "Amount",
+            (Lang::Ko, CardNumber) => "카드 번호",
+            (Lang::En, CardNumber) => "Card number",
+            (Lang::Ko, ExpMonth) => "유효기간 월 (MM)",
+            (Lang::En, ExpMonth) => "Expiry month (MM)",
+            (Lang::Ko, ExpYear) => "유효기간 연도 (YY)",
+            (Lang::En, ExpYear) => "Expiry year (YY)",
+            (Lang::Ko, Installment) => "할부",
+            (Lang::En, Installment) => "Installments",
+            (Lang::Ko, LumpSum) => "일시불",
+            (Lang::En, LumpSum) => "Pay in full",
+            (Lang::Ko, Months) => "개월",
+            (Lang::En, Months) => " months",
+            (Lang::Ko, Pay) => "결제하기",
+            (Lang::En, Pay) => "Pay",
+            (Lang::Ko, TestMode) => "테스트 결제입니다. 실제로 청구되지 않습니다.",
+            (Lang::En, TestMode) => "This is a test payment. Nothing is charged.",
+            (Lang::Ko, Secure) => "카드 정보는 암호화되어 전송되며 가맹점에 전달되지 않습니다.",
+            (Lang::En, Secure) => "Your card details are encrypted and never shared with the merchant.",
+            (Lang::Ko, ChallengeTitle) => "카드 본인 인증",
+            (Lang::En, ChallengeTitle) => "Verify it's you",
+            (Lang::Ko, ChallengeHint) => "카드사가 보낸 6자리 인증번호를 입력하세요.",
+            (Lang::En, ChallengeHint) => "Enter the 6-digit code your card issuer sent you.",
+            (Lang::Ko, SandboxOtp) => "테스트 카드사 인증번호:",
+            (Lang::En, SandboxOtp) => "Sandbox issuer code:",
+            (Lang::Ko, Otp) => "인증번호",
+            (Lang::En, Otp) => "Verification code",
+            (Lang::Ko, Verify) => "인증하기",
+            (Lang::En, Verify) => "Verify",
+            (Lang::Ko, Waiting) => "결제를 처리하고 있습니다. 잠시만 기다려 주세요.",
+            (Lang::En, Waiting) => "Your payment is being processed. Please wait.",
+            (Lang::Ko, ErrorTitle) => "결제를 진행할 수 없습니다",
+            (Lang::En, ErrorTitle) => "This payment cannot continue",
+            (Lang::Ko, Receipt) => "매출전표",
+            (Lang::En, Receipt) => "Receipt",
+            (Lang::Ko, Print) => "인쇄",
+            (Lang::En, Print) => "Print",
+            (Lang::Ko, Merchant) => "가맹점",
+            (Lang::En, Merchant) => "Merchant",
+            (Lang::Ko, Card) => "카드",
+            (Lang::En, Card) => "Card",
+            (Lang::Ko, ApprovalNo) => "승인번호",
+            (Lang::En, ApprovalNo) => "Approval number",
+            (Lang::Ko, ApprovedAt) => "승인일시",
+            (Lang::En, ApprovedAt) => "Approved at",
+            (Lang::Ko, Supplied) => "공급가액",
+            (Lang::En, Supplied) => "Supplied amount",
+            (Lang::Ko, Vat) => "부가세",
+            (Lang::En, Vat) => "VAT",
+            (Lang::Ko, TaxFree) => "면세",
+            (Lang::En, TaxFree) => "Tax free",
+            (Lang::Ko, Canceled) => "취소",
+            (Lang::En, Canceled) => "Canceled",
+            (Lang::Ko, Balance) => "잔액",
+            (Lang::En, Balance) => "Balance",
+            (Lang::Ko, Status) => "상태",
+            (Lang::En, Status) => "Status",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Text {
+    Title,
+    Order,
+    Amount,
+    CardNumber,
+    ExpMonth,
+    ExpYear,
+    Installment,
+    LumpSum,
+    Months,
+    Pay,
+    TestMode,
+    Secure,
+    ChallengeTitle,
+    ChallengeHint,
+    SandboxOtp,
+    Otp,
+    Verify,
+    Waiting,
+    ErrorTitle,
+    Receipt,
+    Print,
+    Merchant,
+    Card,
+    ApprovalNo,
+    ApprovedAt,
+    Supplied,
+    Vat,
+    TaxFree,
+    Canceled,
+    Balance,
+    Status,
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `15,000원` / `₩15,000`.
+fn won(amount: i64, lang: Lang) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut grouped = String::new();
+    for (index, c) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let sign = if amount < 0 { "-" } else { "" };
+    match lang {
+        Lang::Ko => format!("{sign}{grouped}원"),
+        Lang::En => format!("{sign}₩{grouped}"),
+    }
+}
+
+fn page(lang: Lang, title: &str, body: &str, refresh_secs: Option<u32>) -> Response {
+    let refresh = refresh_secs
+        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+        .unwrap_or_default();
+    let html = format!(
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
+         <title>{title} · paygate</title><link rel=\"stylesheet\" href=\"/static/checkout.css\"></head>\
+         <body><main>{body}</main></body></html>",
+        lang = lang.code(),
+        title = escape(title),
+    );
+    let mut response = Html(html).into_response();
+    let headers = response.headers_mut();
+    // Pages with card forms must not be cached, framed by other sites, or load anything from elsewhere.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'"),
+    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<h1>{}</h1><p role=\"alert\" id=\"error\">{}</p>",
+        escape(lang.t(Text::ErrorTitle)),
+        escape(message)
+    );
+    let mut response = page(lang, lang.t(Text::ErrorTitle), &body, None);
+    *response.status_mut() = status;
+    response
+}
+
+fn header_html(lang: Lang, path: &str) -> String {
+    let other = match lang {
+        Lang::Ko => format!("<a href=\"{}?lang=en\" lang=\"en\">English</a>", escape(path)),
+        Lang::En => format!("<a href=\"{}?lang=ko\" lang=\"ko\">한국어</a>", escape(path)),
+    };
+    format!("<header><span class=\"brand\">paygate</span><nav class=\"no-print\">{other}</nav></header>")
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// The receipt's print button, as a file: the pages' Content-Security-Policy allows no inline script.
+pub async fn receipt_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        "document.getElementById('print-button')?.addEventListener('click', () => window.print());\n",
+    )
+        .into_response()
+}
+
+pub async fn sdk() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        SDK,
+    )
+        .into_response()
+}
+
+fn field(form: &HashMap<String, String>, name: &str) -> String {
+    form.get(name).cloned().unwrap_or_default()
+}
+
+/// `POST /checkout`: a merchant page's signed form.
+pub async fn entry(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = match form.get("lang").map(String::as_str) {
+        Some("en") => Lang::En,
+        _ => Lang::from_query(&query),
+    };
+    let checkout = FormCheckout {
+        mid: field(&form, "mId"),
+        mode: field(&form, "mode"),
+        order_id: field(&form, "orderId"),
+        amount: field(&form, "amount"),
+        goods_name: field(&form, "goodsName"),
+        buyer_name: field(&form, "buyerName"),
+        buyer_email: field(&form, "buyerEmail"),
+        buyer_tel: field(&form, "buyerTel"),
+        return_url: field(&form, "returnUrl"),
+        notification_url: field(&form, "notificationUrl"),
+        timestamp: field(&form, "timestamp"),
+        signature: field(&form, "signature"),
+    };
+    match state.app.form_checkout(checkout).await {
+        Ok(id) => Redirect::to(&format!("/checkout/{id}?lang={}", lang.code())).into_response(),
+        Err(FormError::Payment(PaymentError::Internal(internal))) => {
+            tracing::error!(error = %internal, "checkout entry failed");
+            error_page(
+                lang,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "an internal error occurred; please try again",
+            )
+        }
+        Err(FormError::Payment(PaymentError::DuplicateOrderId)) => error_page(
+            lang,
+            StatusCode::CONFLICT,
+            "this order was already paid or started; return to the shop",
+        ),
+        Err(error) => error_page(lang, StatusCode::BAD_REQUEST, &error.to_string()),
+    }
+}
+
+fn card_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str) -> Response {
+    let p = &page_data.payment;
+    let error_html = error
+        .filter(|m| !m.is_empty())
+        .map(|m| format!("<p role=\"alert\" id=\"error\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    let mut installments = format!("<option value=\"0\">{}</option>", escape(lang.t(Text::LumpSum)));
+    for months in [2u8, 3, 4, 5, 6, 10, 12] {
+        installments.push_str(&format!(
+            "<option value=\"{months}\">{months}{}</option>",
+            lang.t(Text::Months)
+        ));
+    }
+    let test_notice = match p.mode {
+        paygate_domain::api_key::Mode::Test => format!("<p class=\"sandbox\">{}</p>", escape(lang.t(Text::TestMode))),
+        paygate_domain::api_key::Mode::Live => String::new(),
+    };
+    let body = format!(
+        "{header}<h1>{title}</h1><p class=\"merchant\">{merchant}</p>\
+         <dl class=\"summary\"><dt>{order_label}</dt><dd>{order}</dd></dl>\
+         <p class=\"amount\" aria-label=\"{amount_label}\">{amount}</p>{test_notice}{error_html}\
+         <form id=\"card-form\" method=\"post\" action=\"/checkout/{key}/pay?lang={lang}\" autocomplete=\"on\">\
+         <label for=\"card-number\">{card_label}</label>\
+         <input id=\"card-number\" name=\"cardNumber\" inputmode=\"numeric\" autocomplete=\"cc-number\" \
+                required pattern=\"[0-9 -]{{13,23}}\" maxlength=\"23\">\
+         <div class=\"row\"><div><label for=\"exp-month\">{month_label}</label>\
+         <input id=\"exp-month\" name=\"expMonth\" inputmode=\"numeric\" autocomplete=\"cc-exp-month\" required \
+                pattern=\"[0-9]{{1,2}}\" maxlength=\"2\"></div>\
+         <div><label for=\"exp-year\">{year_label}</label>\
+         <input id=\"exp-year\" name=\"expYear\" inputmode=\"numeric\" autocomplete=\"cc-exp-year\" required \
+                pattern=\"[0-9]{{2}}\" maxlength=\"2\"></div></div>\
+         <label for=\"installment\">{installment_label}</label>\
+         <select id=\"installment\" name=\"installment\">{installments}</select>\
+         <button id=\"pay-button\" type=\"submit\">{amount} {pay}</button></form>\
+         <p class=\"notice\">{secure}</p>",
+        header = header_html(lang, path),
+        title = escape(lang.t(Text::Title)),
+        merchant = escape(page_data.merchant.name.as_str()),
+        order_label = escape(lang.t(Text::Order)),
+        order = escape(p.order_name.as_str()),
+        amount_label = escape(lang.t(Text::Amount)),
+        amount = escape(&won(p.total().amount_minor(), lang)),
+        key = p.id,
+        lang = lang.code(),
+        card_label = escape(lang.t(Text::CardNumber)),
+        month_label = escape(lang.t(Text::ExpMonth)),
+        year_label = escape(lang.t(Text::ExpYear)),
+        installment_label = escape(lang.t(Text::Installment)),
+        pay = escape(lang.t(Text::Pay)),
+        secure = escape(lang.t(Text::Secure)),
+    );
+    page(lang, lang.t(Text::Title), &body, None)
+}
+
+fn challenge_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str) -> Response {
+    let p = &page_data.payment;
+    let sandbox = page_data
+        .sandbox_otp
+        .as_ref()
+        .map(|otp| {
+            format!(
+                "<p class=\"sandbox\">{} <strong id=\"sandbox-otp\">{}</strong></p>",
+                escape(lang.t(Text::SandboxOtp)),
+                escape(otp)
+            )
+        })
+        .unwrap_or_default();
+    let error_html = error
+        .filter(|m| !m.is_empty())
+        .map(|m| format!("<p role=\"alert\" id=\"error\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    let body = format!(
+        "{header}<h1>{title}</h1><p class=\"merchant\">{merchant} · {amount}</p><p>{text}</p>{sandbox}{error_html}\
+         <form id=\"otp-form\" method=\"post\" action=\"/checkout/{key}/challenge?lang={lang}\">\
+         <label for=\"otp\">{otp_label}</label>\
+         <input id=\"otp\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required \
+                pattern=\"[0-9]{{6}}\" maxlength=\"6\" autofocus>\
+         <button id=\"verify-button\" type=\"submit\">{verify}</button></form>",
+        header = header_html(lang, path),
+        title = escape(lang.t(Text::ChallengeTitle)),
+        merchant = escape(page_data.merchant.name.as_str()),
+        amount = escape(&won(p.total().amount_minor(), lang)),
+        text = escape(lang.t(Text::ChallengeHint)),
+        key = p.id,
+        lang = lang.code(),
+        otp_label = escape(lang.t(Text::Otp)),
+        verify = escape(lang.t(Text::Verify)),
+    );
+    page(lang, lang.t(Text::ChallengeTitle), &body, None)
+}
+
+fn waiting_page(lang: Lang, id: PaymentId) -> Response {
+    let body = format!(
+        "<h1>{}</h1><p role=\"status\">{}</p><p class=\"notice\"><a href=\"/checkout/{id}?lang={}\">↻</a></p>",
+        escape(lang.t(Text::Title)),
+        escape(lang.t(Text::Waiting)),
+        lang.code()
+    );
+    page(lang, lang.t(Text::Title), &body, Some(2))
+}
+
+fn payment_id(text: &str) -> Option<PaymentId> {
+    PaymentId::parse(text).ok()
+}
+
+fn step_response(state: &AppState, step: Result<HostedStep, PaymentError>, id: PaymentId, lang: Lang) -> Response {
+    let _ = state;
+    match step {
+        Ok(HostedStep::Redirect(url)) => Redirect::to(&url).into_response(),
+        Ok(HostedStep::Challenge) => {
+            Redirect::to(&format!("/checkout/{id}/challenge?lang={}", lang.code())).into_response()
+        }
+        Ok(HostedStep::Pending) => waiting_page(lang, id),
+        Ok(HostedStep::Retry(message)) => {
+            // The page is shown again with the message; a redirect would lose it, so the message travels in the
+            // query string (it is one of paygate's own texts, escaped on output).
+            let query = if message.is_empty() {
+                String::new()
+            } else {
+                format!("&error={}", urlencode(&message))
+            };
+            Redirect::to(&format!("/checkout/{id}?lang={}{query}", lang.code())).into_response()
+        }
+        Err(PaymentError::NotFound) => error_page(lang, StatusCode::NOT_FOUND, "no such payment"),
+        Err(PaymentError::Internal(internal)) => {
+            tracing::error!(error = %internal, "hosted checkout failed");
+            error_page(
+                lang,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "an internal error occurred; please try again",
+            )
+        }
+        Err(other) => error_page(lang, StatusCode::BAD_REQUEST, &other.to_string()),
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `GET /checkout/{paymentKey}`: the payment page, or where the payment now stands.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+    };
+    let page_data = match state.app.hosted_page(id).await {
+        Ok(page_data) => page_data,
+        Err(error) => return step_response(&state, Err(error), id, lang),
+    };
+    let path = format!("/checkout/{id}");
+    match page_data.payment.status {
+        PaymentStatus::Ready if page_data.session.challenge_expires_at.is_some() => {
+            Redirect::to(&format!("/checkout/{id}/challenge?lang={}", lang.code())).into_response()
+        }
+        PaymentStatus::Ready => card_form(&page_data, lang, query.get("error").map(String::as_str), &path),
+        _ => {
+            // Reloaded, or reached with the back button after paying: show where it stands, never the form.
+            let step = state.app.hosted_pay(id, empty_card(), 0).await;
+            step_response(&state, step, id, lang)
+        }
+    }
+}
+
+fn empty_card() -> CardFields {
+    CardFields {
+        card_number: String::new(),
+        expiration_year: String::new(),
+        expiration_month: String::new(),
+        identity_number: None,
+        password: None,
+    }
+}
+
+/// `POST /checkout/{paymentKey}/pay`: the buyer's card.
+pub async fn pay(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+    };
+    let digits: String = field(&form, "cardNumber")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let card = CardFields {
+        card_number: digits,
+        expiration_year: field(&form, "expYear").trim().to_owned(),
+        expiration_month: field(&form, "expMonth").trim().to_owned(),
+        identity_number: None,
+        password: None,
+    };
+    let installment: u8 = field(&form, "installment").parse().unwrap_or(0);
+    let step = state.app.hosted_pay(id, card, installment).await;
+    step_response(&state, step, id, lang)
+}
+
+/// `GET /checkout/{paymentKey}/challenge`: the OTP page.
+pub async fn challenge_page(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+    };
+    match state.app.hosted_page(id).await {
+        Ok(page_data) if page_data.payment.status == PaymentStatus::Ready => {
+            let path = format!("/checkout/{id}/challenge");
+            challenge_form(&page_data, lang, query.get("error").map(String::as_str), &path)
+        }
+        Ok(_) => Redirect::to(&format!("/checkout/{id}?lang={}", lang.code())).into_response(),
+        Err(error) => step_response(&state, Err(error), id, lang),
+    }
+}
+
+/// `POST /checkout/{paymentKey}/challenge`: the buyer's OTP.
+pub async fn challenge(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+    };
+    match state.app.hosted_challenge(id, &field(&form, "otp")).await {
+        Ok(HostedStep::Retry(message)) => Redirect::to(&format!(
+            "/checkout/{id}/challenge?lang={}&error={}",
+            lang.code(),
+            urlencode(&message)
+        ))
+        .into_response(),
+        step => step_response(&state, step, id, lang),
+    }
+}
+
+/// `GET /receipts/{paymentKey}/{token}`: the printable receipt.
+pub async fn receipt(
+    State(state): State<AppState>,
+    Path((key, token)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "no such receipt");
+    };
+    let (view, merchant) = match state.app.receipt(id, &token).await {
+        Ok(found) => found,
+        Err(_) => return error_page(lang, StatusCode::NOT_FOUND, "no such receipt"),
+    };
+    let p = &view.payment;
+    let mut rows = vec![
+        (
+            lang.t(Text::Merchant),
+            escape(&format!("{} ({})", merchant.name.as_str(), merchant.id)),
+        ),
+        (
+            lang.t(Text::Order),
+            escape(&format!("{} · {}", p.order_name.as_str(), p.order_id.as_str())),
+        ),
+        (
+            lang.t(Text::Card),
+            escape(p.card.as_ref().map(|c| c.masked.as_str()).unwrap_or("-")),
+        ),
+        (
+            lang.t(Text::Installment),
+            escape(&match p.installment.months() {
+                0 => lang.t(Text::LumpSum).to_owned(),
+                months => format!("{months}{}", lang.t(Text::Months)),
+            }),
+        ),
+        (
+            lang.t(Text::ApprovalNo),
+            escape(p.approval.as_ref().map(|a| a.approval_number.as_str()).unwrap_or("-")),
+        ),
+        (
+            lang.t(Text::ApprovedAt),
+            escape(&p.approval.as_ref().map(|a| rfc3339(a.approved_at)).unwrap_or_default()),
+        ),
+        (lang.t(Text::Amount), escape(&won(p.total().amount_minor(), lang))),
+        (
+            lang.t(Text::Supplied),
+            escape(&won(p.amounts.supplied().amount_minor(), lang)),
+        ),
+        (lang.t(Text::Vat), escape(&won(p.amounts.vat().amount_minor(), lang))),
+        (
+            lang.t(Text::TaxFree),
+            escape(&won(p.amounts.tax_free().amount_minor(), lang)),
+        ),
+    ];
+    for cancel in view
+        .transactions
+        .iter()
+        .filter(|t| t.kind == TransactionKind::Cancel && t.status == TransactionStatus::Done)
+    {
+        let when = cancel.completed_at.map(rfc3339).unwrap_or_default();
+        rows.push((
+            lang.t(Text::Canceled),
+            escape(&format!("-{} ({when})", won(cancel.amount.amount_minor(), lang))),
+        ));
+    }
+    rows.push((lang.t(Text::Balance), escape(&won(p.balance.amount_minor(), lang))));
+    rows.push((lang.t(Text::Status), escape(p.status.as_str())));
+    let table: String = rows
+        .iter()
+        .map(|(label, value)| format!("<tr><th scope=\"row\">{}</th><td>{value}</td></tr>", escape(label)))
+        .collect();
+    let path = format!("/receipts/{id}/{token}");
+    let body = format!(
+        "{header}<h1>{title}</h1><table class=\"receipt\" id=\"receipt\">{table}</table>\
+         <p class=\"notice\">paymentKey {id}</p>\
+         <button class=\"no-print\" id=\"print-button\" type=\"button\">{print}</button>\
+         <script src=\"/static/receipt.js\" defer></script>",
+        header = header_html(lang, &path),
+        title = escape(lang.t(Text::Receipt)),
+        print = escape(lang.t(Text::Print)),
+    );
+    page(lang, lang.t(Text::Receipt), &body, None)
+}

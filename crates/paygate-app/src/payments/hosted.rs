@@ -1,0 +1,520 @@
+//! Hosted checkout (인증결제): the signed form POST from a merchant page, the buyer's card on paygate's page, the
+//! (sandbox) issuer's OTP challenge, approval, and the signed redirect back to the merchant.
+//!
+//! The capability on these pages is the unguessable payment key; nothing here needs an API key. Every step is
+//! guarded by the payment's state, so a double submit, a back-button resubmit or a reloaded page never charges
+//! twice: once the payment has left READY, the page only shows (or redirects to) its result.
+
+use hmac::{Hmac, Mac};
+use paygate_domain::api_key::Mode;
+use paygate_domain::card::Installment;
+use paygate_domain::id::{MerchantId, PaymentId};
+use paygate_domain::merchant::Merchant;
+use paygate_domain::payment::{Failure, Payment, PaymentStatus};
+use paygate_store::{CheckoutCardChange, CheckoutEntry, CheckoutSession, PaymentUpdate, StoreError};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::checkout::{redirect_url, CreateRequest};
+use super::keyin::CardFields;
+use super::{InternalError, PaymentError};
+use crate::App;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// How far a form's `timestamp` may be from paygate's clock.
+pub const FORM_TIMESTAMP_SKEW_SECS: i64 = 600;
+/// How long the buyer has to enter the issuer's OTP, and how many tries.
+pub const CHALLENGE_SECS: u64 = 300;
+pub const CHALLENGE_ATTEMPTS_MAX: u32 = 3;
+
+/// The fields of the merchant page's form POST (seed 000), as received.
+#[derive(Clone, Debug, Default)]
+pub struct FormCheckout {
+    pub mid: String,
+    pub mode: String,
+    pub order_id: String,
+    pub amount: String,
+    pub goods_name: String,
+    pub buyer_name: String,
+    pub buyer_email: String,
+    pub buyer_tel: String,
+    pub return_url: String,
+    pub notification_url: String,
+    pub timestamp: String,
+    pub signature: String,
+}
+
+/// Why a form POST was refused. Nothing is created in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum FormError {
+    #[error("`{0}` is missing")]
+    Missing(&'static str),
+    #[error("`{field}` is invalid: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("the form is too old or from the future; reload the merchant's page")]
+    Stale,
+    #[error("the form's signature does not match; it was changed after the merchant signed it")]
+    Signature,
+    #[error("no such merchant")]
+    UnknownMerchant,
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+}
+
+/// What the hosted page shows.
+#[derive(Clone, Debug)]
+pub struct HostedPage {
+    pub payment: Payment,
+    pub session: CheckoutSession,
+    pub merchant: Merchant,
+    /// In test mode, the OTP the sandbox issuer "sent" (shown on the challenge page).
+    pub sandbox_otp: Option<String>,
+}
+
+/// Where the buyer goes next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostedStep {
+    /// Show the OTP challenge page.
+    Challenge,
+    /// Show the card page again with this message (nothing changed).
+    Retry(String),
+    /// Send the browser here (the merchant's return, success or fail URL).
+    Redirect(String),
+    /// The outcome is not known yet; show a waiting page that reloads.
+    Pending,
+}
+
+fn append_query(url: &str, pairs: &[(&str, String)]) -> String {
+    let mut out = url.to_owned();
+    let mut separator = if url.contains('?') { '&' } else { '?' };
+    for (key, value) in pairs {
+        out.push(separator);
+        out.push_str(key);
+        out.push('=');
+        out.push_str(&percent_encode(value));
+        separator = '&';
+    }
+    out
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl App {
+    /// The key a merchant signs checkout forms with (and verifies return signatures with), per mode. Derived from
+    /// the merchant's encData key, so rotating that key rotates this one.
+    pub async fn checkout_key_for(&self, merchant: MerchantId, mode: Mode) -> Result<[u8; 32], PaymentError> {
+        let enc = self.encryption_key_for(merchant, mode).await?;
+        let mut mac =
+            HmacSha256::new_from_slice(enc.expose_bytes()).map_err(|_| InternalError::Invariant("HMAC key".into()))?;
+        mac.update(b"paygate checkout signing key");
+        Ok(mac.finalize().into_bytes().into())
+    }
+
+    fn sign(key: &[u8; 32], message: &str) -> Result<String, PaymentError> {
+        let mut mac = HmacSha256::new_from_slice(key).map_err(|_| InternalError::Invariant("HMAC key".into()))?;
+        mac.update(message.as_bytes());
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Checks the merchant page's signed form and creates the payment. Returns the payment key to send the browser to.
+    pub async fn form_checkout(&self, form: FormCheckout) -> Result<PaymentId, FormError> {
+        let required = [
+            ("mId", &form.mid),
+            ("mode", &form.mode),
+            ("orderId", &form.order_id),
+            ("amount", &form.amount),
+            ("goodsName", &form.goods_name),
+            ("returnUrl", &form.return_url),
+            ("timestamp", &form.timestamp),
+            ("signature", &form.signature),
+        ];
+        if let Some((name, _)) = required.iter().find(|(_, value)| value.trim().is_empty()) {
+            return Err(FormError::Missing(name));
+        }
+        let merchant_id = MerchantId::parse(&form.mid).map_err(|_| FormError::UnknownMerchant)?;
+        let merchant = self
+            .store()
+            .merchant(merchant_id)
+            .await
+            .map_err(PaymentError::from)?
+            .ok_or(FormError::UnknownMerchant)?;
+        if !merchant.status.may_transact() {
+            return Err(FormError::UnknownMerchant);
+        }
+        let mode = Mode::parse(&form.mode).ok_or(FormError::Invalid {
+            field: "mode",
+            message: "`mode` is test or live".into(),
+        })?;
+        let amount: i64 = form.amount.parse().map_err(|_| FormError::Invalid {
+            field: "amount",
+            message: "`amount` must be a whole number".into(),
+        })?;
+        let timestamp: i64 = form.timestamp.parse().map_err(|_| FormError::Invalid {
+            field: "timestamp",
+            message: "Unix seconds".into(),
+        })?;
+        let now_secs = self.clock().now().as_millis() / 1_000;
+        if (now_secs - timestamp).abs() > FORM_TIMESTAMP_SKEW_SECS {
+            return Err(FormError::Stale);
+        }
+        let key = self.checkout_key_for(merchant_id, mode).await?;
+        let message = format!(
+            "{}|{}|{}|{}|{}|{}",
+            form.mid, form.mode, form.order_id, form.amount, form.timestamp, form.return_url
+        );
+        let expected = Self::sign(&key, &message)?;
+        if !bool::from(
+            expected
+                .as_bytes()
+                .ct_eq(form.signature.trim().to_ascii_lowercase().as_bytes()),
+        ) {
+            return Err(FormError::Signature);
+        }
+        let return_url = redirect_url(Some(form.return_url.clone()), "returnUrl")?;
+        let optional = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_owned());
+        let request = CreateRequest {
+            amount,
+            order_id: form.order_id.clone(),
+            order_name: form.goods_name.clone(),
+            tax_free_amount: None,
+            vat: None,
+            customer_name: optional(&form.buyer_name),
+            customer_email: optional(&form.buyer_email),
+            notification_url: optional(&form.notification_url),
+            success_url: None,
+            fail_url: None,
+        };
+        let now = self.clock().now();
+        let session = |id| CheckoutSession {
+            payment_id: id,
+            entry: CheckoutEntry::Form,
+            return_url: return_url.clone(),
+            success_url: None,
+            fail_url: None,
+            challenge_otp_hash: None,
+            challenge_attempts: 0,
+            challenge_expires_at: None,
+            created_at: now,
+            version: 0,
+        };
+        let payment = self.create_checkout_for((merchant_id, mode), request, session).await?;
+        tracing::info!(payment_id = %payment.id, "checkout started from a merchant form");
+        Ok(payment.id)
+    }
+
+    /// What the hosted page for a payment shows.
+    pub async fn hosted_page(&self, id: PaymentId) -> Result<HostedPage, PaymentError> {
+        let payment = self.store().payment_by_id(id).await?.ok_or(PaymentError::NotFound)?;
+        let session = self.store().checkout_session(id).await?.ok_or(PaymentError::NotFound)?;
+        let merchant = self
+            .store()
+            .merchant(payment.merchant_id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        let sandbox_otp = match (payment.mode, session.challenge_expires_at) {
+            (Mode::Test, Some(expires)) => Some(self.sandbox_otp(id, expires)?),
+            _ => None,
+        };
+        Ok(HostedPage {
+            payment,
+            session,
+            merchant,
+            sandbox_otp,
+        })
+    }
+
+    /// The sandbox issuer's one-time password, derived so it never has to be stored.
+    fn sandbox_otp(&self, id: PaymentId, issued_for: paygate_domain::time::UnixMillis) -> Result<String, PaymentError> {
+        let mut mac =
+            HmacSha256::new_from_slice(&self.receipt_key).map_err(|_| InternalError::Invariant("HMAC key".into()))?;
+        mac.update(format!("sandbox-otp:{id}:{}", issued_for.as_millis()).as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let number = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
+        Ok(format!("{number:06}"))
+    }
+
+    /// The buyer submitted a card on the hosted page.
+    pub async fn hosted_pay(
+        &self,
+        id: PaymentId,
+        card: CardFields,
+        installment: u8,
+    ) -> Result<HostedStep, PaymentError> {
+        let page = self.hosted_page(id).await?;
+        if page.payment.status != PaymentStatus::Ready {
+            return self.result_step(&page.payment, &page.session).await;
+        }
+        let installment = match Installment::new(installment) {
+            Ok(installment) => installment,
+            Err(error) => return Ok(HostedStep::Retry(error.to_string())),
+        };
+        let parsed = match self.parse_card(&card) {
+            Ok(parsed) => parsed,
+            Err(PaymentError::Invalid { message, .. }) => return Ok(HostedStep::Retry(message)),
+            Err(other) => return Err(other),
+        };
+        let payment = &page.payment;
+        if payment.mode == Mode::Test && paygate_connectors::sandbox::requires_challenge(&parsed.data.number) {
+            // Keep the card sealed (the payment stays READY) until the buyer answers the issuer's OTP.
+            let sealed = self.seal_checkout_card(id, &parsed.data)?;
+            let mut next = payment.clone();
+            next.installment = installment;
+            next.version += 1;
+            let mut update = PaymentUpdate::new(payment.version, next);
+            update.checkout_card = CheckoutCardChange::Store(sealed);
+            if let Err(error) = self.commit(payment, update).await {
+                return match error {
+                    StoreError::Conflict(_) => self.current_step(id).await,
+                    other => Err(other.into()),
+                };
+            }
+            let now = self.clock().now();
+            let expires = now.saturating_add_secs(CHALLENGE_SECS);
+            let otp = self.sandbox_otp(id, expires)?;
+            let mut session = page.session.clone();
+            session.challenge_otp_hash = Some(Sha256::digest(otp.as_bytes()).to_vec());
+            session.challenge_attempts = 0;
+            session.challenge_expires_at = Some(expires);
+            session.version += 1;
+            self.store().update_checkout_session(&session).await?;
+            return Ok(HostedStep::Challenge);
+        }
+        self.authenticate_and_finish(page, parsed.data, installment).await
+    }
+
+    /// The buyer answered the OTP challenge.
+    pub async fn hosted_challenge(&self, id: PaymentId, otp: &str) -> Result<HostedStep, PaymentError> {
+        let page = self.hosted_page(id).await?;
+        if page.payment.status != PaymentStatus::Ready {
+            return self.result_step(&page.payment, &page.session).await;
+        }
+        let (Some(hash), Some(expires)) = (&page.session.challenge_otp_hash, page.session.challenge_expires_at) else {
+            return Ok(HostedStep::Retry("start again: enter your card".into()));
+        };
+        let now = self.clock().now();
+        let matches = bool::from(Sha256::digest(otp.trim().as_bytes()).as_slice().ct_eq(hash));
+        if matches && now < expires {
+            let card = self
+                .open_checkout_card(id)
+                .await?
+                .ok_or_else(|| InternalError::Invariant("a challenged payment has no sealed card".into()))?;
+            let installment = page.payment.installment;
+            return self.authenticate_and_finish(page, card, installment).await;
+        }
+        let mut session = page.session.clone();
+        session.challenge_attempts = session.challenge_attempts.saturating_add(1);
+        session.version += 1;
+        self.store().update_checkout_session(&session).await?;
+        if session.challenge_attempts < CHALLENGE_ATTEMPTS_MAX && now < expires {
+            return Ok(HostedStep::Retry("the code does not match; try again".into()));
+        }
+        let failure = Failure {
+            code: "AUTHENTICATION_FAILED".into(),
+            message: "the buyer could not authenticate the card".into(),
+            acquirer_code: None,
+        };
+        let payment = self.record_failure_from_ready(&page.payment, failure).await?;
+        self.result_step(&payment, &session).await
+    }
+
+    async fn record_failure_from_ready(&self, payment: &Payment, failure: Failure) -> Result<Payment, PaymentError> {
+        let next = payment.failed(failure)?;
+        let mut update = PaymentUpdate::new(payment.version, next.clone());
+        update.checkout_card = CheckoutCardChange::Delete;
+        match self.commit(payment, update).await {
+            Ok(()) => Ok(next),
+            Err(StoreError::Conflict(_)) => self.reload(payment).await,
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Marks the payment authenticated with the card, then: from a form, approves it at once and returns to the
+    /// merchant with the result; from the API or SDK, sends the buyer to `successUrl` for the merchant to confirm.
+    async fn authenticate_and_finish(
+        &self,
+        page: HostedPage,
+        card: paygate_connectors::CardData,
+        installment: Installment,
+    ) -> Result<HostedStep, PaymentError> {
+        let payment = page.payment;
+        let number = paygate_domain::card::CardNumber::parse(&card.number)
+            .map_err(|e| InternalError::Invariant(e.to_string()))?;
+        let route = match self.route(payment.merchant_id, payment.mode, &number).await {
+            Ok(route) => route,
+            Err(PaymentError::NoRoute) => return Ok(HostedStep::Retry("this card cannot be used here".into())),
+            Err(other) => return Err(other),
+        };
+        let now = self.clock().now();
+        let confirm_by = now.saturating_add_secs(u64::from(self.payments.confirm_window_secs));
+        let next = match payment.authenticated(number.summary(), installment, route, now, confirm_by) {
+            Ok(next) => next,
+            Err(_) => return self.result_step(&payment, &page.session).await,
+        };
+        let mut update = PaymentUpdate::new(payment.version, next.clone());
+        update.checkout_card = CheckoutCardChange::Store(self.seal_checkout_card(payment.id, &card)?);
+        match self.commit(&payment, update).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return self.current_step(payment.id).await,
+            Err(other) => return Err(other.into()),
+        }
+        if page.session.entry == CheckoutEntry::Api {
+            return self.result_step(&next, &page.session).await;
+        }
+        let order_id = next.order_id.clone();
+        let amount = next.total();
+        match self.confirm_payment(next.clone(), &order_id, amount).await {
+            Ok(_) | Err(PaymentError::Declined { .. }) | Err(PaymentError::AcquirerUnavailable { .. }) => {}
+            Err(PaymentError::Concurrent) => {}
+            Err(other) => return Err(other),
+        }
+        self.current_step(payment.id).await
+    }
+
+    async fn current_step(&self, id: PaymentId) -> Result<HostedStep, PaymentError> {
+        let page = self.hosted_page(id).await?;
+        self.result_step(&page.payment, &page.session).await
+    }
+
+    /// Where a payment in its current state sends the browser.
+    async fn result_step(&self, payment: &Payment, session: &CheckoutSession) -> Result<HostedStep, PaymentError> {
+        let amount = payment.total().amount_minor().to_string();
+        match session.entry {
+            CheckoutEntry::Api => match payment.status {
+                PaymentStatus::Ready => Ok(HostedStep::Retry(String::new())),
+                PaymentStatus::Aborted | PaymentStatus::Expired | PaymentStatus::Canceled => {
+                    let (code, message) = match &payment.failure {
+                        Some(failure) => (failure.code.clone(), failure.message.clone()),
+                        None => (
+                            payment.status.as_str().to_owned(),
+                            "the payment did not complete".to_owned(),
+                        ),
+                    };
+                    let url = session.fail_url.clone().unwrap_or_default();
+                    Ok(HostedStep::Redirect(append_query(
+                        &url,
+                        &[
+                            ("code", code),
+                            ("message", message),
+                            ("orderId", payment.order_id.as_str().to_owned()),
+                        ],
+                    )))
+                }
+                _ => {
+                    let url = session.success_url.clone().unwrap_or_default();
+                    Ok(HostedStep::Redirect(append_query(
+                        &url,
+                        &[
+                            ("paymentKey", payment.id.to_string()),
+                            ("orderId", payment.order_id.as_str().to_owned()),
+                            ("amount", amount),
+                        ],
+                    )))
+                }
+            },
+            CheckoutEntry::Form => {
+                let url = session.return_url.clone().unwrap_or_default();
+                let key = self.checkout_key_for(payment.merchant_id, payment.mode).await?;
+                match payment.status {
+                    PaymentStatus::Ready => Ok(HostedStep::Retry(String::new())),
+                    PaymentStatus::InProgress => Ok(HostedStep::Pending),
+                    PaymentStatus::Aborted | PaymentStatus::Expired => {
+                        let code = payment
+                            .failure
+                            .as_ref()
+                            .map(|f| f.code.clone())
+                            .unwrap_or_else(|| "EXPIRED".into());
+                        let message = payment.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default();
+                        let signature = Self::sign(&key, &format!("|{}|{}|FAILED", payment.order_id.as_str(), amount))?;
+                        Ok(HostedStep::Redirect(append_query(
+                            &url,
+                            &[
+                                ("orderId", payment.order_id.as_str().to_owned()),
+                                ("amount", amount),
+                                ("status", "FAILED".into()),
+                                ("code", code),
+                                ("message", message),
+                                ("signature", signature),
+                            ],
+                        )))
+                    }
+                    status => {
+                        let status = status.as_str();
+                        let message = format!("{}|{}|{}|{}", payment.id, payment.order_id.as_str(), amount, status);
+                        let signature = Self::sign(&key, &message)?;
+                        Ok(HostedStep::Redirect(append_query(
+                            &url,
+                            &[
+                                ("paymentKey", payment.id.to_string()),
+                                ("orderId", payment.order_id.as_str().to_owned()),
+                                ("amount", amount),
+                                ("status", status.to_owned()),
+                                ("signature", signature),
+                            ],
+                        )))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The public receipt URL token of a payment: unguessable, derived, never stored.
+    pub fn receipt_token(&self, id: PaymentId) -> String {
+        let Ok(mut mac) = HmacSha256::new_from_slice(&self.receipt_key) else {
+            return String::new();
+        };
+        mac.update(format!("receipt:{id}").as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    pub fn receipt_url(&self, id: PaymentId) -> String {
+        format!(
+            "{}/receipts/{id}/{}",
+            self.payments.checkout_base_url.trim_end_matches('/'),
+            self.receipt_token(id)
+        )
+    }
+
+    /// A payment for its receipt page, if the token matches.
+    pub async fn receipt(&self, id: PaymentId, token: &str) -> Result<(super::PaymentView, Merchant), PaymentError> {
+        let expected = self.receipt_token(id);
+        if !bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
+            return Err(PaymentError::NotFound);
+        }
+        let payment = self.store().payment_by_id(id).await?.ok_or(PaymentError::NotFound)?;
+        let merchant = self
+            .store()
+            .merchant(payment.merchant_id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        Ok((self.view(payment).await?, merchant))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_appending_and_encoding() {
+        assert_eq!(
+            append_query("https://a/r", &[("x", "1 2".into())]),
+            "https://a/r?x=1%202"
+        );
+        assert_eq!(
+            append_query("https://a/r?y=1", &[("x", "가".into())]),
+            "https://a/r?y=1&x=%EA%B0%80"
+        );
+        assert_eq!(percent_encode("order-1_a.b~"), "order-1_a.b~");
+    }
+}
