@@ -200,7 +200,7 @@ ${extra}
   <dt>상태 / Status</dt><dd id="status">${esc(order.status)}</dd>
   <dt>주문번호 / Order</dt><dd id="order-id">${esc(order.orderId)}</dd>
   <dt>상품 / Item</dt><dd>${esc(order.orderName)}</dd>
-  <dt>금액 / Amount</dt><dd id="amount">${esc(order.amount)}</dd>
+  <dt>금액 / Amount</dt><dd id="amount">${order.amount === undefined || order.amount === "" ? "" : esc(won(order.amount))}</dd>
   ${order.paymentKey ? `<dt>paymentKey</dt><dd id="payment-key">${esc(order.paymentKey)}</dd>` : ""}
   ${order.approveNo ? `<dt>승인번호 / Approval no.</dt><dd id="approve-no">${esc(order.approveNo)}</dd>` : ""}
   ${order.failure ? `<dt>실패 사유 / Reason</dt><dd><code id="code">${esc(order.failure.code)}</code> <span id="message">${esc(order.failure.message)}</span></dd>` : ""}

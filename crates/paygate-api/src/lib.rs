@@ -92,6 +92,28 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
         config.rate_limit.keys_tracked_max,
     );
     // Layers run bottom-up: the last `.layer` is the outermost.
+    // CORS wraps everything (outside routing and authentication), so a browser's preflight — an OPTIONS request
+    // without credentials — is answered for every route. Any origin may call:
+    // paygate uses no cookies, every call carries a key, and client keys can only start payments.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::PATCH,
+            http::Method::DELETE,
+        ])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            http::HeaderName::from_static("idempotency-key"),
+            http::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            http::HeaderName::from_static("x-request-id"),
+            http::HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(Duration::from_secs(600));
     let v1 = v1
         .layer(from_fn_with_state(state.clone(), middleware::idempotency::enforce))
         .layer(from_fn_with_state(limiter, middleware::rate_limit::limit))
@@ -108,6 +130,7 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
         .route("/receipts/{key}/{token}", get(hosted::receipt))
         .route("/static/checkout.css", get(hosted::stylesheet))
         .route("/static/receipt.js", get(hosted::receipt_script))
+        .route("/static/favicon.svg", get(hosted::favicon))
         .route("/sdk/paygate.js", get(hosted::sdk))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
@@ -126,6 +149,7 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
         .layer(from_fn_with_state(in_flight, middleware::edge::shed_load))
         .layer(from_fn_with_state(state.metrics.clone(), middleware::metrics::track))
         .layer(from_fn(middleware::edge::request_id))
+        .layer(cors)
         .with_state(state)
 }
 

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use paygate_app::payments::hosted::{FormCheckout, FormError, HostedPage, HostedStep};
+use paygate_app::payments::hosted::{FormCheckout, FormError, HostedPage, HostedStep, RetryReason};
 use paygate_app::payments::{CardFields, PaymentError};
 use paygate_domain::id::PaymentId;
 use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
@@ -185,7 +185,8 @@ fn page(lang: Lang, title: &str, body: &str, refresh_secs: Option<u32>) -> Respo
     let html = format!(
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
-         <title>{title} · paygate</title><link rel=\"stylesheet\" href=\"/static/checkout.css\"></head>\
+         <title>{title} · paygate</title><link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"/static/checkout.css\"></head>\
          <body><main>{body}</main></body></html>",
         lang = lang.code(),
         title = escape(title),
@@ -241,6 +242,19 @@ pub async fn receipt_script() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         "document.getElementById('print-button')?.addEventListener('click', () => window.print());\n",
+    )
+        .into_response()
+}
+
+pub async fn favicon() -> Response {
+    const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+        <rect width=\"16\" height=\"16\" rx=\"4\" fill=\"#3182f6\"/></svg>";
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON,
     )
         .into_response()
 }
@@ -305,10 +319,7 @@ pub async fn entry(
 
 fn card_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str) -> Response {
     let p = &page_data.payment;
-    let error_html = error
-        .filter(|m| !m.is_empty())
-        .map(|m| format!("<p role=\"alert\" id=\"error\">{}</p>", escape(m)))
-        .unwrap_or_default();
+    let error_html = retry_text(lang, error);
     let mut installments = format!("<option value=\"0\">{}</option>", escape(lang.t(Text::LumpSum)));
     for months in [2u8, 3, 4, 5, 6, 10, 12] {
         installments.push_str(&format!(
@@ -327,7 +338,7 @@ fn card_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str
          <form id=\"card-form\" method=\"post\" action=\"/checkout/{key}/pay?lang={lang}\" autocomplete=\"on\">\
          <label for=\"card-number\">{card_label}</label>\
          <input id=\"card-number\" name=\"cardNumber\" inputmode=\"numeric\" autocomplete=\"cc-number\" \
-                required pattern=\"[0-9 -]{{13,23}}\" maxlength=\"23\">\
+                required pattern=\"[0-9 \\-]{{13,23}}\" maxlength=\"23\">\
          <div class=\"row\"><div><label for=\"exp-month\">{month_label}</label>\
          <input id=\"exp-month\" name=\"expMonth\" inputmode=\"numeric\" autocomplete=\"cc-exp-month\" required \
                 pattern=\"[0-9]{{1,2}}\" maxlength=\"2\"></div>\
@@ -370,10 +381,7 @@ fn challenge_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path:
             )
         })
         .unwrap_or_default();
-    let error_html = error
-        .filter(|m| !m.is_empty())
-        .map(|m| format!("<p role=\"alert\" id=\"error\">{}</p>", escape(m)))
-        .unwrap_or_default();
+    let error_html = retry_text(lang, error);
     let body = format!(
         "{header}<h1>{title}</h1><p class=\"merchant\">{merchant} · {amount}</p><p>{text}</p>{sandbox}{error_html}\
          <form id=\"otp-form\" method=\"post\" action=\"/checkout/{key}/challenge?lang={lang}\">\
@@ -392,6 +400,44 @@ fn challenge_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path:
         verify = escape(lang.t(Text::Verify)),
     );
     page(lang, lang.t(Text::ChallengeTitle), &body, None)
+}
+
+/// `2026-11-24 01:51:08` in KST, as receipts print it.
+fn local_time(at: paygate_domain::time::UnixMillis) -> String {
+    let text = rfc3339(at);
+    text.get(..19).map(|t| t.replace('T', " ")).unwrap_or(text)
+}
+
+fn status_text(lang: Lang, status: PaymentStatus) -> &'static str {
+    match (lang, status) {
+        (Lang::Ko, PaymentStatus::Done) => "승인",
+        (Lang::En, PaymentStatus::Done) => "Approved",
+        (Lang::Ko, PaymentStatus::PartialCanceled) => "부분취소",
+        (Lang::En, PaymentStatus::PartialCanceled) => "Partially canceled",
+        (Lang::Ko, PaymentStatus::Canceled) => "취소",
+        (Lang::En, PaymentStatus::Canceled) => "Canceled",
+        (_, other) => other.as_str(),
+    }
+}
+
+/// The alert for a retry reason named in the URL; unknown codes show nothing.
+fn retry_text(lang: Lang, code: Option<&str>) -> String {
+    let text = match (RetryReason::parse(code.unwrap_or_default()), lang) {
+        (RetryReason::None, _) => return String::new(),
+        (RetryReason::CardNumber, Lang::Ko) => "카드 번호를 다시 확인해 주세요.",
+        (RetryReason::CardNumber, Lang::En) => "Check the card number.",
+        (RetryReason::Expiry, Lang::Ko) => "유효기간을 다시 확인해 주세요.",
+        (RetryReason::Expiry, Lang::En) => "Check the expiry date.",
+        (RetryReason::Installment, Lang::Ko) => "선택할 수 없는 할부 개월입니다.",
+        (RetryReason::Installment, Lang::En) => "That installment plan is not available.",
+        (RetryReason::CardNotAccepted, Lang::Ko) => "이 가맹점에서 사용할 수 없는 카드입니다.",
+        (RetryReason::CardNotAccepted, Lang::En) => "This card cannot be used here.",
+        (RetryReason::OtpMismatch, Lang::Ko) => "인증번호가 일치하지 않습니다. 다시 입력해 주세요.",
+        (RetryReason::OtpMismatch, Lang::En) => "The code does not match. Try again.",
+        (RetryReason::StartAgain, Lang::Ko) => "카드 정보를 다시 입력해 주세요.",
+        (RetryReason::StartAgain, Lang::En) => "Enter your card again.",
+    };
+    format!("<p role=\"alert\" id=\"error\">{}</p>", escape(text))
 }
 
 fn waiting_page(lang: Lang, id: PaymentId) -> Response {
@@ -416,13 +462,12 @@ fn step_response(state: &AppState, step: Result<HostedStep, PaymentError>, id: P
             Redirect::to(&format!("/checkout/{id}/challenge?lang={}", lang.code())).into_response()
         }
         Ok(HostedStep::Pending) => waiting_page(lang, id),
-        Ok(HostedStep::Retry(message)) => {
-            // The page is shown again with the message; a redirect would lose it, so the message travels in the
-            // query string (it is one of paygate's own texts, escaped on output).
-            let query = if message.is_empty() {
-                String::new()
-            } else {
-                format!("&error={}", urlencode(&message))
+        Ok(HostedStep::Retry(reason)) => {
+            // Only a reason code travels in the URL; the page says it in its own words, so nobody can put their
+            // own text on paygate's page through a link.
+            let query = match reason {
+                RetryReason::None => String::new(),
+                other => format!("&error={}", other.code()),
             };
             Redirect::to(&format!("/checkout/{id}?lang={}{query}", lang.code())).into_response()
         }
@@ -437,18 +482,6 @@ fn step_response(state: &AppState, step: Result<HostedStep, PaymentError>, id: P
         }
         Err(other) => error_page(lang, StatusCode::BAD_REQUEST, &other.to_string()),
     }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `GET /checkout/{paymentKey}`: the payment page, or where the payment now stands.
@@ -548,10 +581,10 @@ pub async fn challenge(
         return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
     };
     match state.app.hosted_challenge(id, &field(&form, "otp")).await {
-        Ok(HostedStep::Retry(message)) => Redirect::to(&format!(
+        Ok(HostedStep::Retry(reason)) => Redirect::to(&format!(
             "/checkout/{id}/challenge?lang={}&error={}",
             lang.code(),
-            urlencode(&message)
+            reason.code()
         ))
         .into_response(),
         step => step_response(&state, step, id, lang),
@@ -599,7 +632,12 @@ pub async fn receipt(
         ),
         (
             lang.t(Text::ApprovedAt),
-            escape(&p.approval.as_ref().map(|a| rfc3339(a.approved_at)).unwrap_or_default()),
+            escape(
+                &p.approval
+                    .as_ref()
+                    .map(|a| local_time(a.approved_at))
+                    .unwrap_or_default(),
+            ),
         ),
         (lang.t(Text::Amount), escape(&won(p.total().amount_minor(), lang))),
         (
@@ -617,14 +655,14 @@ pub async fn receipt(
         .iter()
         .filter(|t| t.kind == TransactionKind::Cancel && t.status == TransactionStatus::Done)
     {
-        let when = cancel.completed_at.map(rfc3339).unwrap_or_default();
+        let when = cancel.completed_at.map(local_time).unwrap_or_default();
         rows.push((
             lang.t(Text::Canceled),
             escape(&format!("-{} ({when})", won(cancel.amount.amount_minor(), lang))),
         ));
     }
     rows.push((lang.t(Text::Balance), escape(&won(p.balance.amount_minor(), lang))));
-    rows.push((lang.t(Text::Status), escape(p.status.as_str())));
+    rows.push((lang.t(Text::Status), escape(status_text(lang, p.status))));
     let table: String = rows
         .iter()
         .map(|(label, value)| format!("<tr><th scope=\"row\">{}</th><td>{value}</td></tr>", escape(label)))

@@ -72,13 +72,53 @@ pub struct HostedPage {
     pub sandbox_otp: Option<String>,
 }
 
+/// Why the buyer is asked again. The page turns it into its own words: a URL can name a reason, never carry text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryReason {
+    None,
+    CardNumber,
+    Expiry,
+    Installment,
+    CardNotAccepted,
+    OtpMismatch,
+    StartAgain,
+}
+
+impl RetryReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            RetryReason::None => "",
+            RetryReason::CardNumber => "card_number",
+            RetryReason::Expiry => "expiry",
+            RetryReason::Installment => "installment",
+            RetryReason::CardNotAccepted => "card_not_accepted",
+            RetryReason::OtpMismatch => "otp_mismatch",
+            RetryReason::StartAgain => "start_again",
+        }
+    }
+
+    pub fn parse(code: &str) -> RetryReason {
+        [
+            RetryReason::CardNumber,
+            RetryReason::Expiry,
+            RetryReason::Installment,
+            RetryReason::CardNotAccepted,
+            RetryReason::OtpMismatch,
+            RetryReason::StartAgain,
+        ]
+        .into_iter()
+        .find(|r| r.code() == code)
+        .unwrap_or(RetryReason::None)
+    }
+}
+
 /// Where the buyer goes next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostedStep {
     /// Show the OTP challenge page.
     Challenge,
-    /// Show the card page again with this message (nothing changed).
-    Retry(String),
+    /// Show the page again, explaining why (nothing changed).
+    Retry(RetryReason),
     /// Send the browser here (the merchant's return, success or fail URL).
     Redirect(String),
     /// The outcome is not known yet; show a waiting page that reloads.
@@ -257,11 +297,15 @@ impl App {
         }
         let installment = match Installment::new(installment) {
             Ok(installment) => installment,
-            Err(error) => return Ok(HostedStep::Retry(error.to_string())),
+            Err(_) => return Ok(HostedStep::Retry(RetryReason::Installment)),
         };
         let parsed = match self.parse_card(&card) {
             Ok(parsed) => parsed,
-            Err(PaymentError::Invalid { message, .. }) => return Ok(HostedStep::Retry(message)),
+            Err(PaymentError::Invalid {
+                code: "INVALID_CARD_NUMBER",
+                ..
+            }) => return Ok(HostedStep::Retry(RetryReason::CardNumber)),
+            Err(PaymentError::Invalid { .. }) => return Ok(HostedStep::Retry(RetryReason::Expiry)),
             Err(other) => return Err(other),
         };
         let payment = &page.payment;
@@ -300,7 +344,7 @@ impl App {
             return self.result_step(&page.payment, &page.session).await;
         }
         let (Some(hash), Some(expires)) = (&page.session.challenge_otp_hash, page.session.challenge_expires_at) else {
-            return Ok(HostedStep::Retry("start again: enter your card".into()));
+            return Ok(HostedStep::Retry(RetryReason::StartAgain));
         };
         let now = self.clock().now();
         let matches = bool::from(Sha256::digest(otp.trim().as_bytes()).as_slice().ct_eq(hash));
@@ -317,7 +361,7 @@ impl App {
         session.version += 1;
         self.store().update_checkout_session(&session).await?;
         if session.challenge_attempts < CHALLENGE_ATTEMPTS_MAX && now < expires {
-            return Ok(HostedStep::Retry("the code does not match; try again".into()));
+            return Ok(HostedStep::Retry(RetryReason::OtpMismatch));
         }
         let failure = Failure {
             code: "AUTHENTICATION_FAILED".into(),
@@ -352,7 +396,7 @@ impl App {
             .map_err(|e| InternalError::Invariant(e.to_string()))?;
         let route = match self.route(payment.merchant_id, payment.mode, &number).await {
             Ok(route) => route,
-            Err(PaymentError::NoRoute) => return Ok(HostedStep::Retry("this card cannot be used here".into())),
+            Err(PaymentError::NoRoute) => return Ok(HostedStep::Retry(RetryReason::CardNotAccepted)),
             Err(other) => return Err(other),
         };
         let now = self.clock().now();
@@ -391,7 +435,7 @@ impl App {
         let amount = payment.total().amount_minor().to_string();
         match session.entry {
             CheckoutEntry::Api => match payment.status {
-                PaymentStatus::Ready => Ok(HostedStep::Retry(String::new())),
+                PaymentStatus::Ready => Ok(HostedStep::Retry(RetryReason::None)),
                 PaymentStatus::Aborted | PaymentStatus::Expired | PaymentStatus::Canceled => {
                     let (code, message) = match &payment.failure {
                         Some(failure) => (failure.code.clone(), failure.message.clone()),
@@ -426,7 +470,7 @@ impl App {
                 let url = session.return_url.clone().unwrap_or_default();
                 let key = self.checkout_key_for(payment.merchant_id, payment.mode).await?;
                 match payment.status {
-                    PaymentStatus::Ready => Ok(HostedStep::Retry(String::new())),
+                    PaymentStatus::Ready => Ok(HostedStep::Retry(RetryReason::None)),
                     PaymentStatus::InProgress => Ok(HostedStep::Pending),
                     PaymentStatus::Aborted | PaymentStatus::Expired => {
                         let code = payment
