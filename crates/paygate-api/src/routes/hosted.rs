@@ -223,51 +223,37 @@ fn header_html(lang: Lang, path: &str) -> String {
     format!("<header><span class=\"brand\">paygate</span><nav class=\"no-print\">{other}</nav></header>")
 }
 
-pub async fn stylesheet() -> Response {
+/// A static file the gateway serves itself (no CDN), with how long browsers may keep it.
+fn asset(content_type: &'static str, cache_control: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache_control),
         ],
-        STYLESHEET,
+        body,
     )
         .into_response()
 }
 
+pub async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", "public, max-age=3600", STYLESHEET)
+}
+
 /// The receipt's print button, as a file: the pages' Content-Security-Policy allows no inline script.
 pub async fn receipt_script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        "document.getElementById('print-button')?.addEventListener('click', () => window.print());\n",
-    )
-        .into_response()
+    const SCRIPT: &str = "document.getElementById('print-button')?.addEventListener('click', () => window.print());\n";
+    asset("text/javascript; charset=utf-8", "public, max-age=3600", SCRIPT)
 }
 
 pub async fn favicon() -> Response {
     const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
         <rect width=\"16\" height=\"16\" rx=\"4\" fill=\"#3182f6\"/></svg>";
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        ICON,
-    )
-        .into_response()
+    asset("image/svg+xml", "public, max-age=86400", ICON)
 }
 
+/// The browser SDK; a short cache so a new gateway version reaches shops quickly.
 pub async fn sdk() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        SDK,
-    )
-        .into_response()
+    asset("text/javascript; charset=utf-8", "public, max-age=300", SDK)
 }
 
 fn field(form: &HashMap<String, String>, name: &str) -> String {
