@@ -118,6 +118,19 @@ impl Merchant {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// GETs `path` until `done` holds (the worker records an attempt just after the receiver answers it).
+    async fn poll(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, body) = self.send(reqwest::Method::GET, path, None).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{path} never settled: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn pay(&self, order_id: &str, notification_url: Option<&str>) -> Value {
         let mut body = json!({
             "amount": 15_000, "orderId": order_id, "orderName": "T-shirt", "cardNumber": "4330000000000003",
@@ -226,8 +239,12 @@ async fn notification_fail_three_times_then_success_is_called_exactly_four_times
     let event_id = events[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(events[0]["type"], "PAYMENT_STATUS_CHANGED");
     assert_eq!(events[0]["data"]["paymentKey"], payment["paymentKey"]);
-    let (_, detail) = merchant
-        .send(reqwest::Method::GET, &format!("/v1/events/{event_id}"), None)
+    let detail = merchant
+        .poll(&format!("/v1/events/{event_id}"), |d: &Value| {
+            d["deliveries"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty() && l.iter().all(|x| x["status"] != "PENDING"))
+        })
         .await;
     let delivery = detail["deliveries"]
         .as_array()
@@ -275,8 +292,12 @@ async fn notification_that_never_succeeds_is_called_exactly_ten_times() {
     assert_eq!(receiver.calls().len(), 10, "at most 10 attempts");
     let (_, events) = merchant.send(reqwest::Method::GET, "/v1/events", None).await;
     let event_id = events[0]["id"].as_str().unwrap();
-    let (_, detail) = merchant
-        .send(reqwest::Method::GET, &format!("/v1/events/{event_id}"), None)
+    let detail = merchant
+        .poll(&format!("/v1/events/{event_id}"), |d: &Value| {
+            d["deliveries"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty() && l.iter().all(|x| x["status"] != "PENDING"))
+        })
         .await;
     let delivery = &detail["deliveries"][0];
     assert_eq!(
@@ -352,12 +373,11 @@ async fn webhooks_are_signed_per_standard_webhooks_and_logged() {
     // The retry kept the same webhook-id, so receivers can deduplicate.
     assert_eq!(calls[0].headers["webhook-id"], calls[1].headers["webhook-id"]);
 
-    let (_, deliveries) = merchant
-        .send(
-            reqwest::Method::GET,
-            &format!("/v1/webhooks/{endpoint_id}/deliveries"),
-            None,
-        )
+    let deliveries = merchant
+        .poll(&format!("/v1/webhooks/{endpoint_id}/deliveries"), |list: &Value| {
+            list.as_array()
+                .is_some_and(|l| l.iter().any(|d| d["status"] == "SUCCEEDED"))
+        })
         .await;
     let delivered = deliveries
         .as_array()
