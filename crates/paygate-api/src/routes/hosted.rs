@@ -215,6 +215,19 @@ fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     response
 }
 
+/// An error page with a sentence for the buyer and, smaller, the precise cause for the merchant's developer.
+fn error_page_with_detail(lang: Lang, status: StatusCode, summary: &str, detail: &str) -> Response {
+    let body = format!(
+        "<h1>{}</h1><p role=\"alert\" id=\"error\">{}</p><p class=\"notice\" id=\"error-detail\" lang=\"en\">{}</p>",
+        escape(lang.t(Text::ErrorTitle)),
+        escape(summary),
+        escape(detail)
+    );
+    let mut response = page(lang, lang.t(Text::ErrorTitle), &body, None);
+    *response.status_mut() = status;
+    response
+}
+
 fn header_html(lang: Lang, path: &str) -> String {
     let other = match lang {
         Lang::Ko => format!("<a href=\"{}?lang=en\" lang=\"en\">English</a>", escape(path)),
@@ -299,7 +312,30 @@ pub async fn entry(
             StatusCode::CONFLICT,
             "this order was already paid or started; return to the shop",
         ),
-        Err(error) => error_page(lang, StatusCode::BAD_REQUEST, &error.to_string()),
+        Err(error) => {
+            // The buyer reads a sentence in the page's language; the merchant's developer gets the precise cause.
+            let summary = match (lang, &error) {
+                (Lang::Ko, FormError::Signature) => {
+                    "결제 요청의 서명이 올바르지 않습니다. 상점 페이지에서 다시 시도해 주세요."
+                }
+                (Lang::Ko, FormError::Stale) => {
+                    "결제 요청이 만료되었습니다. 상점 페이지를 새로 고친 뒤 다시 시도해 주세요."
+                }
+                (Lang::Ko, FormError::UnknownMerchant) => "가맹점 정보를 찾을 수 없습니다.",
+                (Lang::Ko, _) => "결제 요청이 올바르지 않습니다. 상점에 문의해 주세요.",
+                (Lang::En, FormError::Signature) => {
+                    "The payment request's signature is not valid. Try again from the shop."
+                }
+                (Lang::En, FormError::Stale) => {
+                    "The payment request has expired. Reload the shop's page and try again."
+                }
+                (Lang::En, FormError::UnknownMerchant) => "The merchant could not be found.",
+                (Lang::En, _) => "The payment request is not valid. Contact the shop.",
+            };
+            let detail = error.to_string();
+            tracing::info!(reason = %detail, "checkout form refused");
+            error_page_with_detail(lang, StatusCode::BAD_REQUEST, summary, &detail)
+        }
     }
 }
 
