@@ -476,8 +476,7 @@ fn payment_id(text: &str) -> Option<PaymentId> {
     PaymentId::parse(text).ok()
 }
 
-fn step_response(state: &AppState, step: Result<HostedStep, PaymentError>, id: PaymentId, lang: Lang) -> Response {
-    let _ = state;
+fn step_response(step: Result<HostedStep, PaymentError>, id: PaymentId, lang: Lang) -> Response {
     match step {
         Ok(HostedStep::Redirect(url)) => Redirect::to(&url).into_response(),
         Ok(HostedStep::Challenge) => {
@@ -518,7 +517,7 @@ pub async fn show(
     };
     let page_data = match state.app.hosted_page(id).await {
         Ok(page_data) => page_data,
-        Err(error) => return step_response(&state, Err(error), id, lang),
+        Err(error) => return step_response(Err(error), id, lang),
     };
     let path = format!("/checkout/{id}");
     match page_data.payment.status {
@@ -528,19 +527,9 @@ pub async fn show(
         PaymentStatus::Ready => card_form(&page_data, lang, query.get("error").map(String::as_str), &path),
         _ => {
             // Reloaded, or reached with the back button after paying: show where it stands, never the form.
-            let step = state.app.hosted_pay(id, empty_card(), 0).await;
-            step_response(&state, step, id, lang)
+            let step = state.app.hosted_result(id).await;
+            step_response(step, id, lang)
         }
-    }
-}
-
-fn empty_card() -> CardFields {
-    CardFields {
-        card_number: String::new(),
-        expiration_year: String::new(),
-        expiration_month: String::new(),
-        identity_number: None,
-        password: None,
     }
 }
 
@@ -568,7 +557,7 @@ pub async fn pay(
     };
     let installment: u8 = field(&form, "installment").parse().unwrap_or(0);
     let step = state.app.hosted_pay(id, card, installment).await;
-    step_response(&state, step, id, lang)
+    step_response(step, id, lang)
 }
 
 /// `GET /checkout/{paymentKey}/challenge`: the OTP page.
@@ -587,7 +576,7 @@ pub async fn challenge_page(
             challenge_form(&page_data, lang, query.get("error").map(String::as_str), &path)
         }
         Ok(_) => Redirect::to(&format!("/checkout/{id}?lang={}", lang.code())).into_response(),
-        Err(error) => step_response(&state, Err(error), id, lang),
+        Err(error) => step_response(Err(error), id, lang),
     }
 }
 
@@ -609,7 +598,7 @@ pub async fn challenge(
             reason.code()
         ))
         .into_response(),
-        step => step_response(&state, step, id, lang),
+        step => step_response(step, id, lang),
     }
 }
 

@@ -425,6 +425,11 @@ impl App {
         self.current_step(payment.id).await
     }
 
+    /// Where a payment's hosted page sends the browser now (used when a page is reloaded after paying).
+    pub async fn hosted_result(&self, id: PaymentId) -> Result<HostedStep, PaymentError> {
+        self.current_step(id).await
+    }
+
     async fn current_step(&self, id: PaymentId) -> Result<HostedStep, PaymentError> {
         let page = self.hosted_page(id).await?;
         self.result_step(&page.payment, &page.session).await
