@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod enc_keys;
 pub mod encdata;
+pub mod failpoint;
 pub mod merchants;
 pub mod outbox;
 pub mod payments;

@@ -10,6 +10,13 @@ use paygate_store::OpenMode;
 use crate::config::Config;
 
 pub async fn run(mut config: Config, open_mode: OpenMode) -> anyhow::Result<()> {
+    let armed = paygate_app::failpoint::arm_from_env().map_err(|e| anyhow::anyhow!(e))?;
+    if !armed.is_empty() {
+        tracing::warn!(
+            ?armed,
+            "fail points are armed: this process will abort itself on purpose (fault testing only)"
+        );
+    }
     if !config.database.migrate_on_start {
         tracing::info!("database.migrate_on_start is off; the schema must already be current");
     }

@@ -137,6 +137,7 @@ async fn run(state: AppState, header: HeaderValue, request: Request, next: Next)
         body: stored_body,
     };
     let completed_at = state.app.clock().now();
+    paygate_app::failpoint::hit("idempotency.before_complete");
     if let Err(error) = store
         .idempotency_complete(&scope, lock_token, &stored, completed_at)
         .await

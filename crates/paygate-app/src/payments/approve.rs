@@ -37,6 +37,7 @@ impl App {
         };
         let attempts_max = self.payments.approve_attempts_max.max(1);
         let mut attempt = 1;
+        crate::failpoint::hit("approve.before_acquirer");
         let result = loop {
             let result = acquirer.approve(&request).await;
             match &result {
@@ -48,6 +49,7 @@ impl App {
                 _ => break result,
             }
         };
+        crate::failpoint::hit("approve.after_acquirer");
         match result {
             Ok(ApproveOutcome::Approved(approval)) => self.complete_approval(payment, approval).await,
             Ok(ApproveOutcome::Declined(decline)) => {
@@ -217,6 +219,7 @@ impl App {
         let answer = acquirer
             .inquire(&payment.id.to_string(), &route.acquirer_merchant_id)
             .await;
+        crate::failpoint::hit("inquiry.after_acquirer");
         match answer {
             Ok(InquiryOutcome::Approved(approval)) => self.complete_approval(payment, approval).await,
             Ok(InquiryOutcome::Declined(decline)) => {

@@ -123,7 +123,9 @@ impl App {
             acquirer_merchant_id: route.acquirer_merchant_id.clone(),
             amount: transaction.amount,
         };
-        match acquirer.cancel(&request).await {
+        let answer = acquirer.cancel(&request).await;
+        crate::failpoint::hit("cancel.after_acquirer");
+        match answer {
             Ok(CancelOutcome::Canceled(done)) => {
                 self.finish_cancel(
                     payment.id,
