@@ -1,5 +1,6 @@
 //! SQLite queries for checkout sessions.
 
+use super::Cached;
 use paygate_domain::id::PaymentId;
 use paygate_domain::time::UnixMillis;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -12,7 +13,7 @@ const COLUMNS: &str = "payment_id, entry, return_url, success_url, fail_url, cha
     challenge_expires_at, created_at, version";
 
 pub(super) fn insert(conn: &Connection, s: &CheckoutSession) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         &format!("INSERT INTO checkout_sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
             s.payment_id.to_string(),
@@ -32,7 +33,7 @@ pub(super) fn insert(conn: &Connection, s: &CheckoutSession) -> Result<(), Store
 }
 
 pub(super) fn get(conn: &Connection, id: PaymentId) -> Result<Option<CheckoutSession>, StoreError> {
-    conn.query_row(
+    conn.row(
         &format!("SELECT {COLUMNS} FROM checkout_sessions WHERE payment_id = ?1"),
         params![id.to_string()],
         |row| {
@@ -58,7 +59,7 @@ pub(super) fn get(conn: &Connection, id: PaymentId) -> Result<Option<CheckoutSes
 
 pub(super) fn update(conn: &Connection, s: &CheckoutSession) -> Result<(), StoreError> {
     let changed = conn
-        .execute(
+        .exec(
             "UPDATE checkout_sessions SET challenge_otp_hash = ?2, challenge_attempts = ?3, challenge_expires_at = ?4,
                  version = ?5
              WHERE payment_id = ?1 AND version = ?6",

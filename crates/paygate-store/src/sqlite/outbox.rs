@@ -4,6 +4,7 @@
 //! then mark them leased) is atomic with respect to every other claim. Across processes SQLite's write lock does
 //! the same.
 
+use super::Cached;
 use paygate_domain::api_key::Mode;
 use paygate_domain::event::{DeliveryKind, DeliveryStatus, EventType};
 use paygate_domain::id::{EventId, MerchantId, WebhookEndpointId};
@@ -118,7 +119,7 @@ pub(super) fn insert_event_rows(
     now: UnixMillis,
 ) -> Result<u32, StoreError> {
     let exists: Option<i64> = conn
-        .query_row(
+        .row(
             "SELECT 1 FROM events WHERE id = ?1",
             params![event.id.to_string()],
             |r| r.get(0),
@@ -126,7 +127,7 @@ pub(super) fn insert_event_rows(
         .optional()
         .map_err(backend)?;
     if exists.is_none() {
-        conn.execute(
+        conn.exec(
             &format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
             params![
                 event.id.to_string(),
@@ -144,7 +145,7 @@ pub(super) fn insert_event_rows(
         .map_err(backend)?;
     }
     let webhooks = conn
-        .execute(
+        .exec(
             "INSERT INTO deliveries (id, event_id, merchant_id, mode, kind, endpoint_id, url, notification_format,
                  status, attempts, next_attempt_at, created_at, updated_at)
              SELECT ?1 || ':' || e.id || ?2, ?1, e.merchant_id, e.mode, 'WEBHOOK', e.id, e.url, NULL,
@@ -163,7 +164,7 @@ pub(super) fn insert_event_rows(
         .map_err(backend)?;
     let mut created = u32::try_from(webhooks).unwrap_or(u32::MAX);
     if let Some(target) = notification {
-        conn.execute(
+        conn.exec(
             "INSERT INTO deliveries (id, event_id, merchant_id, mode, kind, endpoint_id, url, notification_format,
                  status, attempts, next_attempt_at, created_at, updated_at)
              VALUES (?1 || ':notification' || ?2, ?1, ?3, ?4, 'NOTIFICATION', NULL, ?5, ?6, 'PENDING', 0, ?7, ?7, ?7)",
@@ -206,7 +207,7 @@ pub(super) fn merchant_settings(
     mode: Mode,
 ) -> Result<MerchantSettings, StoreError> {
     let row: Option<(Option<String>, String)> = conn
-        .query_row(
+        .row(
             "SELECT notification_url, notification_format FROM merchant_settings WHERE merchant_id = ?1 AND mode = ?2",
             params![merchant.to_string(), mode.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -230,7 +231,7 @@ pub(super) fn set_merchant_settings(
     settings: &MerchantSettings,
     now: UnixMillis,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO merchant_settings (merchant_id, mode, notification_url, notification_format, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (merchant_id, mode) DO UPDATE SET notification_url = excluded.notification_url,
@@ -248,13 +249,13 @@ pub(super) fn set_merchant_settings(
 }
 
 fn write_subscriptions(conn: &Connection, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         "DELETE FROM webhook_endpoint_events WHERE endpoint_id = ?1",
         params![endpoint.id.to_string()],
     )
     .map_err(backend)?;
     for event_type in &endpoint.event_types {
-        conn.execute(
+        conn.exec(
             "INSERT INTO webhook_endpoint_events (endpoint_id, event_type) VALUES (?1, ?2)",
             params![endpoint.id.to_string(), event_type.as_str()],
         )
@@ -276,7 +277,7 @@ fn previous_parts(endpoint: &WebhookEndpoint) -> (Option<u32>, Option<Vec<u8>>, 
 
 pub(super) fn insert_endpoint(conn: &Connection, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
     let (prev_version, prev_bytes, prev_expires) = previous_parts(endpoint);
-    conn.execute(
+    conn.exec(
         &format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS})
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
@@ -306,7 +307,7 @@ pub(super) fn insert_endpoint(conn: &Connection, endpoint: &WebhookEndpoint) -> 
 pub(super) fn update_endpoint(conn: &Connection, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
     let (prev_version, prev_bytes, prev_expires) = previous_parts(endpoint);
     let changed = conn
-        .execute(
+        .exec(
             "UPDATE webhook_endpoints SET url = ?2, status = ?3, disabled_reason = ?4, secret_key_version = ?5,
                  secret_sealed = ?6, previous_secret_key_version = ?7, previous_secret_sealed = ?8,
                  previous_secret_expires_at = ?9,
@@ -343,7 +344,7 @@ pub(super) fn endpoints_where(
     values: &[&dyn rusqlite::ToSql],
 ) -> Result<Vec<WebhookEndpoint>, StoreError> {
     let mut stmt = conn
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE {clause}"
         ))
         .map_err(backend)?;
@@ -417,7 +418,7 @@ pub(super) fn claim(
     let mut claimed = Vec::with_capacity(due.len());
     for delivery in due {
         let changed = conn
-            .execute(
+            .exec(
                 "UPDATE deliveries SET lock_token = ?2, locked_until = ?3 WHERE id = ?1 AND status = 'PENDING'
                    AND (locked_until IS NULL OR locked_until <= ?4)",
                 params![delivery.id, lock_token, lease_until.as_millis(), now.as_millis()],
@@ -465,7 +466,7 @@ pub(super) fn complete(
 ) -> Result<(), StoreError> {
     let attempt = &outcome.attempt;
     let changed = conn
-        .execute(
+        .exec(
             "UPDATE deliveries SET status = ?3, attempts = ?4, next_attempt_at = ?5, last_status_code = ?6,
                  lock_token = NULL, locked_until = NULL, updated_at = ?7
              WHERE id = ?1 AND lock_token = ?2 AND status = 'PENDING'",
@@ -483,7 +484,7 @@ pub(super) fn complete(
     if changed != 1 {
         return Err(StoreError::Conflict("the delivery claim was lost"));
     }
-    conn.execute(
+    conn.exec(
         "INSERT INTO delivery_attempts
              (delivery_id, attempt, started_at, latency_ms, status_code, error, response_body, succeeded)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -500,14 +501,14 @@ pub(super) fn complete(
     )
     .map_err(backend)?;
     let endpoint: Option<String> = conn
-        .query_row(
+        .row(
             "SELECT endpoint_id FROM deliveries WHERE id = ?1",
             params![attempt.delivery_id],
             |r| r.get(0),
         )
         .map_err(backend)?;
     if let Some(endpoint) = endpoint {
-        conn.execute(
+        conn.exec(
             // A success ends the streak; a failure starts one only if none is running, so concurrent completions
             // can never move the start of a streak (which decides when the endpoint is disabled).
             "UPDATE webhook_endpoints SET failing_since = CASE WHEN ?3 = 1 THEN NULL ELSE COALESCE(failing_since, ?2) END
@@ -517,7 +518,7 @@ pub(super) fn complete(
         .map_err(backend)?;
         if let Some(disable) = &outcome.disable_endpoint {
             let disabled = conn
-                .execute(
+                .exec(
                     "UPDATE webhook_endpoints SET status = 'DISABLED', disabled_reason = ?2, updated_at = ?3,
                          version = version + 1
                      WHERE id = ?1 AND status = 'ENABLED' AND failing_since IS NOT NULL AND failing_since <= ?4",

@@ -1,5 +1,6 @@
 //! SQLite queries for payments, their transactions, the ledger, routing and encData keys.
 
+use super::Cached;
 use paygate_domain::api_key::Mode;
 use paygate_domain::card::{CardSummary, Installment};
 use paygate_domain::id::{MerchantId, PaymentId, TransactionKey};
@@ -140,13 +141,13 @@ pub(super) fn set_contracts(
     mode: Mode,
     contracts: &[AcquirerContract],
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         "DELETE FROM acquirer_contracts WHERE merchant_id = ?1 AND mode = ?2",
         params![merchant_id.to_string(), mode.as_str()],
     )
     .map_err(backend)?;
     for contract in contracts {
-        conn.execute(
+        conn.exec(
             "INSERT INTO acquirer_contracts (merchant_id, mode, bin_prefix, acquirer, acquirer_merchant_id)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -231,7 +232,7 @@ pub(super) fn insert_payment(
     checkout_card: Option<&Sealed>,
 ) -> Result<InsertPaymentOutcome, StoreError> {
     let taken: Option<i64> = conn
-        .query_row(
+        .row(
             "SELECT 1 FROM payments WHERE merchant_id = ?1 AND mode = ?2 AND order_id = ?3",
             params![
                 payment.merchant_id.to_string(),
@@ -247,7 +248,7 @@ pub(super) fn insert_payment(
     }
     let placeholders: Vec<String> = (1..=34).map(|i| format!("?{i}")).collect();
     let values = payment_params(payment);
-    conn.execute(
+    conn.exec(
         &format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({})",
             placeholders.join(", ")
@@ -262,7 +263,7 @@ pub(super) fn insert_payment(
 }
 
 fn store_checkout_card(conn: &Connection, id: PaymentId, sealed: &Sealed, at: UnixMillis) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO checkout_cards (payment_id, key_version, sealed, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (payment_id) DO UPDATE SET key_version = excluded.key_version, sealed = excluded.sealed,
              created_at = excluded.created_at",
@@ -273,7 +274,7 @@ fn store_checkout_card(conn: &Connection, id: PaymentId, sealed: &Sealed, at: Un
 }
 
 fn insert_transaction(conn: &Connection, t: &PaymentTransaction) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         &format!("INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
         params![
             t.key.to_string(),
@@ -305,7 +306,7 @@ pub(super) fn update_payment(conn: &Connection, update: &PaymentUpdate) -> Resul
     // version this change was computed from.
     let values = payment_params(p);
     let changed = conn
-        .execute(
+        .exec(
             "UPDATE payments SET order_name = ?5, status = ?7, approval_state = ?8, balance_amount = ?13,
                  card_bin = ?14, card_last4 = ?15, card_masked = ?16, installment_months = ?17, acquirer = ?18,
                  acquirer_merchant_id = ?19, approval_number = ?20, issuer_code = ?21, acquirer_transaction_id = ?22,
@@ -328,7 +329,7 @@ pub(super) fn update_payment(conn: &Connection, update: &PaymentUpdate) -> Resul
     }
     if let Some(t) = &update.update_transaction {
         let changed = conn
-            .execute(
+            .exec(
                 "UPDATE payment_transactions SET status = ?2, completed_at = ?3, acquirer_transaction_id = ?4,
                      next_attempt_at = ?5, attempts = ?6
                  WHERE transaction_key = ?1 AND status = 'PENDING' AND payment_id = ?7 AND amount = ?8",
@@ -355,7 +356,7 @@ pub(super) fn update_payment(conn: &Connection, update: &PaymentUpdate) -> Resul
         // Asserted again where it is stored: an unbalanced journal aborts the whole transaction.
         check_balanced(entry.journal.postings()).map_err(|e| StoreError::Conflict(leak_free(&e)))?;
         for (seq, posting) in entry.journal.postings().iter().enumerate() {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO ledger_postings
                      (journal_id, seq, account, currency, amount, payment_id, transaction_key, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -380,7 +381,7 @@ pub(super) fn update_payment(conn: &Connection, update: &PaymentUpdate) -> Resul
         CheckoutCardChange::Keep => {}
         CheckoutCardChange::Store(sealed) => store_checkout_card(conn, p.id, sealed, p.requested_at)?,
         CheckoutCardChange::Delete => {
-            conn.execute(
+            conn.exec(
                 "DELETE FROM checkout_cards WHERE payment_id = ?1",
                 params![p.id.to_string()],
             )
@@ -452,7 +453,7 @@ pub(super) fn list_transactions(
 }
 
 pub(super) fn checkout_card(conn: &Connection, id: PaymentId) -> Result<Option<Sealed>, StoreError> {
-    conn.query_row(
+    conn.row(
         "SELECT key_version, sealed FROM checkout_cards WHERE payment_id = ?1",
         params![id.to_string()],
         |row| {
@@ -500,12 +501,12 @@ pub(super) fn add_enc_key(
     key: &StoredEncKey,
     retire_previous_at: UnixMillis,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         "UPDATE merchant_enc_keys SET retires_at = ?3 WHERE merchant_id = ?1 AND mode = ?2 AND retires_at IS NULL",
         params![merchant_id.to_string(), mode.as_str(), retire_previous_at.as_millis()],
     )
     .map_err(backend)?;
-    conn.execute(
+    conn.exec(
         "INSERT INTO merchant_enc_keys (merchant_id, mode, version, vault_key_version, sealed_key, created_at, retires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -525,7 +526,7 @@ pub(super) fn add_enc_key(
 pub(super) fn audit_ledger(conn: &Connection) -> Result<LedgerAudit, StoreError> {
     let mut audit = LedgerAudit::default();
     let (journals, postings): (i64, i64) = conn
-        .query_row(
+        .row(
             "SELECT COUNT(DISTINCT journal_id), COUNT(*) FROM ledger_postings",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -534,7 +535,7 @@ pub(super) fn audit_ledger(conn: &Connection) -> Result<LedgerAudit, StoreError>
     audit.journals = u64::try_from(journals).unwrap_or(0);
     audit.postings = u64::try_from(postings).unwrap_or(0);
     let mut stmt = conn
-        .prepare(
+        .prepare_cached(
             // A journal unbalanced in several currencies is listed once.
             "SELECT DISTINCT journal_id FROM (
                  SELECT journal_id FROM ledger_postings GROUP BY journal_id, currency HAVING SUM(amount) <> 0
@@ -547,7 +548,7 @@ pub(super) fn audit_ledger(conn: &Connection) -> Result<LedgerAudit, StoreError>
         .collect::<Result<Vec<String>, _>>()
         .map_err(backend)?;
     let mut stmt = conn
-        .prepare("SELECT currency, SUM(amount) FROM ledger_postings GROUP BY currency")
+        .prepare_cached("SELECT currency, SUM(amount) FROM ledger_postings GROUP BY currency")
         .map_err(backend)?;
     let totals = stmt
         .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
@@ -563,7 +564,7 @@ pub(super) fn audit_ledger(conn: &Connection) -> Result<LedgerAudit, StoreError>
     }
     // Each payment's receivable must equal its approved amount minus its completed cancels.
     let mut stmt = conn
-        .prepare(
+        .prepare_cached(
             "SELECT p.id FROM payments p
              LEFT JOIN (SELECT payment_id, SUM(amount) AS receivable FROM ledger_postings
                         WHERE substr(account, 1, 20) = 'acquirer_receivable:' GROUP BY payment_id) l ON l.payment_id = p.id
