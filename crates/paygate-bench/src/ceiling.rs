@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
 
 use crate::procs::{pg_connect, random_hex, Backend, Database, Setup};
 
@@ -19,6 +20,12 @@ pub struct Ceiling {
     pub concurrency: usize,
     pub transactions: u64,
     pub elapsed: Duration,
+    /// Latency of each durable insert, in µs: the disk's own tail shows here.
+    pub latency: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("constant bounds are valid")
 }
 
 impl Ceiling {
@@ -27,19 +34,26 @@ impl Ceiling {
     }
 
     pub fn summary(&self) -> String {
+        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1e3;
         format!(
-            "ceiling   raw durable insert transactions on {} ({} connection{}): {:.0}/s",
+            "ceiling   raw durable insert transactions on {} ({} connection{}): {:.0}/s; each: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             self.backend.as_str(),
             self.concurrency,
             if self.concurrency == 1 { "" } else { "s" },
-            self.per_second()
+            self.per_second(),
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            self.latency.max() as f64 / 1e3
         )
     }
 
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({"backend": self.backend.as_str(), "concurrency": self.concurrency,
                            "transactions": self.transactions, "elapsedMs": self.elapsed.as_millis(),
-                           "perSecond": self.per_second()})
+                           "perSecond": self.per_second(), "p50Us": self.latency.value_at_quantile(0.5),
+                           "p99Us": self.latency.value_at_quantile(0.99), "p999Us": self.latency.value_at_quantile(0.999),
+                           "maxUs": self.latency.max()})
     }
 }
 
@@ -71,8 +85,10 @@ fn sqlite(path: &std::path::Path, duration: Duration) -> Result<Ceiling> {
     )?;
     let started = Instant::now();
     let mut transactions = 0u64;
+    let mut latency = histogram();
     while started.elapsed() < duration {
         let seq = i64::try_from(transactions).unwrap_or(i64::MAX);
+        let one = Instant::now();
         // Autocommit: each INSERT is its own durable transaction.
         insert.execute(rusqlite::params![
             format!("pay_{seq:026}"),
@@ -80,6 +96,7 @@ fn sqlite(path: &std::path::Path, duration: Duration) -> Result<Ceiling> {
             1_000 + seq % 9_000,
             crate::scenarios::now_millis()
         ])?;
+        let _ = latency.record(u64::try_from(one.elapsed().as_micros()).unwrap_or(u64::MAX).max(1));
         transactions += 1;
     }
     Ok(Ceiling {
@@ -87,6 +104,7 @@ fn sqlite(path: &std::path::Path, duration: Duration) -> Result<Ceiling> {
         concurrency: 1,
         transactions,
         elapsed: started.elapsed(),
+        latency,
     })
 }
 
@@ -122,7 +140,9 @@ async fn postgres(setup: &Setup, duration: Duration, concurrency: usize) -> Resu
                     .await?;
                 let tag = random_hex(3);
                 let mut seq = 0i64;
+                let mut latency = histogram();
                 while started.elapsed() < duration {
+                    let one = Instant::now();
                     client
                         .execute(
                             &insert,
@@ -134,20 +154,23 @@ async fn postgres(setup: &Setup, duration: Duration, concurrency: usize) -> Resu
                             ],
                         )
                         .await?;
+                    let _ = latency.record(u64::try_from(one.elapsed().as_micros()).unwrap_or(u64::MAX).max(1));
                     seq += 1;
                     count.fetch_add(1, Ordering::Relaxed);
                 }
-                anyhow::Ok(())
+                anyhow::Ok(latency)
             }));
         }
+        let mut latency = histogram();
         for task in tasks {
-            task.await??;
+            let _ = latency.add(task.await??);
         }
         Ok(Ceiling {
             backend: Backend::Postgres,
             concurrency,
             transactions: count.load(Ordering::Relaxed),
             elapsed: started.elapsed(),
+            latency,
         })
     }
     .await;

@@ -192,7 +192,7 @@ async fn preload(ctx: &Ctx, count: u64, concurrency: usize) -> Result<(Vec<Strin
             if n >= count {
                 return anyhow::Ok(());
             }
-            let key = ctx_ref.key_in().await.context("preload key-in")?;
+            let key = ctx_ref.preload_key_in().await.context("preload key-in")?;
             if let Ok(mut keys) = keys.lock() {
                 keys.push(key);
             }

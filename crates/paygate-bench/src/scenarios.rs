@@ -166,12 +166,16 @@ impl Ctx {
     }
 
     async fn post(&self, path: &str, auth: &str, body: &Value) -> Result<(u16, Value)> {
+        self.post_with(path, auth, body, self.idempotency_keys).await
+    }
+
+    async fn post_with(&self, path: &str, auth: &str, body: &Value, idempotency_key: bool) -> Result<(u16, Value)> {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
             .header("authorization", auth)
             .json(body);
-        if self.idempotency_keys {
+        if idempotency_key {
             request = request.header("idempotency-key", format!("ik-{}", crate::procs::random_hex(12)));
         }
         let response = request.send().await?;
@@ -194,9 +198,18 @@ impl Ctx {
 
     /// One key-in approval; returns the paymentKey.
     pub async fn key_in(&self) -> Result<String> {
+        self.key_in_with(self.idempotency_keys).await
+    }
+
+    /// A key-in for preloading: no Idempotency-Key (a backfill script's choice; it is setup, not measured).
+    pub async fn preload_key_in(&self) -> Result<String> {
+        self.key_in_with(false).await
+    }
+
+    async fn key_in_with(&self, idempotency_key: bool) -> Result<String> {
         let (order_id, amount) = self.next_order();
         let (status, body) = self
-            .post(
+            .post_with(
                 "/v1/payments/key-in",
                 &self.secret_auth,
                 &json!({
@@ -204,6 +217,7 @@ impl Ctx {
                     "cardNumber": CARD, "cardExpirationYear": "29", "cardExpirationMonth": "12",
                     "customerIdentityNumber": "900101"
                 }),
+                idempotency_key,
             )
             .await?;
         expect(status == 200, "key-in status", status, &body)?;

@@ -106,6 +106,12 @@ pub struct StoreOptions {
     pub sqlite_write_batch_max: u32,
     /// SQLite: how long a connection waits for a lock held by another process.
     pub sqlite_busy_timeout_ms: u32,
+    /// SQLite: how often a checkpointer thread copies the WAL back into the database, off the writer's path; 0 leaves
+    /// it to SQLite's automatic checkpoint inside commits (the default: the thread measured no better, see
+    /// BENCHMARKS.md).
+    pub sqlite_checkpoint_interval_ms: u32,
+    /// SQLite: page cache per connection, in MiB.
+    pub sqlite_cache_mib: u32,
     /// PostgreSQL: connections in the pool.
     pub postgres_pool_max: u32,
     /// PostgreSQL: how long to wait to connect, and for a free pooled connection.
@@ -122,6 +128,8 @@ impl Default for StoreOptions {
             sqlite_write_queue_max: 4096,
             sqlite_write_batch_max: 256,
             sqlite_busy_timeout_ms: 5_000,
+            sqlite_checkpoint_interval_ms: 0,
+            sqlite_cache_mib: 16,
             postgres_pool_max: 16,
             postgres_connect_timeout_ms: 5_000,
             postgres_statement_timeout_ms: 10_000,

@@ -9,6 +9,11 @@ mod serve;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: measured in BENCHMARKS.md (less CPU per request, and RSS that returns to the
+/// system after a burst instead of staying in per-thread arenas).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

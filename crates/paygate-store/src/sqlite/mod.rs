@@ -65,6 +65,15 @@ impl Cached for Connection {
 /// Distinct statements kept prepared per connection (the code base has about a hundred).
 const STATEMENT_CACHE: usize = 256;
 
+/// The WAL file is truncated to this size when it restarts after a checkpoint.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
+fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
+    // A negative cache_size is in KiB.
+    let kib = -i64::from(mib.max(1)) * 1024;
+    conn.pragma_update(None, "cache_size", kib).map_err(backend)
+}
+
 pub(crate) const MIGRATIONS: [Migration; 4] = [
     Migration {
         version: 1,
@@ -101,11 +110,21 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
         let ((writer, readers, report, options), path) = opened;
+        let checkpointer = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(unavailable)?;
         let runtime = Runtime::start(
             writer,
             readers,
-            options.sqlite_write_queue_max,
-            options.sqlite_write_batch_max,
+            checkpointer,
+            runtime::Limits {
+                write_queue_max: options.sqlite_write_queue_max,
+                write_batch_max: options.sqlite_write_batch_max,
+                checkpoint_interval: (options.sqlite_checkpoint_interval_ms > 0)
+                    .then(|| Duration::from_millis(u64::from(options.sqlite_checkpoint_interval_ms))),
+            },
         )?;
         Ok((SqliteStore { runtime, path }, report))
     }
@@ -141,6 +160,18 @@ fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreErr
     writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     set_wal(&writer, busy)?;
     writer.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+    // Savepoint journals (one per write job) stay in memory instead of a temporary file.
+    writer.pragma_update(None, "temp_store", "MEMORY").map_err(backend)?;
+    // With a checkpoint interval, the checkpointer thread checkpoints and the writer never stops a commit to do it;
+    // with 0, SQLite's own automatic checkpoint (every 1,000 pages, inside a commit) does.
+    if options.sqlite_checkpoint_interval_ms > 0 {
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
+    }
+    // After a checkpoint the WAL restarts from its beginning; keep the file itself from staying huge.
+    writer
+        .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
+        .map_err(backend)?;
+    set_cache(&writer, options.sqlite_cache_mib)?;
     writer.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
     let journal: String = writer
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
@@ -157,6 +188,7 @@ fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreErr
         reader.busy_timeout(busy).map_err(backend)?;
         reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         reader.pragma_update(None, "query_only", "ON").map_err(backend)?;
+        set_cache(&reader, options.sqlite_cache_mib)?;
         readers.push(reader);
     }
     Ok((writer, readers, report, options.clone()))

@@ -7,6 +7,10 @@
 //! caller hears "done" before its data is durable.
 //!
 //! Reads go to a fixed set of threads, each with its own read-only connection; WAL lets them run beside the writer.
+//!
+//! Checkpoints (copying the WAL back into the database file, with its own fsync) run on a thread of their own in
+//! PASSIVE mode, every `checkpoint_interval`: the writer's automatic checkpoint is off, so no commit ever waits for
+//! one. PASSIVE never blocks the writer or readers; it copies what it can and the next pass continues.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
@@ -61,7 +65,16 @@ where
 
 pub(crate) type ReadJob = Box<dyn FnOnce(&mut Connection) + Send>;
 
+pub(crate) struct Limits {
+    pub write_queue_max: u32,
+    pub write_batch_max: u32,
+    /// None: SQLite checkpoints inside commits (its default), and no checkpointer thread runs.
+    pub checkpoint_interval: Option<std::time::Duration>,
+}
+
 pub(crate) struct Runtime {
+    /// Dropping it stops the checkpointer.
+    _checkpoint_stop: flume::Sender<()>,
     writer_tx: flume::Sender<Box<dyn WriteJob>>,
     reader_tx: flume::Sender<ReadJob>,
     reader_count: u32,
@@ -74,11 +87,11 @@ impl Runtime {
     pub(crate) fn start(
         writer: Connection,
         readers: Vec<Connection>,
-        write_queue_max: u32,
-        write_batch_max: u32,
+        checkpointer: Connection,
+        limits: Limits,
     ) -> Result<Runtime, StoreError> {
-        let queue_len = usize::try_from(write_queue_max).unwrap_or(usize::MAX).max(1);
-        let batch_max = usize::try_from(write_batch_max).unwrap_or(1).max(1);
+        let queue_len = usize::try_from(limits.write_queue_max).unwrap_or(usize::MAX).max(1);
+        let batch_max = usize::try_from(limits.write_batch_max).unwrap_or(1).max(1);
         let (writer_tx, writer_rx) = flume::bounded::<Box<dyn WriteJob>>(queue_len);
         let reader_count = u32::try_from(readers.len()).unwrap_or(u32::MAX);
         let (reader_tx, reader_rx) = flume::bounded::<ReadJob>(queue_len);
@@ -103,7 +116,17 @@ impl Runtime {
                     .map_err(spawn_error)?,
             );
         }
+        let (checkpoint_stop, checkpoint_rx) = flume::bounded::<()>(1);
+        if let Some(interval) = limits.checkpoint_interval {
+            threads.push(
+                std::thread::Builder::new()
+                    .name("paygate-sqlite-checkpoint".into())
+                    .spawn(move || checkpoint_loop(checkpointer, checkpoint_rx, interval))
+                    .map_err(spawn_error)?,
+            );
+        }
         Ok(Runtime {
+            _checkpoint_stop: checkpoint_stop,
             writer_tx,
             reader_tx,
             reader_count,
@@ -201,6 +224,18 @@ fn writer_loop(conn: Connection, jobs: flume::Receiver<Box<dyn WriteJob>>, batch
         let commit = run_batch(&conn, &mut batch);
         for job in batch {
             job.finish(commit.clone());
+        }
+    }
+}
+
+fn checkpoint_loop(conn: Connection, stop: flume::Receiver<()>, interval: std::time::Duration) {
+    loop {
+        match stop.recv_timeout(interval) {
+            Err(flume::RecvTimeoutError::Timeout) => {
+                // Busy (another process is checkpointing) or any other failure: the next pass tries again.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+            _ => return,
         }
     }
 }
