@@ -21,6 +21,8 @@ pub struct HttpConfig {
     pub in_flight_max: usize,
     /// On shutdown, how long requests in flight may take to finish.
     pub shutdown_grace_ms: u32,
+    /// How long a connection may take to send a request's headers (slow or idle clients are cut off).
+    pub header_read_timeout_ms: u32,
 }
 
 impl Default for HttpConfig {
@@ -30,6 +32,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             in_flight_max: 4096,
             shutdown_grace_ms: 30_000,
+            header_read_timeout_ms: 10_000,
         }
     }
 }

@@ -11,7 +11,6 @@ pub mod middleware;
 pub mod routes;
 pub mod wire;
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,26 +171,46 @@ pub async fn serve(
     config: &ApiConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    // Our own accept loop over hyper's HTTP/1 server rather than `axum::serve`: it bounds how long a client may
+    // take to send its headers (slow-loris), and an idle connection costs a few KiB (axum::serve's generic
+    // connection held ~200 KiB each; see BENCHMARKS.md).
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let header_timeout = Duration::from_millis(u64::from(config.http.header_read_timeout_ms.max(1)));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
     let grace = Duration::from_millis(u64::from(config.http.shutdown_grace_ms));
-    let mut server = std::pin::pin!(server.into_future());
-    let mut stop_rx = stop_rx;
-    tokio::select! {
-        result = &mut server => return result,
-        _ = stop_rx.wait_for(|stopped| *stopped) => {}
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            grace_ms = config.http.shutdown_grace_ms,
+            "requests still running after the grace period; stopping anyway"
+        );
     }
-    match tokio::time::timeout(grace, server).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(
-                grace_ms = config.http.shutdown_grace_ms,
-                "requests still running after the grace period; stopping anyway"
-            );
-            Ok(())
-        }
-    }
+    Ok(())
 }

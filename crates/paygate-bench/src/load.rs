@@ -303,7 +303,10 @@ pub async fn find_max(
             eprintln!("  stopping at {rate}/s: {reason}");
             break;
         }
-        let step = Step { rate, ..template.clone() };
+        let step = Step {
+            rate,
+            ..template.clone()
+        };
         match judged_step(&ctx, workload, &step, p99_bound, gateway_pid, &mut steps).await {
             Some(result) => {
                 best = Some(result);
@@ -335,7 +338,10 @@ pub async fn find_max(
                 eprintln!("  not bisecting at {mid}/s: {reason}");
                 break;
             }
-            let step = Step { rate: mid, ..template.clone() };
+            let step = Step {
+                rate: mid,
+                ..template.clone()
+            };
             match judged_step(&ctx, workload, &step, p99_bound, gateway_pid, &mut steps).await {
                 Some(result) => {
                     low = mid;
