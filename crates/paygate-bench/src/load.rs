@@ -44,6 +44,8 @@ pub struct StepResult {
     pub errors: BTreeMap<String, u64>,
     pub all: Histogram<u64>,
     pub per_op: BTreeMap<Op, Histogram<u64>>,
+    /// What the gateway reported spending (`Server-Timing`) on each successful operation.
+    pub in_gateway: Histogram<u64>,
     /// Operations that succeeded per second of the measured window.
     pub achieved: f64,
     pub gateway: Option<ResourceUse>,
@@ -94,6 +96,10 @@ impl StepResult {
             ms(Duration::from_micros(self.all.max())),
             self.error_count()
         );
+        line.push_str(&format!(
+            "  (in gateway p99 {} ms)",
+            ms(Duration::from_micros(self.in_gateway.value_at_quantile(0.99)))
+        ));
         if let (Some(cpu), Some(gateway)) = (self.cpu_per_op(), self.gateway) {
             line.push_str(&format!(
                 "  gateway {} µs CPU/op, peak RSS {} MiB",
@@ -122,6 +128,8 @@ impl StepResult {
             "due": self.due, "ok": self.ok, "errors": self.errors, "achieved": self.achieved,
             "p50Us": us(&self.all, 0.5), "p99Us": us(&self.all, 0.99), "p999Us": us(&self.all, 0.999),
             "maxUs": self.all.max(), "perOp": per_op,
+            "inGatewayP50Us": us(&self.in_gateway, 0.5), "inGatewayP99Us": us(&self.in_gateway, 0.99),
+            "inGatewayMaxUs": self.in_gateway.max(),
             "gatewayCpuUsPerOp": self.cpu_per_op().map(|d| d.as_micros()),
             "gatewayPeakRssKib": self.gateway.map(|g| g.peak_rss_kib),
             "benchCpuMs": self.bench_cpu.as_millis(),
@@ -135,12 +143,14 @@ struct Tally {
     errors: BTreeMap<String, u64>,
     all: Option<Histogram<u64>>,
     per_op: BTreeMap<Op, Histogram<u64>>,
+    in_gateway: Option<Histogram<u64>>,
 }
 
 /// Runs one step at a constant rate.
 pub async fn run_step(ctx: Arc<Ctx>, workload: &Workload, step: &Step, gateway_pid: Option<u32>) -> StepResult {
     let tally = Arc::new(Mutex::new(Tally {
         all: Some(histogram()),
+        in_gateway: Some(histogram()),
         ..Tally::default()
     }));
     let permits = Arc::new(Semaphore::new(step.max_in_flight));
@@ -176,7 +186,12 @@ pub async fn run_step(ctx: Arc<Ctx>, workload: &Workload, step: &Step, gateway_p
         let ctx = ctx.clone();
         let tally = tally.clone();
         tokio::spawn(async move {
-            let result = ctx.run(op).await;
+            let (result, server_us) = crate::scenarios::SERVER_US
+                .scope(std::cell::Cell::new(0), async {
+                    let result = ctx.run(op).await;
+                    (result, crate::scenarios::SERVER_US.with(std::cell::Cell::get))
+                })
+                .await;
             let latency = u64::try_from(intended.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
             drop(permit);
             if !measured {
@@ -188,6 +203,9 @@ pub async fn run_step(ctx: Arc<Ctx>, workload: &Workload, step: &Step, gateway_p
                     tally.ok += 1;
                     if let Some(all) = tally.all.as_mut() {
                         let _ = all.record(latency);
+                    }
+                    if let Some(inside) = tally.in_gateway.as_mut() {
+                        let _ = inside.record(server_us.max(1));
                     }
                     let _ = tally.per_op.entry(op).or_insert_with(histogram).record(latency);
                 }
@@ -233,6 +251,7 @@ pub async fn run_step(ctx: Arc<Ctx>, workload: &Workload, step: &Step, gateway_p
         errors: tally.errors,
         all: tally.all.unwrap_or_else(histogram),
         per_op: tally.per_op,
+        in_gateway: tally.in_gateway.unwrap_or_else(histogram),
         achieved: tally.ok as f64 / step.duration.as_secs_f64(),
         gateway,
         bench_cpu,

@@ -117,6 +117,29 @@ pub struct Ctx {
 
 pub const CARD: &str = "4330000000000003";
 
+tokio::task_local! {
+    /// Time the gateway itself says it spent on the current operation's requests (`Server-Timing: gateway;dur=`),
+    /// in µs. Set by the load generator around each operation; it tells a stall inside the gateway from one on the
+    /// way to it (connection set-up, the harness's own scheduling).
+    pub static SERVER_US: std::cell::Cell<u64>;
+}
+
+fn note_server_timing(response: &reqwest::Response) {
+    let Some(value) = response.headers().get("server-timing").and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let micros = value
+        .split(',')
+        .find_map(|metric| metric.trim().strip_prefix("gateway;dur="))
+        .and_then(|ms| ms.trim().parse::<f64>().ok())
+        .map(|ms| (ms * 1000.0).round())
+        .filter(|us| us.is_finite() && *us >= 0.0 && *us < 1e12)
+        .map(|us| us as u64);
+    if let Some(micros) = micros {
+        let _ = SERVER_US.try_with(|total| total.set(total.get().saturating_add(micros)));
+    }
+}
+
 fn basic(key: &str) -> String {
     format!(
         "Basic {}",
@@ -179,6 +202,7 @@ impl Ctx {
             request = request.header("idempotency-key", format!("ik-{}", crate::procs::random_hex(12)));
         }
         let response = request.send().await?;
+        note_server_timing(&response);
         let status = response.status().as_u16();
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
         Ok((status, body))
@@ -191,6 +215,7 @@ impl Ctx {
             .header("authorization", &self.secret_auth)
             .send()
             .await?;
+        note_server_timing(&response);
         let status = response.status().as_u16();
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
         Ok((status, body))
