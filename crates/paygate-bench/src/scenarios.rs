@@ -343,7 +343,9 @@ impl Ctx {
         };
         // A cursor at a random instant of the preloaded span: the page starts there, as a merchant paging through
         // its history would be anywhere in it.
-        let at = rand::rng().random_range(from..until.max(from + 1));
+        // The last tenth of the span is left out, so a page always has transactions after its cursor.
+        let end = (until - (until - from) / 10).max(from + 1);
+        let at = rand::rng().random_range(from..end);
         let cursor = TransactionKey::new(UnixMillis::new(at), [0u8; 10]).to_string();
         let (status, body) = self
             .get(&format!(
