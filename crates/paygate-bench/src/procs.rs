@@ -30,10 +30,10 @@ impl Backend {
 #[derive(Clone, Debug, clap::Args)]
 pub struct Setup {
     /// The `paygate` binary; by default the one next to this program (build both with the same profile).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub paygate: Option<PathBuf>,
     /// Database backend for the gateway.
-    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite, global = true)]
     pub backend: Backend,
     /// A PostgreSQL URL with the right to create databases; each run creates its own and drops it afterwards.
     #[arg(
@@ -43,7 +43,7 @@ pub struct Setup {
     )]
     pub postgres_url: String,
     /// Extra gateway settings, `KEY=VALUE` (e.g. `PAYGATE_DATABASE__POSTGRES_POOL_MAX=32`); repeatable.
-    #[arg(long = "gateway-env", value_parser = parse_key_value)]
+    #[arg(long = "gateway-env", value_parser = parse_key_value, global = true)]
     pub gateway_env: Vec<(String, String)>,
 }
 

@@ -124,6 +124,19 @@ tokio::task_local! {
     pub static SERVER_US: std::cell::Cell<u64>;
 }
 
+/// `"12.345"` (milliseconds, as Server-Timing writes them) → 12,345 µs, without floating point.
+fn millis_text_to_micros(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let whole: u64 = whole.parse().ok()?;
+    let mut micros = whole.checked_mul(1_000)?;
+    let mut scale = 100u64;
+    for digit in fraction.chars().take(3) {
+        micros = micros.checked_add(u64::from(digit.to_digit(10)?) * scale)?;
+        scale /= 10;
+    }
+    Some(micros)
+}
+
 fn note_server_timing(response: &reqwest::Response) {
     let Some(value) = response.headers().get("server-timing").and_then(|v| v.to_str().ok()) else {
         return;
@@ -131,10 +144,7 @@ fn note_server_timing(response: &reqwest::Response) {
     let micros = value
         .split(',')
         .find_map(|metric| metric.trim().strip_prefix("gateway;dur="))
-        .and_then(|ms| ms.trim().parse::<f64>().ok())
-        .map(|ms| (ms * 1000.0).round())
-        .filter(|us| us.is_finite() && *us >= 0.0 && *us < 1e12)
-        .map(|us| us as u64);
+        .and_then(|ms| millis_text_to_micros(ms.trim()));
     if let Some(micros) = micros {
         let _ = SERVER_US.try_with(|total| total.set(total.get().saturating_add(micros)));
     }
@@ -420,6 +430,16 @@ pub fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_timing_milliseconds_become_micros() {
+        assert_eq!(millis_text_to_micros("12.345"), Some(12_345));
+        assert_eq!(millis_text_to_micros("0.5"), Some(500));
+        assert_eq!(millis_text_to_micros("7"), Some(7_000));
+        assert_eq!(millis_text_to_micros("1.23456"), Some(1_234));
+        assert_eq!(millis_text_to_micros("x"), None);
+        assert_eq!(millis_text_to_micros("-1.0"), None);
+    }
 
     #[test]
     fn the_mix_honours_its_weights_exactly() {
