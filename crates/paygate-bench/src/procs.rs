@@ -39,7 +39,8 @@ pub struct Setup {
     #[arg(
         long,
         env = "PAYGATE_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        global = true
     )]
     pub postgres_url: String,
     /// Extra gateway settings, `KEY=VALUE` (e.g. `PAYGATE_DATABASE__POSTGRES_POOL_MAX=32`); repeatable.
