@@ -398,7 +398,8 @@ struct Merchants {
 }
 
 struct Load {
-    base: Arc<Mutex<String>>,
+    /// The gateway's address; a restarted gateway comes back on the same port.
+    base: String,
     auth: String,
     http: reqwest::Client,
     run: String,
@@ -408,8 +409,20 @@ struct Load {
 }
 
 impl Load {
-    fn base(&self) -> String {
-        self.base.lock().map(|b| b.clone()).unwrap_or_default()
+    fn new(base: &str, secret_key: &str) -> Result<Arc<Load>> {
+        Ok(Arc::new(Load {
+            base: base.to_owned(),
+            auth: basic(secret_key),
+            http: client()?,
+            run: random_hex(3),
+            next: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            merchants: Merchants::default(),
+        }))
+    }
+
+    fn base(&self) -> &str {
+        &self.base
     }
 
     /// One merchant: orders until told to stop; each order until it is acknowledged (or 90 s pass).
@@ -486,7 +499,7 @@ impl Load {
             // The previous attempt's holder died with the key claimed: wait for the claim to lapse.
             409 if code == "IDEMPOTENT_REQUEST_PROCESSING" => Attempt::Retry(Duration::from_millis(250)),
             // The previous attempt recorded the payment but its answer was lost with the process: look it up.
-            409 if code == "DUPLICATED_ORDER_ID" => match self.lookup(&base, order_id).await {
+            409 if code == "DUPLICATED_ORDER_ID" => match self.lookup(base, order_id).await {
                 Some(payment) => Attempt::Ack(Ack {
                     order_id: order_id.to_owned(),
                     payment_key: payment["paymentKey"].as_str().unwrap_or_default().to_owned(),
@@ -543,7 +556,7 @@ async fn converge_and_verify(
         missing.clear();
         let open: Vec<&String> = orders.iter().filter(|o| !finals.contains_key(*o)).collect();
         for order in open {
-            match load.lookup(&base, order).await {
+            match load.lookup(base, order).await {
                 Some(payment) => {
                     let status = payment["status"].as_str().unwrap_or_default();
                     if matches!(status, "DONE" | "ABORTED" | "EXPIRED" | "CANCELED")
@@ -723,15 +736,7 @@ async fn kill9(setup: &Setup, binary: &Path, kills: usize, concurrency: usize) -
     };
     let mut gateway = Gateway::start(&args_for(true))?;
     let demo = gateway.demo()?;
-    let load = Arc::new(Load {
-        base: Arc::new(Mutex::new(gateway.base.clone())),
-        auth: basic(&demo.secret_key),
-        http: client()?,
-        run: random_hex(3),
-        next: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        merchants: Merchants::default(),
-    });
+    let load = Load::new(&gateway.base, &demo.secret_key)?;
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| tokio::spawn(load.clone().merchant()))
@@ -855,15 +860,7 @@ async fn acquirer(setup: &Setup, binary: &Path, payments: usize, concurrency: us
         env: sim_env(&sim, setup),
     })?;
     let demo = gateway.demo()?;
-    let load = Arc::new(Load {
-        base: Arc::new(Mutex::new(gateway.base.clone())),
-        auth: basic(&demo.secret_key),
-        http: client()?,
-        run: random_hex(3),
-        next: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        merchants: Merchants::default(),
-    });
+    let load = Load::new(&gateway.base, &demo.secret_key)?;
     let started = Instant::now();
     let first_answers: Arc<Mutex<BTreeMap<u16, usize>>> = Arc::default();
     let next = Arc::new(AtomicU64::new(0));
@@ -973,15 +970,7 @@ async fn db_restart(
         env: with_fast_recovery(sim_env(&sim, setup)),
     })?;
     let demo = gateway.demo()?;
-    let load = Arc::new(Load {
-        base: Arc::new(Mutex::new(gateway.base.clone())),
-        auth: basic(&demo.secret_key),
-        http: client()?,
-        run: random_hex(3),
-        next: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        merchants: Merchants::default(),
-    });
+    let load = Load::new(&gateway.base, &demo.secret_key)?;
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| tokio::spawn(load.clone().merchant()))
