@@ -1,5 +1,7 @@
 //! The HTTP edge's bounds. Every field has a default, documented in `docs/configuration.md`.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -23,6 +25,9 @@ pub struct HttpConfig {
     pub shutdown_grace_ms: u32,
     /// How long a connection may take to send a request's headers (slow or idle clients are cut off).
     pub header_read_timeout_ms: u32,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. A request from one of these addresses is attributed to
+    /// the rightmost forwarded address that is not itself listed; from any other peer the header is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for HttpConfig {
@@ -33,6 +38,7 @@ impl Default for HttpConfig {
             in_flight_max: 4096,
             shutdown_grace_ms: 30_000,
             header_read_timeout_ms: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -74,8 +80,15 @@ pub struct RateLimitConfig {
     pub per_key_per_second: u32,
     /// Requests a key may make at once above the sustained rate.
     pub burst: u32,
-    /// Keys whose buckets are held in memory at most.
+    /// Keys whose buckets are held in memory at most; a new key beyond them is refused until buckets refill.
     pub keys_tracked_max: usize,
+    /// Failed authentications a client address may make per minute, sustained, per gateway process; once its
+    /// budget is spent the address gets 429 before any key is looked up, valid key or not. 0 turns this off.
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications a client address may make at once.
+    pub auth_failures_burst: u32,
+    /// Client addresses whose failure budgets are held in memory at most.
+    pub clients_tracked_max: usize,
 }
 
 impl Default for RateLimitConfig {
@@ -84,6 +97,9 @@ impl Default for RateLimitConfig {
             per_key_per_second: 100,
             burst: 200,
             keys_tracked_max: 100_000,
+            auth_failures_per_minute: 60,
+            auth_failures_burst: 50,
+            clients_tracked_max: 100_000,
         }
     }
 }

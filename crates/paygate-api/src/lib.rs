@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 pub use config::ApiConfig;
 use error::{ApiError, ErrorCode};
 use middleware::metrics::Metrics;
-use middleware::rate_limit::RateLimiter;
+use middleware::rate_limit::{KeyLimiter, Limit};
 
 /// What every handler and middleware can reach.
 #[derive(Clone)]
@@ -85,9 +85,12 @@ pub fn router(state: AppState) -> Router {
 pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
     use axum::middleware::{from_fn, from_fn_with_state};
     let config = state.config.clone();
-    let limiter = RateLimiter::new(
-        config.rate_limit.per_key_per_second,
-        config.rate_limit.burst,
+    let limiter = KeyLimiter::new(
+        Limit {
+            per_period: config.rate_limit.per_key_per_second,
+            period: Duration::from_secs(1),
+            burst: config.rate_limit.burst,
+        },
         config.rate_limit.keys_tracked_max,
     );
     // Layers run bottom-up: the last `.layer` is the outermost.
@@ -116,7 +119,10 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
     let v1 = v1
         .layer(from_fn_with_state(state.clone(), middleware::idempotency::enforce))
         .layer(from_fn_with_state(limiter, middleware::rate_limit::limit))
-        .layer(from_fn_with_state(state.clone(), middleware::auth::authenticate));
+        .layer(from_fn_with_state(
+            middleware::auth::AuthLayer::new(state.clone()),
+            middleware::auth::authenticate,
+        ));
     use routes::hosted;
     let public = Router::new()
         .route("/checkout", post(hosted::entry))
@@ -178,7 +184,7 @@ pub async fn serve(
     let header_timeout = Duration::from_millis(u64::from(config.http.header_read_timeout_ms.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -191,7 +197,9 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // Handlers and middleware see the peer as axum's `ConnectInfo` (failed-authentication budgets use it).
+        let app = tower::Layer::layer(&axum::Extension(axum::extract::ConnectInfo(peer)), app.clone());
+        let service = hyper_util::service::TowerToHyperService::new(app);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(header_timeout)

@@ -264,6 +264,44 @@ async fn rate_limit_answers_429_with_retry_after() {
     assert_error(&limited.unwrap(), "TOO_MANY_REQUESTS");
 }
 
+/// A burst of unknown keys from one address: after the failure budget, 429 with Retry-After before any lookup, and
+/// the demo key from that address waits too. The gateway sees the TCP peer through its own accept loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_unknown_keys_from_one_address_gets_429() {
+    let db = TestDb::new().await;
+    let env = [("PAYGATE_RATE_LIMIT__AUTH_FAILURES_BURST", "20")];
+    let (gateway, demo) = Gateway::fresh(&db, &[], &env);
+    // Right shape and checksum, but nobody's key.
+    let mut byte = 0u8;
+    let unknown = paygate_domain::api_key::ApiKeySecret::generate(
+        paygate_domain::api_key::Mode::Test,
+        paygate_domain::api_key::KeyKind::Secret,
+        || {
+            byte = byte.wrapping_add(37);
+            byte
+        },
+    );
+    let unknown = basic(unknown.expose_secret());
+    let mut counts = std::collections::BTreeMap::new();
+    let mut limited = None;
+    for _ in 0..300 {
+        let (status, headers, body) = get(&gateway, "/v1/merchants/me", Some(&unknown)).await;
+        *counts.entry(status).or_insert(0) += 1;
+        if status == 429 {
+            assert!(headers.contains_key("retry-after"));
+            limited = Some(body);
+        } else {
+            assert_error(&body, "UNAUTHORIZED_KEY");
+        }
+    }
+    assert_eq!(counts.get(&401), Some(&20), "{counts:?}");
+    assert_eq!(counts.get(&429), Some(&280), "{counts:?}");
+    assert_error(&limited.unwrap(), "TOO_MANY_REQUESTS");
+    let (status, headers, body) = get(&gateway, "/v1/merchants/me", Some(&basic(&demo.secret_key))).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_keys_and_does_not_recreate_the_demo() {
     let db = TestDb::new().await;
