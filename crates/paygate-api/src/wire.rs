@@ -9,11 +9,19 @@ const KST: UtcOffset = time::macros::offset!(+9);
 
 pub use paygate_app::payments::wire::rfc3339;
 
-/// Parses `2026-11-23T16:04:52+09:00` or a KST calendar date `2026-11-23` (its start, or with `end_of_day` the start
-/// of the next day, so a date range is inclusive of its last day).
+/// Parses `2026-11-23T16:04:52+09:00`, a KST local date-time without offset `2026-11-23T16:04:52` (Toss's documented
+/// form for `startDate`/`endDate`, optionally with a fraction), or a KST calendar date `2026-11-23` (its start, or
+/// with `end_of_day` the start of the next day, so a date range is inclusive of its last day).
 pub fn parse_instant(text: &str, end_of_day: bool) -> Option<UnixMillis> {
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return millis(at);
+    }
+    let local = time::macros::format_description!(
+        version = 2,
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    if let Ok(at) = time::PrimitiveDateTime::parse(text, local) {
+        return millis(at.assume_offset(KST));
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(text, format).ok()?;
@@ -37,5 +45,34 @@ mod tests {
             rfc3339(UnixMillis::new(1_795_449_892_123)),
             "2026-11-24T01:04:52.123+09:00"
         );
+    }
+
+    #[test]
+    fn parses_instants_dates_and_kst_local_date_times() {
+        let midnight_kst = Some(UnixMillis::new(1_640_962_800_000)); // 2022-01-01T00:00:00+09:00
+        let cases: &[(&str, bool, Option<UnixMillis>)] = &[
+            ("2022-01-01T00:00:00+09:00", false, midnight_kst),
+            ("2021-12-31T15:00:00Z", false, midnight_kst),
+            ("2022-01-01T00:00:00", false, midnight_kst),
+            ("2022-01-01T00:00:00", true, midnight_kst),
+            (
+                "2022-01-01T00:00:00.250",
+                false,
+                Some(UnixMillis::new(1_640_962_800_250)),
+            ),
+            ("2022-01-01", false, midnight_kst),
+            ("2021-12-31", true, midnight_kst),
+            ("2022-01-01T00:00", false, None),
+            ("2022-01-01 00:00:00", false, None),
+            ("2022-13-01T00:00:00", false, None),
+            ("yesterday", false, None),
+        ];
+        for (text, end_of_day, expected) in cases {
+            assert_eq!(
+                parse_instant(text, *end_of_day),
+                *expected,
+                "{text} end_of_day={end_of_day}"
+            );
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! A response whose acquirer outcome is not known yet answers `202 Accepted` with the payment (status
 //! `IN_PROGRESS`, `outcomeUnknown: true`, or a cancel `PENDING`); the final result follows by lookup or webhook.
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -17,7 +17,7 @@ use paygate_domain::payment::PaymentRuleError;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode, ErrorDetails};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::middleware::auth::SecretCaller;
 use crate::wire::{parse_instant, rfc3339};
 use crate::AppState;
@@ -258,15 +258,8 @@ pub struct TransactionsQuery {
 pub async fn transactions(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
-    query: Result<Query<TransactionsQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<TransactionsQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidFieldValue,
-            "startDate and endDate are required (RFC 3339 or YYYY-MM-DD)",
-        )
-        .with_param("startDate")
-    })?;
     let from = parse_instant(&query.start_date, false).ok_or_else(|| bad_date("startDate"))?;
     let until = parse_instant(&query.end_date, true).ok_or_else(|| bad_date("endDate"))?;
     if until <= from {
@@ -294,7 +287,7 @@ pub async fn transactions(
 fn bad_date(param: &'static str) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidFieldValue,
-        format!("`{param}` must be RFC 3339 or YYYY-MM-DD"),
+        format!("`{param}` must be RFC 3339, YYYY-MM-DDThh:mm:ss (KST) or YYYY-MM-DD (KST)"),
     )
     .with_param(param)
 }

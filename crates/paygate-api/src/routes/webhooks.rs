@@ -1,6 +1,6 @@
 //! Webhook endpoints, events and their delivery log, resends, and the merchant's notification URL.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use paygate_app::outbox::webhooks::{EndpointPatch, WebhookError};
 use paygate_domain::id::{EventId, WebhookEndpointId};
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::middleware::auth::SecretCaller;
 use crate::wire::rfc3339;
 use crate::AppState;
@@ -235,7 +235,7 @@ pub async fn endpoint_deliveries(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
     Path(id): Path<String>,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<DeliveryBody>>, ApiError> {
     let deliveries = state
         .app
@@ -262,7 +262,7 @@ fn event_body(event: &StoredEvent) -> Value {
 pub async fn list_events(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let before = query.starting_after.as_deref().map(event_id).transpose()?;
     let events = state
