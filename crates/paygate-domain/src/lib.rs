@@ -5,6 +5,7 @@
 
 pub mod api_key;
 pub mod card;
+pub mod customer;
 pub mod event;
 pub mod id;
 pub mod idempotency;

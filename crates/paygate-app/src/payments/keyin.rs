@@ -2,6 +2,7 @@
 
 use paygate_connectors::CardData;
 use paygate_domain::card::{CardExpiry, CardNumber, CardPassword, IdentityNumber, Installment};
+use paygate_domain::customer::CustomerEmail;
 use paygate_domain::id::PaymentId;
 use paygate_domain::money::Money;
 use paygate_domain::order::{OrderId, OrderName};
@@ -145,7 +146,11 @@ impl App {
             amounts,
             installment,
             customer_name: bounded(extras.customer_name, "customerName")?,
-            customer_email: bounded(extras.customer_email, "customerEmail")?,
+            customer_email: extras
+                .customer_email
+                .map(|email| CustomerEmail::parse(&email).map(CustomerEmail::into_string))
+                .transpose()
+                .map_err(|e| invalid("INVALID_FIELD_VALUE", "customerEmail", e.to_string()))?,
             notification_url: extras.notification_url,
             now,
         })

@@ -118,7 +118,7 @@ pub(super) fn payment(row: &Row) -> Result<Payment, StoreError> {
         merchant_id: parsed(MerchantId::parse(get(row, 1)?), "payments.merchant_id")?,
         mode: Mode::parse(get(row, 2)?).ok_or_else(|| corrupt("payments.mode"))?,
         order_id: parsed(OrderId::parse(get(row, 3)?), "payments.order_id")?,
-        order_name: parsed(OrderName::parse(get(row, 4)?), "payments.order_name")?,
+        order_name: parsed(OrderName::from_stored(get(row, 4)?), "payments.order_name")?,
         flow: Flow::parse(get(row, 5)?).ok_or_else(|| corrupt("payments.flow"))?,
         status: parsed(get::<&str>(row, 6)?.parse::<PaymentStatus>(), "payments.status")?,
         approval_state: ApprovalState::parse(get(row, 7)?).ok_or_else(|| corrupt("payments.approval_state"))?,

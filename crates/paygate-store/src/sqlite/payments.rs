@@ -88,7 +88,7 @@ pub(super) fn payment_from_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
         merchant_id: MerchantId::parse(&row.get::<_, String>(1)?).map_err(|_| corrupt("payments.merchant_id"))?,
         mode: parse(Mode::parse(&row.get::<_, String>(2)?), "payments.mode")?,
         order_id: OrderId::parse(&row.get::<_, String>(3)?).map_err(|_| corrupt("payments.order_id"))?,
-        order_name: OrderName::parse(&row.get::<_, String>(4)?).map_err(|_| corrupt("payments.order_name"))?,
+        order_name: OrderName::from_stored(&row.get::<_, String>(4)?).map_err(|_| corrupt("payments.order_name"))?,
         flow: parse(Flow::parse(&row.get::<_, String>(5)?), "payments.flow")?,
         status: row
             .get::<_, String>(6)?
