@@ -150,6 +150,36 @@ async fn opening_a_missing_database_fails_cleanly() {
     }
 }
 
+/// The database holds customers' names and emails: a new one is owner-only, with its WAL and shared-memory files,
+/// and so are the directories created for it (SQLite alone made all three files 0644 under the usual umask).
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_creates_private_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new").join("data").join("paygate.db");
+    let (store, report) = paygate_store::open(&DatabaseUrl::sqlite_file(&path), &test_options())
+        .await
+        .unwrap();
+    assert!(report.was_empty);
+    let mode = |path: &std::path::Path| {
+        let metadata = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        metadata.permissions().mode() & 0o777
+    };
+    let with_suffix = |suffix: &str| {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    for file in [path.clone(), with_suffix("-wal"), with_suffix("-shm")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    for created in [dir.path().join("new"), dir.path().join("new").join("data")] {
+        assert_eq!(mode(&created), 0o700, "{}", created.display());
+    }
+    store.close().await;
+}
+
 #[tokio::test]
 async fn sqlite_uses_wal() {
     let db = TestDatabase::sqlite();

@@ -122,7 +122,17 @@ fn replace(path: &Path, file: &SecretsFile) -> anyhow::Result<()> {
 /// so a crash never leaves a half-written secrets file.
 fn write(path: &Path, file: &SecretsFile, creation: Creation) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        // Owner-only, like the file: the data directory also holds the database.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let text = format!(
         "# paygate server secrets. Keep this file private and backed up: losing it invalidates every API key\n\

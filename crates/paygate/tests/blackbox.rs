@@ -315,6 +315,25 @@ async fn restart_keeps_keys_and_does_not_recreate_the_demo() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// `serve --init` on a new SQLite data directory: the directory is owner-only, and so are the database, its WAL and
+/// shared-memory files and the secrets.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sqlite_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::sqlite();
+    let (gateway, _demo) = Gateway::fresh(&db, &[], &[]);
+    let mode = |name: &str| {
+        let path = gateway.data_dir.join(name);
+        let metadata = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        metadata.permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "the data directory");
+    for name in ["paygate.db", "paygate.db-wal", "paygate.db-shm", "secrets.toml"] {
+        assert_eq!(mode(name), 0o600, "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misspelt_database_paths_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

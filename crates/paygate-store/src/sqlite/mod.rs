@@ -146,9 +146,11 @@ fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreErr
     }
     if !exists {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
+            create_private_dir_all(parent)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
         }
+        create_private_file(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", path.display())))?;
     }
     let busy = Duration::from_millis(u64::from(options.sqlite_busy_timeout_ms));
     let writer = Connection::open_with_flags(
@@ -192,6 +194,36 @@ fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreErr
         readers.push(reader);
     }
     Ok((writer, readers, report, options.clone()))
+}
+
+/// Creates missing directories owner-only (0700 on Unix): they will hold customers' names and emails.
+fn create_private_dir_all(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Creates the empty database file owner-only (0600 on Unix) before SQLite opens it. SQLite creates the `-wal` and
+/// `-shm` files with the database file's permissions, so they are owner-only too (left to SQLite, all three would be
+/// 0644 under the usual umask). Another process creating it first is fine: an empty file is an empty database.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// Switching to WAL needs an exclusive lock and does not wait on the busy handler, so when several processes open
