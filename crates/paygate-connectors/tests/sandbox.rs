@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use common::{approve_request, check_table_journal, run_table, MERCHANT};
-use paygate_connectors::sandbox::{test_cards, Fault, FaultPlan, JournalKind, Operation, SandboxAcquirer};
+use paygate_connectors::sandbox::{
+    test_cards, Fault, FaultPlan, JournalBound, JournalKind, Operation, SandboxAcquirer, IN_PROCESS_JOURNAL_CAPACITY,
+};
 use paygate_connectors::{
     Acquirer, AcquirerId, ApproveOutcome, CancelOutcome, CancelRequest, ConnectorError, DeclineCode, InquiryOutcome,
 };
@@ -342,7 +344,7 @@ async fn reverse_of_unknown_or_declined_reference() {
 
 #[tokio::test]
 async fn a_full_journal_refuses_new_work_but_answers_repeats() {
-    let acquirer = sandbox().with_capacity(2);
+    let acquirer = sandbox().with_journal_bound(JournalBound::Complete(2));
     approve_ok(&acquirer, "pay_1", 1000).await;
     approve_ok(&acquirer, "pay_2", 1000).await;
     let third = acquirer
@@ -358,6 +360,96 @@ async fn a_full_journal_refuses_new_work_but_answers_repeats() {
     assert!(matches!(cancel, Err(ConnectorError::SystemError(_))));
     assert_eq!(acquirer.balance("pay_1"), Some(Money::krw(1000)));
     assert_eq!(acquirer.journal_len(), 2);
+}
+
+/// The in-process sandbox used to keep every entry up to a million (968 MiB in a million-payment run); it keeps the
+/// latest ones now, and a repeat of a reference whose entry is long gone still gets the first answer.
+#[tokio::test]
+async fn the_in_process_journal_keeps_the_latest_entries_and_every_decision() {
+    let acquirer = sandbox();
+    let first = acquirer
+        .approve(&approve_request("pay_first", test_cards::APPROVED, 1000))
+        .await
+        .unwrap();
+    for index in 0..IN_PROCESS_JOURNAL_CAPACITY + 50 {
+        approve_ok(&acquirer, &format!("pay_{index}"), 1000).await;
+    }
+    assert_eq!(acquirer.journal_len(), 10_000);
+    let journal = acquirer.journal();
+    assert!(journal.iter().all(|entry| entry.reference != "pay_first"));
+    assert_eq!(journal.last().unwrap().seq, 10_051);
+    assert_eq!(
+        acquirer
+            .approve(&approve_request("pay_first", test_cards::APPROVED, 1000))
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(acquirer.counts().approved, 10_051, "the repeat approved nothing");
+}
+
+#[tokio::test]
+async fn a_latest_journal_forgets_entries_never_decisions() {
+    let acquirer = sandbox().with_journal_bound(JournalBound::Latest(3));
+    let first = acquirer
+        .approve(&approve_request("pay_1", test_cards::APPROVED, 1000))
+        .await
+        .unwrap();
+    let declined = acquirer
+        .approve(&approve_request("pay_declined", test_cards::INSUFFICIENT_FUNDS, 1000))
+        .await
+        .unwrap();
+    let cancel = acquirer.cancel(&cancel_request("cxl_1", "pay_1", 300)).await.unwrap();
+    acquirer.reverse("pay_void", MERCHANT).await.unwrap();
+    for index in 2..6 {
+        approve_ok(&acquirer, &format!("pay_{index}"), 1000).await;
+    }
+    assert_eq!(acquirer.journal_len(), 3);
+    assert_eq!(acquirer.journal_dropped(), 5);
+    assert_eq!(
+        acquirer.journal().iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![6, 7, 8]
+    );
+    assert_eq!(
+        acquirer.journal_page(0, 10).iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![6, 7, 8]
+    );
+    assert_eq!(
+        acquirer.journal_page(6, 1).iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![7]
+    );
+    assert_eq!(
+        acquirer.approved_references(),
+        vec!["pay_3".to_owned(), "pay_4".to_owned(), "pay_5".to_owned()]
+    );
+    // Every dropped reference still answers as it first did, and nothing moves again.
+    let before = acquirer.counts();
+    let repeat = |reference: &'static str, card: &'static str| {
+        let acquirer = &acquirer;
+        async move { acquirer.approve(&approve_request(reference, card, 1000)).await.unwrap() }
+    };
+    assert_eq!(repeat("pay_1", test_cards::APPROVED).await, first);
+    assert_eq!(repeat("pay_declined", test_cards::APPROVED).await, declined);
+    assert_eq!(
+        acquirer.cancel(&cancel_request("cxl_1", "pay_1", 300)).await.unwrap(),
+        cancel
+    );
+    let late = repeat("pay_void", test_cards::APPROVED).await;
+    assert!(
+        matches!(&late, ApproveOutcome::Declined(d) if d.acquirer_code == "96"),
+        "{late:?}"
+    );
+    assert_eq!(acquirer.counts(), before);
+    assert_eq!(acquirer.balance("pay_1"), Some(Money::krw(700)));
+    let InquiryOutcome::Approved(approval) = acquirer.inquire("pay_1", MERCHANT).await.unwrap() else {
+        panic!("pay_1 is still approved")
+    };
+    assert_eq!(ApproveOutcome::Approved(approval), first);
+    // Another merchant's reference stays unknown, as before.
+    assert_eq!(
+        acquirer.inquire("pay_1", "another-merchant").await.unwrap(),
+        InquiryOutcome::NotFound
+    );
 }
 
 #[tokio::test]

@@ -107,6 +107,10 @@ struct SimArgs {
     hang_ms: u32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Journal entries kept per acquirer, all of them (the benchmarks reconcile against the whole journal); once
+    /// full, new work is refused with a system error. About 1 KiB each with its per-reference decision.
+    #[arg(long, default_value_t = paygate_connectors::sandbox::SIMULATOR_JOURNAL_CAPACITY)]
+    journal_capacity: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -540,6 +544,7 @@ async fn acquirer_sim(args: SimArgs) -> anyhow::Result<()> {
         system_error_per_mille: args.system_error_per_mille,
         seed: args.seed,
         hang_ms: args.hang_ms,
+        journal_capacity: args.journal_capacity,
         ..SimulatorConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -40,7 +40,9 @@ use super::wire::{
     ApproveAnswer, ApproveWire, CancelAnswer, CancelWire, ErrorWire, HealthWire, InquireWire, InquiryAnswer,
     JournalEntryWire, JournalPageWire, JournalQuery, ReverseAnswer, ReverseWire, REVERSE_OK,
 };
-use crate::sandbox::{builtin_ids, Fault, FaultPlan, Operation, SandboxAcquirer, DEFAULT_JOURNAL_CAPACITY};
+use crate::sandbox::{
+    builtin_ids, Fault, FaultPlan, JournalBound, Operation, SandboxAcquirer, SIMULATOR_JOURNAL_CAPACITY,
+};
 use crate::{AcquirerId, ConnectorError};
 
 /// Largest request body accepted, in bytes; larger ones get 413 and are not processed. A real approve body is
@@ -86,7 +88,7 @@ impl Default for SimulatorConfig {
             seed: 0,
             hang_ms: 30_000,
             max_in_flight: 1024,
-            journal_capacity: DEFAULT_JOURNAL_CAPACITY,
+            journal_capacity: SIMULATOR_JOURNAL_CAPACITY,
         }
     }
 }
@@ -122,7 +124,8 @@ impl Simulator {
             .acquirers
             .iter()
             .map(|id| {
-                let sandbox = SandboxAcquirer::with_faults(id.clone(), plan).with_capacity(config.journal_capacity);
+                let sandbox = SandboxAcquirer::with_faults(id.clone(), plan)
+                    .with_journal_bound(JournalBound::Complete(config.journal_capacity));
                 (id.as_str().to_owned(), Arc::new(sandbox))
             })
             .collect();
