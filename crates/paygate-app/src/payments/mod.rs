@@ -59,6 +59,8 @@ pub struct PaymentConfig {
     pub amount_max_minor: i64,
     /// Payments handled per worker pass, per queue.
     pub worker_batch_max: u32,
+    /// Inquiries (and, separately, payments' cancel retries) in flight at once in one worker pass.
+    pub worker_concurrency_max: u32,
     /// Base URL of the hosted checkout pages; empty means `http://<server.listen>`.
     pub checkout_base_url: String,
     /// Transactions returned per page at most.
@@ -78,6 +80,7 @@ impl Default for PaymentConfig {
             approve_attempts_max: 3,
             amount_max_minor: 10_000_000_000,
             worker_batch_max: 100,
+            worker_concurrency_max: 16,
             checkout_base_url: String::new(),
             transactions_page_max: 100,
             worker_interval_ms: 500,

@@ -2,8 +2,17 @@
 //! cancels whose answer was lost. Each pass handles at most `worker_batch_max` items per queue; every write is
 //! conditional on the payment's version, so several gateway processes can run workers on one database without
 //! doing anything twice (a loser's write is refused and skipped).
+//!
+//! Inquiries and cancel retries wait on the acquirer, so they run concurrently, at most
+//! `worker_concurrency_max` at once (one at a time, 32 unknown approvals took 65 s against an acquirer answering in
+//! 800 ms). The cancel retries of one payment stay in order, in one task: each reads the payment the previous one
+//! left.
 
-use paygate_domain::payment::TransactionStatus;
+use std::collections::HashMap;
+use std::future::Future;
+
+use paygate_domain::id::PaymentId;
+use paygate_domain::payment::{PaymentTransaction, TransactionStatus};
 use paygate_store::{CheckoutCardChange, PaymentUpdate, StoreError};
 
 use super::PaymentError;
@@ -40,29 +49,118 @@ impl App {
                 Err(other) => return Err(other.into()),
             }
         }
-        for payment in self.store().due_inquiries(now, batch).await? {
-            report.inquiries += 1;
-            if let Err(error) = self.resolve_approval(payment).await {
-                report.errors += 1;
+        let inquiries = self.store().due_inquiries(now, batch).await?;
+        report.inquiries = u32::try_from(inquiries.len()).unwrap_or(u32::MAX);
+        let resolved = self
+            .run_bounded(inquiries, |app, payment| async move {
+                app.resolve_approval(payment).await.map(|_| ())
+            })
+            .await;
+        for outcome in resolved {
+            if let Some(Err(error)) = &outcome {
                 tracing::warn!(%error, "inquiry pass failed for one payment");
             }
+            if !matches!(outcome, Some(Ok(()))) {
+                report.errors += 1;
+            }
         }
+
+        let mut per_payment: Vec<Vec<PaymentTransaction>> = Vec::new();
+        let mut slot_of: HashMap<PaymentId, usize> = HashMap::new();
         for transaction in self.store().due_cancel_retries(now, batch).await? {
             if transaction.status != TransactionStatus::Pending {
                 continue;
             }
-            let Some(payment) = self.store().payment_by_id(transaction.payment_id).await? else {
-                continue;
+            let slot = *slot_of.entry(transaction.payment_id).or_insert_with(|| {
+                per_payment.push(Vec::new());
+                per_payment.len() - 1
+            });
+            if let Some(group) = per_payment.get_mut(slot) {
+                group.push(transaction);
+            }
+        }
+        let retried = self
+            .run_bounded(per_payment, |app, transactions| async move {
+                app.retry_cancels(transactions).await
+            })
+            .await;
+        for outcome in retried {
+            match outcome {
+                Some(counts) => {
+                    report.cancel_retries += counts.attempted;
+                    report.errors += counts.errors;
+                }
+                None => report.errors += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Retries one payment's pending cancels, in order.
+    async fn retry_cancels(&self, transactions: Vec<PaymentTransaction>) -> CancelRetries {
+        let mut counts = CancelRetries::default();
+        for transaction in transactions {
+            let payment = match self.store().payment_by_id(transaction.payment_id).await {
+                Ok(Some(payment)) => payment,
+                Ok(None) => continue,
+                Err(error) => {
+                    counts.errors += 1;
+                    tracing::warn!(%error, "cancel retry could not read its payment");
+                    continue;
+                }
             };
-            report.cancel_retries += 1;
+            counts.attempted += 1;
             match self.send_cancel(payment, transaction).await {
                 Ok(_) | Err(PaymentError::CancelRefused { .. }) | Err(PaymentError::AcquirerUnavailable { .. }) => {}
                 Err(error) => {
-                    report.errors += 1;
+                    counts.errors += 1;
                     tracing::warn!(%error, "cancel retry failed");
                 }
             }
         }
-        Ok(report)
+        counts
+    }
+
+    /// Runs `work` on every item, at most `worker_concurrency_max` at once, and returns each result in completion
+    /// order (`None` for a task that panicked; the panic is logged). Tasks are spawned so that slow acquirer calls
+    /// overlap; every write they make is conditional, as in a single task.
+    async fn run_bounded<T, R, F, Fut>(&self, items: Vec<T>, work: F) -> Vec<Option<R>>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(App, T) -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let limit = usize::try_from(self.payments.worker_concurrency_max.max(1)).unwrap_or(1);
+        let mut results = Vec::with_capacity(items.len());
+        let mut tasks = tokio::task::JoinSet::new();
+        for item in items {
+            if tasks.len() >= limit {
+                if let Some(joined) = tasks.join_next().await {
+                    results.push(joined_result(joined));
+                }
+            }
+            tasks.spawn(work(self.clone(), item));
+        }
+        while let Some(joined) = tasks.join_next().await {
+            results.push(joined_result(joined));
+        }
+        results
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct CancelRetries {
+    attempted: u32,
+    errors: u32,
+}
+
+fn joined_result<R>(joined: Result<R, tokio::task::JoinError>) -> Option<R> {
+    match joined {
+        Ok(result) => Some(result),
+        Err(error) => {
+            tracing::error!(%error, "a worker task panicked");
+            None
+        }
     }
 }

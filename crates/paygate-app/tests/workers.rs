@@ -1,0 +1,239 @@
+//! The payment workers with a clock the test moves and an acquirer the test holds: unknown approvals are resolved,
+//! and cancels whose answer was lost retried, concurrently within `payments.worker_concurrency_max`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use paygate_app::clock::ManualClock;
+use paygate_app::payments::{Acquirers, CancelRequest as CancelPayment, CardFields, KeyInRequest, PaymentConfig};
+use paygate_app::{App, AppOptions, Secrets};
+use paygate_connectors::{
+    Acquirer, AcquirerId, Approval, ApproveOutcome, ApproveRequest, CancelOutcome, CancelRequest, Cancellation,
+    ConnectorError, InquiryOutcome,
+};
+use paygate_domain::api_key::{KeyKind, Mode};
+use paygate_domain::payment::PaymentStatus;
+use paygate_domain::time::UnixMillis;
+use paygate_store::testing::TestDatabase;
+use tokio::sync::watch;
+
+/// Approvals time out (outcome unknown) or, with `approve`, succeed; a cancel times out until `hold_cancels`, then
+/// waits at the gate. Inquiries wait at the gate the test opens; calls at the gate are counted.
+struct SlowAcquirer {
+    id: AcquirerId,
+    approve: bool,
+    hold_cancels: AtomicBool,
+    in_flight: AtomicUsize,
+    in_flight_max: AtomicUsize,
+    waiting: watch::Sender<usize>,
+    gate: watch::Sender<bool>,
+}
+
+#[async_trait]
+impl Acquirer for SlowAcquirer {
+    fn id(&self) -> &AcquirerId {
+        &self.id
+    }
+
+    async fn approve(&self, request: &ApproveRequest) -> Result<ApproveOutcome, ConnectorError> {
+        if !self.approve {
+            return Err(ConnectorError::Timeout);
+        }
+        Ok(ApproveOutcome::Approved(approval(&request.reference)))
+    }
+
+    async fn cancel(&self, request: &CancelRequest) -> Result<CancelOutcome, ConnectorError> {
+        if !self.hold_cancels.load(Ordering::SeqCst) {
+            return Err(ConnectorError::Timeout);
+        }
+        self.at_gate().await;
+        Ok(CancelOutcome::Canceled(Cancellation {
+            acquirer_transaction_id: format!("A-{}", request.reference),
+            canceled_at: UnixMillis::new(2),
+        }))
+    }
+
+    async fn reverse(&self, _reference: &str, _merchant: &str) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    async fn inquire(&self, reference: &str, _merchant: &str) -> Result<InquiryOutcome, ConnectorError> {
+        self.at_gate().await;
+        Ok(InquiryOutcome::Approved(approval(reference)))
+    }
+}
+
+impl SlowAcquirer {
+    fn new(approve: bool) -> SlowAcquirer {
+        SlowAcquirer {
+            id: AcquirerId::parse("A").unwrap(),
+            approve,
+            hold_cancels: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            in_flight_max: AtomicUsize::new(0),
+            waiting: watch::Sender::new(0),
+            gate: watch::Sender::new(false),
+        }
+    }
+
+    async fn at_gate(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.in_flight_max.fetch_max(now, Ordering::SeqCst);
+        self.waiting.send_replace(now);
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+        let left = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.waiting.send_replace(left);
+    }
+
+    /// Waits, with a deadline rather than a sleep, until `count` calls are at the gate; then opens it.
+    async fn open_gate_when(&self, count: usize) -> (bool, usize) {
+        let mut waiting = self.waiting.subscribe();
+        // (Keep no `Ref` from `wait_for`: it holds the channel's lock, and the acquirer writes to it.)
+        let reached = tokio::time::timeout(Duration::from_secs(20), waiting.wait_for(|n| *n >= count))
+            .await
+            .is_ok_and(|changed| changed.is_ok());
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        self.gate.send_replace(true);
+        (reached, in_flight)
+    }
+}
+
+fn approval(reference: &str) -> Approval {
+    Approval {
+        approval_number: "00000001".into(),
+        acquirer_transaction_id: format!("A-{reference}"),
+        issuer_code: "11".into(),
+        approved_at: UnixMillis::new(1),
+    }
+}
+
+const PAYMENTS: usize = 32;
+
+struct Harness {
+    app: App,
+    clock: Arc<ManualClock>,
+    acquirer: Arc<SlowAcquirer>,
+    caller: paygate_app::auth::Caller,
+    bound: usize,
+    _db: TestDatabase,
+}
+
+async fn harness(acquirer: SlowAcquirer) -> Harness {
+    let db = TestDatabase::new().await;
+    let (store, _) = db.open().await;
+    let clock = Arc::new(ManualClock::new(UnixMillis::new(1_795_000_000_000)));
+    let acquirer = Arc::new(acquirer);
+    let mut acquirers = Acquirers::new();
+    acquirers.add(Mode::Test, acquirer.clone());
+    let payments = PaymentConfig::default();
+    let bound = usize::try_from(payments.worker_concurrency_max).unwrap();
+    assert_eq!(bound, 16);
+    let options = AppOptions {
+        acquirers,
+        payments,
+        ..AppOptions::default()
+    };
+    let app = App::with_options(store, &Secrets::for_tests(11), clock.clone(), options).unwrap();
+    let created = app.create_merchant("Slow Acquirer Shop").await.unwrap();
+    let key = created.key(Mode::Test, KeyKind::Secret).unwrap();
+    let caller = app.authenticate(key.secret.expose_secret()).await.unwrap();
+    Harness {
+        app,
+        clock,
+        acquirer,
+        caller,
+        bound,
+        _db: db,
+    }
+}
+
+fn key_in(index: usize) -> KeyInRequest {
+    KeyInRequest {
+        amount: 1000,
+        order_id: format!("order-slow-{index}"),
+        order_name: "slow".into(),
+        card: CardFields {
+            card_number: "4330000000000003".into(),
+            expiration_year: "40".into(),
+            expiration_month: "12".into(),
+            identity_number: None,
+            password: None,
+        },
+        installment_months: 0,
+        tax_free_amount: None,
+        vat: None,
+        customer_name: None,
+        customer_email: None,
+        notification_url: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_approvals_are_resolved_concurrently_within_the_bound() {
+    let h = harness(SlowAcquirer::new(false)).await;
+    for index in 0..PAYMENTS {
+        let view = h.app.key_in(&h.caller, key_in(index)).await.unwrap();
+        assert_eq!(view.payment.status, PaymentStatus::InProgress);
+    }
+    h.clock.advance_millis(60_000);
+    let worker = tokio::spawn({
+        let app = h.app.clone();
+        async move { app.run_workers_once().await }
+    });
+    // One at a time, the count at the gate never gets past 1.
+    let (reached, in_flight) = h.acquirer.open_gate_when(h.bound).await;
+    let report = worker.await.unwrap().unwrap();
+    assert!(
+        reached,
+        "inquiries ran one at a time: {in_flight} in flight while {PAYMENTS} were due"
+    );
+    assert_eq!(h.acquirer.in_flight_max.load(Ordering::SeqCst), h.bound);
+    assert_eq!(report.inquiries, u32::try_from(PAYMENTS).unwrap());
+    assert_eq!(report.errors, 0);
+    for index in 0..PAYMENTS {
+        let order = format!("order-slow-{index}");
+        let view = h.app.get_payment_by_order(&h.caller, &order).await.unwrap();
+        assert_eq!(view.payment.status, PaymentStatus::Done, "{order}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_cancels_are_retried_concurrently_within_the_bound() {
+    let h = harness(SlowAcquirer::new(true)).await;
+    for index in 0..PAYMENTS {
+        let view = h.app.key_in(&h.caller, key_in(index)).await.unwrap();
+        assert_eq!(view.payment.status, PaymentStatus::Done);
+        let request = CancelPayment {
+            reason: "changed my mind".into(),
+            amount: None,
+            expected_balance: None,
+        };
+        // The answer is lost: the cancel stays pending for the worker.
+        let _ = h.app.cancel(&h.caller, view.payment.id, request).await;
+    }
+    h.acquirer.hold_cancels.store(true, Ordering::SeqCst);
+    h.clock.advance_millis(600_000);
+    let worker = tokio::spawn({
+        let app = h.app.clone();
+        async move { app.run_workers_once().await }
+    });
+    let (reached, in_flight) = h.acquirer.open_gate_when(h.bound).await;
+    let report = worker.await.unwrap().unwrap();
+    assert!(
+        reached,
+        "cancel retries ran one at a time: {in_flight} in flight while {PAYMENTS} were due"
+    );
+    assert_eq!(h.acquirer.in_flight_max.load(Ordering::SeqCst), h.bound);
+    assert_eq!(report.cancel_retries, u32::try_from(PAYMENTS).unwrap());
+    assert_eq!(report.errors, 0);
+    for index in 0..PAYMENTS {
+        let order = format!("order-slow-{index}");
+        let view = h.app.get_payment_by_order(&h.caller, &order).await.unwrap();
+        assert_eq!(view.payment.status, PaymentStatus::Canceled, "{order}");
+    }
+}
