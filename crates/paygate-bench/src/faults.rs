@@ -716,7 +716,7 @@ async fn converge_and_verify(
 // kill9
 
 const FAILPOINTS: &str =
-    "approve.before_acquirer=0.002,approve.after_acquirer=0.004,idempotency.before_complete=0.002,inquiry.after_acquirer=0.05";
+    "approve.before_acquirer=0.002,approve.after_acquirer=0.004,approve.after_outcome=0.002,inquiry.after_acquirer=0.05";
 
 async fn kill9(setup: &Setup, binary: &Path, kills: usize, concurrency: usize) -> Result<Verdict> {
     let mut verdict = Verdict::new("kill9");

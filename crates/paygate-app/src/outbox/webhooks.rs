@@ -10,6 +10,7 @@ use paygate_store::{
 
 use super::deliver::webhook_secret_purpose;
 use crate::auth::Caller;
+use crate::idempotency::{Answer, IdempotencyRefusal, Idempotent, Once};
 use crate::payments::{PaymentError, PaymentView};
 use crate::App;
 
@@ -34,6 +35,8 @@ pub enum WebhookError {
     Forbidden,
     #[error("another request changed the endpoint at the same time; retry")]
     Concurrent,
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyRefusal),
     #[error(transparent)]
     Internal(#[from] crate::payments::InternalError),
 }
@@ -119,8 +122,13 @@ impl App {
         caller: &Caller,
         url: &str,
         event_types: &[String],
-    ) -> Result<EndpointWithSecret, WebhookError> {
+        idempotency: Option<Idempotent<EndpointWithSecret, WebhookError>>,
+    ) -> Result<Answer<EndpointWithSecret>, WebhookError> {
         secret_only(caller)?;
+        let claim = match self.start_once(caller, idempotency).await? {
+            Once::Run(claim) => claim,
+            Once::Answer(answer) => return Ok(answer),
+        };
         let url = self.checked_url(url).await?;
         let event_types = parse_types(event_types)?;
         let existing = self.store().list_endpoints(caller.merchant.id, caller.key.mode).await?;
@@ -148,11 +156,19 @@ impl App {
             updated_at: now,
             version: 0,
         };
-        self.store().insert_endpoint(&endpoint).await?;
-        Ok(EndpointWithSecret {
-            endpoint,
+        let answer = Ok(EndpointWithSecret {
+            endpoint: endpoint.clone(),
             secret: Some(secret.as_str().to_owned()),
-        })
+        });
+        let idempotency = claim.as_ref().map(|c| c.record(None, &answer, now));
+        match self.store().insert_endpoint(&endpoint, idempotency.as_ref()).await {
+            Ok(()) => answer.map(Answer::Fresh),
+            Err(StoreError::IdempotencyConflict) => match &claim {
+                Some(claim) => self.once_after_conflict(claim).await,
+                None => Err(WebhookError::Concurrent),
+            },
+            Err(other) => Err(other.into()),
+        }
     }
 
     pub async fn list_endpoints(&self, caller: &Caller) -> Result<Vec<WebhookEndpoint>, WebhookError> {
@@ -223,8 +239,13 @@ impl App {
         &self,
         caller: &Caller,
         id: WebhookEndpointId,
-    ) -> Result<EndpointWithSecret, WebhookError> {
+        idempotency: Option<Idempotent<EndpointWithSecret, WebhookError>>,
+    ) -> Result<Answer<EndpointWithSecret>, WebhookError> {
         let current = self.get_endpoint(caller, id).await?;
+        let claim = match self.start_once(caller, idempotency).await? {
+            Once::Run(claim) => claim,
+            Once::Answer(answer) => return Ok(answer),
+        };
         let now = self.clock().now();
         let secret = WebhookSecret::generate();
         let mut next = current.clone();
@@ -235,17 +256,28 @@ impl App {
             current.secret.clone(),
             now.saturating_add_secs(u64::from(self.outbox.webhook_secret_overlap_secs)),
         ));
-        let endpoint = self.write_endpoint(next).await?;
-        Ok(EndpointWithSecret {
-            endpoint,
+        next.version += 1;
+        next.updated_at = now;
+        let answer = Ok(EndpointWithSecret {
+            endpoint: next.clone(),
             secret: Some(secret.as_str().to_owned()),
-        })
+        });
+        let idempotency = claim.as_ref().map(|c| c.record(None, &answer, now));
+        match self.store().update_endpoint(&next, idempotency.as_ref()).await {
+            Ok(()) => answer.map(Answer::Fresh),
+            Err(StoreError::IdempotencyConflict) => match &claim {
+                Some(claim) => self.once_after_conflict(claim).await,
+                None => Err(WebhookError::Concurrent),
+            },
+            Err(StoreError::Conflict(_)) => Err(WebhookError::Concurrent),
+            Err(other) => Err(other.into()),
+        }
     }
 
     async fn write_endpoint(&self, mut next: WebhookEndpoint) -> Result<WebhookEndpoint, WebhookError> {
         next.version += 1;
         next.updated_at = self.clock().now();
-        match self.store().update_endpoint(&next).await {
+        match self.store().update_endpoint(&next, None).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => Err(WebhookError::Concurrent),
             Err(other) => Err(other.into()),
@@ -311,8 +343,17 @@ impl App {
     }
 
     /// Sends an event again to the endpoints subscribed now (and, for payment events, the notification URL).
-    pub async fn resend_event(&self, caller: &Caller, id: EventId) -> Result<u32, WebhookError> {
+    pub async fn resend_event(
+        &self,
+        caller: &Caller,
+        id: EventId,
+        idempotency: Option<Idempotent<u32, WebhookError>>,
+    ) -> Result<Answer<u32>, WebhookError> {
         let (event, deliveries) = self.event_detail(caller, id).await?;
+        let claim = match self.start_once(caller, idempotency).await? {
+            Once::Run(claim) => claim,
+            Once::Answer(answer) => return Ok(answer),
+        };
         let round = u32::try_from(deliveries.iter().filter(|(d, _)| d.id.contains(":r")).count()).unwrap_or(0) + 1;
         let notification = match event.notification_fields.as_ref() {
             Some(fields) => {
@@ -340,10 +381,28 @@ impl App {
             }
             None => None,
         };
-        Ok(self
+        // The answer is the number of deliveries created, known before the write: the current subscriptions.
+        let now = self.clock().now();
+        let subscribed = self.store().list_endpoints(caller.merchant.id, caller.key.mode).await?;
+        let expected = subscribed
+            .iter()
+            .filter(|e| e.status == EndpointStatus::Enabled && e.event_types.contains(&event.event_type))
+            .count()
+            .saturating_add(usize::from(notification.is_some()));
+        let answer = Ok(u32::try_from(expected).unwrap_or(u32::MAX));
+        let idempotency = claim.as_ref().map(|c| c.record(None, &answer, now));
+        match self
             .store()
-            .resend_event(&event, notification.as_ref(), round, self.clock().now())
-            .await?)
+            .resend_event(&event, notification.as_ref(), round, now, idempotency.as_ref())
+            .await
+        {
+            Ok(created) => Ok(Answer::Fresh(created)),
+            Err(StoreError::IdempotencyConflict) => match &claim {
+                Some(claim) => self.once_after_conflict(claim).await,
+                None => Err(WebhookError::Concurrent),
+            },
+            Err(other) => Err(other.into()),
+        }
     }
 
     pub async fn merchant_settings(&self, caller: &Caller) -> Result<MerchantSettings, WebhookError> {

@@ -248,7 +248,14 @@ impl App {
             created_at: now,
             version: 0,
         };
-        let payment = self.create_checkout_for((merchant_id, mode), request, session).await?;
+        // A form POST carries no Idempotency-Key: its orderId keeps a resubmitted form from paying twice.
+        let payment = match self
+            .create_checkout_for((merchant_id, mode), request, session, None)
+            .await?
+        {
+            super::checkout::Created::Payment(payment) => payment,
+            super::checkout::Created::Answer(_) => return Err(PaymentError::Concurrent.into()),
+        };
         tracing::info!(payment_id = %payment.id, "checkout started from a merchant form");
         Ok(payment.id)
     }
@@ -417,7 +424,7 @@ impl App {
         }
         let order_id = next.order_id.clone();
         let amount = next.total();
-        match self.confirm_payment(next.clone(), &order_id, amount).await {
+        match self.confirm_payment(next.clone(), &order_id, amount, None).await {
             Ok(_) | Err(PaymentError::Declined { .. }) | Err(PaymentError::AcquirerUnavailable { .. }) => {}
             Err(PaymentError::Concurrent) => {}
             Err(other) => return Err(other),

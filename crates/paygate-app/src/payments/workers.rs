@@ -55,7 +55,7 @@ impl App {
                 continue;
             };
             report.cancel_retries += 1;
-            match self.send_cancel(payment, transaction).await {
+            match self.send_cancel(payment, transaction, None).await {
                 Ok(_) | Err(PaymentError::CancelRefused { .. }) | Err(PaymentError::AcquirerUnavailable { .. }) => {}
                 Err(error) => {
                     report.errors += 1;
