@@ -9,6 +9,7 @@ pub mod clock;
 pub mod enc_keys;
 pub mod encdata;
 pub mod failpoint;
+pub mod instant;
 pub mod merchants;
 pub mod outbox;
 pub mod payments;
