@@ -10,6 +10,7 @@ pub mod enc_keys;
 pub mod encdata;
 pub mod failpoint;
 pub mod idempotency;
+pub mod instant;
 pub mod merchants;
 pub mod outbox;
 pub mod payments;
