@@ -363,3 +363,160 @@ async fn wrong_content_type_is_415() {
     let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["code"], ErrorCode::UnsupportedMediaType.as_str());
 }
+
+/// An acquirer that holds every approval (and cancel) until the test lets it go.
+struct Gated {
+    inner: Arc<dyn paygate_connectors::Acquirer>,
+    gate: Arc<tokio::sync::Semaphore>,
+    cancel_gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl paygate_connectors::Acquirer for Gated {
+    fn id(&self) -> &paygate_connectors::AcquirerId {
+        self.inner.id()
+    }
+
+    async fn approve(
+        &self,
+        request: &paygate_connectors::ApproveRequest,
+    ) -> Result<paygate_connectors::ApproveOutcome, paygate_connectors::ConnectorError> {
+        let _permit = self.gate.acquire().await;
+        self.inner.approve(request).await
+    }
+
+    async fn cancel(
+        &self,
+        request: &paygate_connectors::CancelRequest,
+    ) -> Result<paygate_connectors::CancelOutcome, paygate_connectors::ConnectorError> {
+        let _permit = self.cancel_gate.acquire().await;
+        self.inner.cancel(request).await
+    }
+
+    async fn reverse(&self, reference: &str, merchant: &str) -> Result<(), paygate_connectors::ConnectorError> {
+        self.inner.reverse(reference, merchant).await
+    }
+
+    async fn inquire(
+        &self,
+        reference: &str,
+        merchant: &str,
+    ) -> Result<paygate_connectors::InquiryOutcome, paygate_connectors::ConnectorError> {
+        self.inner.inquire(reference, merchant).await
+    }
+}
+
+/// Regression: a request timeout dropped the use case's future mid-flight, like a crash. Now the caller gets
+/// `504 REQUEST_TIMEOUT` and the payment still completes; a retry with the key gets it.
+struct GatedHarness {
+    router: Router,
+    app: App,
+    approvals: Arc<tokio::sync::Semaphore>,
+    cancels: Arc<tokio::sync::Semaphore>,
+    _db: TestDatabase,
+}
+
+async fn gated_harness(config: ApiConfig, approvals: usize, cancels: usize) -> GatedHarness {
+    let gate = Arc::new(tokio::sync::Semaphore::new(approvals));
+    let cancel_gate = Arc::new(tokio::sync::Semaphore::new(cancels));
+    let mut acquirers = paygate_app::payments::Acquirers::new();
+    for name in ["A", "B", "C"] {
+        let id = paygate_connectors::AcquirerId::parse(name).unwrap();
+        let inner = Arc::new(paygate_connectors::sandbox::SandboxAcquirer::new(id));
+        acquirers.add(
+            Mode::Test,
+            Arc::new(Gated {
+                inner,
+                gate: gate.clone(),
+                cancel_gate: cancel_gate.clone(),
+            }),
+        );
+    }
+    let db = TestDatabase::new().await;
+    let (store, _) = db.open().await;
+    let options = paygate_app::AppOptions {
+        acquirers,
+        ..paygate_app::AppOptions::default()
+    };
+    let app = App::with_options(store, &Secrets::for_tests(7), Arc::new(SystemClock), options).unwrap();
+    GatedHarness {
+        router: paygate_api::router(AppState::new(app.clone(), config).unwrap()),
+        app,
+        approvals: gate,
+        cancels: cancel_gate,
+        _db: db,
+    }
+}
+
+/// Regression: a full cancel racing another full cancel answered `400 INVALID_FIELD_VALUE param=cancelAmount`
+/// (an amount the caller never sent), and that answer was stored under its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_cancel_that_loses_the_race_is_not_cancelable() {
+    let h = gated_harness(ApiConfig::default(), 1_000, 0).await;
+    let (key, _) = merchant_keys(&h.app).await;
+    let paid = send(
+        &h.router,
+        &key,
+        "/v1/payments/key-in",
+        None,
+        &key_in_body("order-race", GOOD_CARD),
+    )
+    .await;
+    assert_eq!(paid.status, StatusCode::OK);
+    let path = format!("/v1/payments/{}/cancel", paid.body["paymentKey"].as_str().unwrap());
+    let first = {
+        let (router, key, path) = (h.router.clone(), key.clone(), path.clone());
+        tokio::spawn(async move { send(&router, &key, &path, Some("c-1"), r#"{"cancelReason":"a"}"#).await })
+    };
+    // The first cancel holds the whole balance while the acquirer works on it.
+    let caller = h.app.authenticate(&key).await.unwrap();
+    let id = paygate_domain::id::PaymentId::parse(paid.body["paymentKey"].as_str().unwrap()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !h.app.get_payment(&caller, id).await.unwrap().payment.balance.is_zero() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first cancel never reserved the balance"
+        );
+        tokio::task::yield_now().await;
+    }
+    let second = send(&h.router, &key, &path, Some("c-2"), r#"{"cancelReason":"b"}"#).await;
+    assert_eq!(second.body["code"], "NOT_CANCELABLE_PAYMENT", "{}", second.body);
+    assert!(second.body.get("param").is_none(), "{}", second.body);
+    h.cancels.add_permits(1_000);
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["status"], "CANCELED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_timed_out_request_still_completes_its_payment() {
+    let mut config = ApiConfig::default();
+    config.http.request_timeout_ms = 200;
+    let h = gated_harness(config, 0, 1_000).await;
+    let (router, app, gate) = (h.router.clone(), h.app.clone(), h.approvals.clone());
+    let (key, _) = merchant_keys(&app).await;
+    let body = key_in_body("order-timeout", GOOD_CARD);
+    let timed_out = send(&router, &key, "/v1/payments/key-in", Some("slow"), &body).await;
+    assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT, "{}", timed_out.body);
+    assert_eq!(timed_out.body["code"], "REQUEST_TIMEOUT");
+    // The acquirer answers after the caller gave up; the use case is still there to record it.
+    gate.add_permits(1_000);
+    let caller = app.authenticate(&key).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let view = app.get_payment_by_order(&caller, "order-timeout").await.unwrap();
+        if view.payment.status == paygate_domain::payment::PaymentStatus::Done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {:?}", view.payment.status);
+        tokio::task::yield_now().await;
+    }
+    let retried = send(&router, &key, "/v1/payments/key-in", Some("slow"), &body).await;
+    assert_eq!(
+        (retried.status, retried.replayed),
+        (StatusCode::OK, true),
+        "{}",
+        retried.body
+    );
+    assert_eq!(retried.body["status"], "DONE");
+}
