@@ -429,3 +429,57 @@ async fn sdk_two_step_flow_with_a_client_key() {
         .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_URL")), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirming_an_expired_payment_answers_payment_expired() {
+    let db = TestDb::new().await;
+    let env = [
+        ("PAYGATE_PAYMENTS__WORKER_INTERVAL_MS", "50"),
+        ("PAYGATE_PAYMENTS__CONFIRM_WINDOW_SECS", "1"),
+    ];
+    let (gateway, demo) = Gateway::fresh(&db, &[], &env);
+    let shop = Shop::open(&gateway, &demo).await;
+    let (status, created) = shop
+        .api(
+            reqwest::Method::POST,
+            "/v1/payments",
+            &shop.secret,
+            Some(json!({
+                "amount": 3_000, "orderId": "late-0001", "orderName": "Cup",
+                "successUrl": "https://shop.example/success", "failUrl": "https://shop.example/fail"
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let key = created["paymentKey"].as_str().unwrap().to_owned();
+    let (status, location, _) = shop.pay(&key, "4330000000000003").await;
+    assert!(
+        status == 303 && location.starts_with("https://shop.example/success"),
+        "{location}"
+    );
+    // The merchant does not confirm in time; the expiry worker moves the payment on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, payment) = shop
+            .api(reqwest::Method::GET, &format!("/v1/payments/{key}"), &shop.secret, None)
+            .await;
+        if payment["status"] == "EXPIRED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never expired: {payment}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, body) = shop
+        .api(
+            reqwest::Method::POST,
+            "/v1/payments/confirm",
+            &shop.secret,
+            Some(json!({"paymentKey": key, "orderId": "late-0001", "amount": 3_000})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("PAYMENT_EXPIRED")),
+        "{body}"
+    );
+}
