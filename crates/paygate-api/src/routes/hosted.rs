@@ -12,7 +12,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use paygate_app::payments::hosted::{FormCheckout, FormError, HostedPage, HostedStep, RetryReason};
+use paygate_app::payments::hosted::{
+    FormCheckout, FormError, HostedOutcome, HostedPage, HostedStep, RetryReason, CHALLENGE_ATTEMPTS_MAX,
+};
 use paygate_app::payments::{CardFields, PaymentError};
 use paygate_domain::id::PaymentId;
 use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
@@ -126,6 +128,20 @@ impl Lang {
             (Lang::En, Balance) => "Balance",
             (Lang::Ko, Status) => "상태",
             (Lang::En, Status) => "Status",
+            (Lang::Ko, TriesLeft) => "남은 입력 횟수:",
+            (Lang::En, TriesLeft) => "Tries left:",
+            (Lang::Ko, Times) => "회",
+            (Lang::En, Times) => "",
+            (Lang::Ko, Authenticated) => {
+                "카드 인증이 완료되었습니다. 상점에서 결제를 마무리합니다. 이 창을 닫아도 됩니다."
+            }
+            (Lang::En, Authenticated) => {
+                "Your card is verified. The shop completes the payment; you may close this page."
+            }
+            (Lang::Ko, Approved) => "결제가 완료되었습니다.",
+            (Lang::En, Approved) => "The payment is complete.",
+            (Lang::Ko, NotCompleted) => "결제가 완료되지 않았습니다.",
+            (Lang::En, NotCompleted) => "The payment did not complete.",
         }
     }
 }
@@ -163,6 +179,11 @@ enum Text {
     Canceled,
     Balance,
     Status,
+    TriesLeft,
+    Times,
+    Authenticated,
+    Approved,
+    NotCompleted,
 }
 
 /// `15,000원` / `₩15,000`.
@@ -211,6 +232,18 @@ struct ChallengePage<'a> {
     amount: String,
     sandbox_otp: Option<&'a str>,
     error: Option<&'static str>,
+    tries_left: u32,
+}
+
+/// paygate's own result page, when the merchant gave no URL to send the buyer to (`templates/result.html`).
+#[derive(Template)]
+#[template(path = "result.html")]
+struct ResultPage<'a> {
+    lang: Lang,
+    /// `AUTHENTICATED`, `APPROVED` or `FAILED`, for scripts and tests.
+    outcome: &'static str,
+    sentence: &'static str,
+    code: Option<&'a str>,
 }
 
 /// The page that reloads itself while an outcome is unknown (`templates/waiting.html`).
@@ -413,6 +446,7 @@ fn challenge_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path:
         amount: won(p.total().amount_minor(), lang),
         sandbox_otp: page_data.sandbox_otp.as_deref(),
         error: retry_text(lang, error),
+        tries_left: CHALLENGE_ATTEMPTS_MAX.saturating_sub(page_data.session.challenge_attempts),
     })
 }
 
@@ -462,6 +496,20 @@ fn waiting_page(lang: Lang, id: PaymentId) -> Response {
     })
 }
 
+fn result_page(lang: Lang, outcome: &HostedOutcome) -> Response {
+    let (name, text, code) = match outcome {
+        HostedOutcome::Authenticated => ("AUTHENTICATED", Text::Authenticated, None),
+        HostedOutcome::Approved => ("APPROVED", Text::Approved, None),
+        HostedOutcome::Failed { code } => ("FAILED", Text::NotCompleted, Some(code.as_str())),
+    };
+    page(&ResultPage {
+        lang,
+        outcome: name,
+        sentence: lang.t(text),
+        code,
+    })
+}
+
 fn payment_id(text: &str) -> Option<PaymentId> {
     PaymentId::parse(text).ok()
 }
@@ -473,6 +521,7 @@ fn step_response(step: Result<HostedStep, PaymentError>, id: PaymentId, lang: La
             Redirect::to(&format!("/checkout/{id}/challenge?lang={}", lang.code())).into_response()
         }
         Ok(HostedStep::Pending) => waiting_page(lang, id),
+        Ok(HostedStep::Outcome(outcome)) => result_page(lang, &outcome),
         Ok(HostedStep::Retry(reason)) => {
             // Only a reason code travels in the URL; the page says it in its own words, so nobody can put their
             // own text on paygate's page through a link.
@@ -724,6 +773,7 @@ mod tests {
                 amount: won(15_000, lang),
                 sandbox_otp: Some(HOSTILE),
                 error: None,
+                tries_left: 2,
             };
             assert_escaped("challenge", &challenge.render().unwrap(), 2);
             let error = ErrorPage {
@@ -732,6 +782,13 @@ mod tests {
                 detail: Some(HOSTILE),
             };
             assert_escaped("error", &error.render().unwrap(), 2);
+            let result = ResultPage {
+                lang,
+                outcome: "FAILED",
+                sentence: lang.t(Text::NotCompleted),
+                code: Some(HOSTILE),
+            };
+            assert_escaped("result", &result.render().unwrap(), 1);
             let receipt = ReceiptPage {
                 lang,
                 path: "/receipts/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5/token",
