@@ -63,6 +63,7 @@ function merchant() {
   merchantPromise ??= (async () => {
     const checkoutKey = await paygate("GET", "/v1/merchants/me/checkout-key");
     if (!checkoutKey.ok) throw new Error(`GET /v1/merchants/me/checkout-key answered ${checkoutKey.status}: ${checkoutKey.text}`);
+    await registerRedirectOrigin();
     let mId = process.env.PAYGATE_MID;
     if (!mId) {
       const me = await paygate("GET", "/v1/merchants/me");
@@ -73,6 +74,17 @@ function merchant() {
   })();
   merchantPromise.catch(() => { merchantPromise = null; }); // try again on the next request
   return merchantPromise;
+}
+
+/** The SDK's successUrl and failUrl must be on an origin the merchant registered: this shop's own. */
+async function registerRedirectOrigin() {
+  const origin = new URL(SHOP_URL).origin;
+  const settings = await paygate("GET", "/v1/merchants/me/settings");
+  if (!settings.ok) throw new Error(`GET /v1/merchants/me/settings answered ${settings.status}: ${settings.text}`);
+  const origins = settings.json.redirectOrigins ?? [];
+  if (origins.includes(origin)) return;
+  const patched = await paygate("PATCH", "/v1/merchants/me/settings", { redirectOrigins: [...origins, origin] });
+  if (!patched.ok) throw new Error(`PATCH /v1/merchants/me/settings answered ${patched.status}: ${patched.text}`);
 }
 
 function hmacHex(key, message) {

@@ -20,7 +20,7 @@ use paygate_store::{
 const T0: i64 = 1_700_000_000_000;
 
 /// Every migration this paygate knows, in order.
-const MIGRATIONS: [i64; 4] = [1, 2, 3, 4];
+const MIGRATIONS: [i64; 5] = [1, 2, 3, 4, 5];
 
 fn response(status: u16, body: &[u8]) -> StoredResponse {
     StoredResponse {

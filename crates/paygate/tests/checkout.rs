@@ -124,6 +124,18 @@ impl Shop {
         .await
     }
 
+    async fn register_redirect_origins(&self, origins: &[&str]) {
+        let (status, body) = self
+            .api(
+                reqwest::Method::PATCH,
+                "/v1/merchants/me/settings",
+                &self.secret,
+                Some(json!({ "redirectOrigins": origins })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     async fn post_form(&self, path: &str, fields: &[(String, String)]) -> (u16, String, String) {
         let response = self
             .http
@@ -413,6 +425,7 @@ async fn sdk_two_step_flow_with_a_client_key() {
     let db = TestDb::new().await;
     let (gateway, demo) = Gateway::fresh(&db, &[], &[]);
     let shop = Shop::open(&gateway, &demo).await;
+    shop.register_redirect_origins(&["https://shop.example/"]).await;
     // The SDK may start a payment with the client key, and must say where the browser goes afterwards.
     let (status, body) = shop
         .api(
@@ -663,6 +676,123 @@ async fn concurrent_otp_guesses_are_counted_before_they_are_compared() {
             .filter(|t| t["paymentKey"] == key.as_str())
             .count();
         assert_eq!(approvals, usize::from(status == "DONE"), "burst {burst}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_keys_cannot_choose_the_notification_url_or_an_unregistered_redirect() {
+    let db = TestDb::new().await;
+    let (gateway, demo) = Gateway::fresh(&db, &[], &LOOPBACK);
+    let shop = Shop::open(&gateway, &demo).await;
+    let create = |order: &str, success: &str, fail: &str| json!({"amount": 1_000, "orderId": order, "orderName": "Pen", "successUrl": success, "failUrl": fail});
+    let success = "https://shop.example/success";
+    let fail = "https://shop.example/fail";
+    // Nothing registered: no client-key payment can send the buyer anywhere.
+    let (status, body) = shop
+        .api(
+            reqwest::Method::POST,
+            "/v1/payments",
+            &shop.client,
+            Some(create("redir-0001", success, fail)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str(), body["param"].as_str()),
+        (400, Some("INVALID_URL"), Some("successUrl")),
+        "{body}"
+    );
+
+    shop.register_redirect_origins(&["https://Shop.Example"]).await;
+    let (_, settings) = shop
+        .api(reqwest::Method::GET, "/v1/merchants/me/settings", &shop.secret, None)
+        .await;
+    assert_eq!(
+        settings["redirectOrigins"],
+        json!(["https://shop.example"]),
+        "{settings}"
+    );
+    for (name, success, fail, param) in [
+        ("another host", "https://attacker.example/success", fail, "successUrl"),
+        (
+            "another host for failUrl",
+            success,
+            "https://attacker.example/fail",
+            "failUrl",
+        ),
+        (
+            "credentials before the host",
+            "https://shop.example@attacker.example/",
+            fail,
+            "successUrl",
+        ),
+        (
+            "a longer host",
+            "https://shop.example.attacker.example/",
+            fail,
+            "successUrl",
+        ),
+        ("another scheme", "http://shop.example/success", fail, "successUrl"),
+        ("another port", "https://shop.example:8443/success", fail, "successUrl"),
+    ] {
+        let (status, body) = shop
+            .api(
+                reqwest::Method::POST,
+                "/v1/payments",
+                &shop.client,
+                Some(create("redir-0002", success, fail)),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str(), body["param"].as_str()),
+            (400, Some("INVALID_URL"), Some(param)),
+            "{name}: {body}"
+        );
+    }
+    let mut with_noti = create("redir-0002", success, fail);
+    with_noti["notificationUrl"] = json!("https://attacker.example/noti");
+    let (status, body) = shop
+        .api(reqwest::Method::POST, "/v1/payments", &shop.client, Some(with_noti))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str(), body["param"].as_str()),
+        (400, Some("INVALID_FIELD_VALUE"), Some("notificationUrl")),
+        "{body}"
+    );
+    let (status, body) = shop
+        .api(
+            reqwest::Method::POST,
+            "/v1/payments",
+            &shop.client,
+            Some(create("redir-0002", "https://SHOP.example/ok?x=1", fail)),
+        )
+        .await;
+    assert_eq!(status, 200, "a registered origin is accepted: {body}");
+    // The merchant's own server is trusted with both.
+    let mut from_server = create("redir-0003", "https://elsewhere.example/success", fail);
+    from_server["notificationUrl"] = json!(NOTI);
+    let (status, body) = shop
+        .api(reqwest::Method::POST, "/v1/payments", &shop.secret, Some(from_server))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Origins are origins.
+    for bad in [
+        json!(["https://shop.example/path"]),
+        json!(["javascript:alert(1)"]),
+        json!(["shop.example"]),
+    ] {
+        let (status, body) = shop
+            .api(
+                reqwest::Method::PATCH,
+                "/v1/merchants/me/settings",
+                &shop.secret,
+                Some(json!({"redirectOrigins": bad})),
+            )
+            .await;
+        assert_eq!(
+            (status, body["param"].as_str()),
+            (400, Some("redirectOrigins")),
+            "{body}"
+        );
     }
 }
 

@@ -15,6 +15,7 @@ const CK = "test_ck_" + randomBytes(16).toString("hex");
 const SIGNING_KEY = randomBytes(32);
 const payments = new Map(); // paymentKey → payment
 const transactions = [];
+let redirectOrigins = []; // what the shop registered (the stub does not enforce it)
 let base = "";
 
 const id = (p) => `${p}_${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
@@ -94,6 +95,10 @@ async function route(req, url, body) {
     const b = body ? JSON.parse(body) : {};
     if (path === "/v1/merchants/me") return json(200, { mId: MID, mode: "test" });
     if (path === "/v1/merchants/me/checkout-key") return json(200, { key: SIGNING_KEY.toString("base64"), mode: "test" });
+    if (path === "/v1/merchants/me/settings") {
+      if (req.method === "PATCH" && Array.isArray(b.redirectOrigins)) redirectOrigins = b.redirectOrigins;
+      return json(200, { notificationUrl: null, notificationFormat: "FORM", redirectOrigins, mode: "test" });
+    }
     if (path === "/v1/payments" && req.method === "POST") {
       const existing = [...payments.values()].find((p) => p.orderId === b.orderId);
       if (existing) return json(200, view(existing), CORS); // stands in for Idempotency-Key replay

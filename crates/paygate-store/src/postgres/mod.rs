@@ -42,7 +42,7 @@ use crate::{
     StoreOptions, StoredResponse,
 };
 
-pub(crate) const MIGRATIONS: [Migration; 4] = [
+pub(crate) const MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -62,6 +62,11 @@ pub(crate) const MIGRATIONS: [Migration; 4] = [
         version: 4,
         name: "checkout",
         sql: include_str!("../../migrations/postgres/0004_checkout.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "redirect_origins",
+        sql: include_str!("../../migrations/postgres/0005_redirect_origins.sql"),
     },
 ];
 

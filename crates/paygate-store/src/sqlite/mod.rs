@@ -74,7 +74,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 4] = [
+pub(crate) const MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -94,6 +94,11 @@ pub(crate) const MIGRATIONS: [Migration; 4] = [
         version: 4,
         name: "checkout",
         sql: include_str!("../../migrations/sqlite/0004_checkout.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "redirect_origins",
+        sql: include_str!("../../migrations/sqlite/0005_redirect_origins.sql"),
     },
 ];
 
