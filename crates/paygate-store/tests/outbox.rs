@@ -264,12 +264,14 @@ async fn merchant_settings_default_and_upsert() {
     let defaults = MerchantSettings {
         notification_url: None,
         notification_format: NotificationFormat::Form,
+        redirect_origins: Vec::new(),
     };
     assert_eq!(ts.merchant_settings(merchant.id, Mode::Test).await.unwrap(), defaults);
 
     let json = MerchantSettings {
         notification_url: Some("https://shop.example/noti?from=paygate&x=한".into()),
         notification_format: NotificationFormat::Json,
+        redirect_origins: vec!["https://shop.example".into(), "http://127.0.0.1:8081".into()],
     };
     ts.set_merchant_settings(merchant.id, Mode::Test, &json, at(T0 + 10))
         .await

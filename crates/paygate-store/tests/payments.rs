@@ -24,8 +24,8 @@ use paygate_domain::payment::{
 use paygate_domain::time::UnixMillis;
 use paygate_domain::vat::VatSplit;
 use paygate_store::{
-    AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, JournalEntry, PaymentUpdate, Sealed, Store, StoreError,
-    StoredEncKey, TransactionQuery,
+    AcquirerContract, CheckoutCardChange, CheckoutEntry, CheckoutSession, InsertPaymentOutcome, JournalEntry,
+    PaymentUpdate, Sealed, Store, StoreError, StoredEncKey, TransactionQuery,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -1123,6 +1123,65 @@ async fn payment_rows_the_domain_cannot_read_are_corrupt() {
     }
     let listed = ts.due_inquiries(at(T0 + 1_000_000), 10).await;
     assert!(matches!(listed, Err(StoreError::Corrupt(_))), "{listed:?}");
+}
+
+// Checkout sessions.
+
+/// The OTP try limit rests on this: of concurrent writes from one read of a session, exactly one commits; the
+/// others are conflicts and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_checkout_session_updates_have_one_winner() {
+    let ts = fresh_store().await;
+    let (merchant, _) = seeded_merchant(&*ts, T0).await;
+    let payment = checkout(&merchant, Mode::Test, "order-session.01", 5_000, T0, T0 + 60_000);
+    insert(&*ts.store, &payment, None).await;
+    let session = CheckoutSession {
+        payment_id: payment.id,
+        entry: CheckoutEntry::Api,
+        return_url: None,
+        success_url: Some("https://shop.example/success".into()),
+        fail_url: None,
+        challenge_otp_hash: Some(vec![7; 32]),
+        challenge_attempts: 0,
+        challenge_expires_at: Some(at(T0 + 300_000)),
+        created_at: at(T0),
+        version: 0,
+    };
+    ts.insert_checkout_session(&session).await.unwrap();
+    let stores = processes(&ts, 3).await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % stores.len()]);
+            let mut next = session.clone();
+            next.challenge_attempts = 1;
+            next.version = 1;
+            tokio::spawn(async move { store.update_checkout_session(&next).await })
+        })
+        .collect();
+    let mut committed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => committed += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("not a conflict: {other:?}"),
+        }
+    }
+    assert_eq!(committed, 1);
+    let stored = ts.checkout_session(payment.id).await.unwrap().unwrap();
+    assert_eq!((stored.challenge_attempts, stored.version), (1, 1));
+    // A write computed from a stale version changes nothing.
+    let mut stale = session.clone();
+    stale.challenge_attempts = 0;
+    stale.version = 1;
+    assert!(is_conflict(&ts.update_checkout_session(&stale).await));
+    assert_eq!(
+        ts.checkout_session(payment.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .challenge_attempts,
+        1
+    );
 }
 
 /// Several stores on one database stand in for several gateway processes.

@@ -460,6 +460,8 @@ fn rule_error(rule: PaymentRuleError) -> ApiError {
             let code = match t.event {
                 paygate_domain::payment::PaymentEvent::PartiallyCanceled
                 | paygate_domain::payment::PaymentEvent::FullyCanceled => ErrorCode::NotCancelablePayment,
+                // Its deadline passed (the expiry worker already moved it): say so, as errors.md promises.
+                _ if t.from == paygate_domain::payment::PaymentStatus::Expired => ErrorCode::PaymentExpired,
                 _ => ErrorCode::InvalidPaymentStatus,
             };
             ApiError::new(code, format!("the payment is {}", t.from.as_str()))

@@ -332,6 +332,7 @@ pub async fn resend(
 pub struct SettingsBody {
     notification_url: Option<String>,
     notification_format: Option<String>,
+    redirect_origins: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -339,6 +340,7 @@ pub struct SettingsBody {
 pub struct SettingsOut {
     notification_url: Option<String>,
     notification_format: &'static str,
+    redirect_origins: Vec<String>,
     mode: &'static str,
 }
 
@@ -350,6 +352,7 @@ pub async fn get_settings(
     Ok(Json(SettingsOut {
         notification_url: settings.notification_url,
         notification_format: settings.notification_format.as_str(),
+        redirect_origins: settings.redirect_origins,
         mode: caller.key.mode.as_str(),
     }))
 }
@@ -361,12 +364,18 @@ pub async fn set_settings(
 ) -> Result<Json<SettingsOut>, ApiError> {
     let settings = state
         .app
-        .set_notification(&caller, body.notification_url, body.notification_format.as_deref())
+        .set_notification(
+            &caller,
+            body.notification_url,
+            body.notification_format.as_deref(),
+            body.redirect_origins,
+        )
         .await
         .map_err(webhook_error)?;
     Ok(Json(SettingsOut {
         notification_url: settings.notification_url,
         notification_format: settings.notification_format.as_str(),
+        redirect_origins: settings.redirect_origins,
         mode: caller.key.mode.as_str(),
     }))
 }

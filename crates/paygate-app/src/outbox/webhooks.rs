@@ -413,14 +413,17 @@ impl App {
             .await?)
     }
 
-    /// Sets the merchant's notification URL and format for the caller's mode. An empty URL removes it.
+    /// Sets the merchant's notification URL and format, and the origins client-key payments may redirect to, for
+    /// the caller's mode. An empty URL removes it; what is absent stays as it was.
     pub async fn set_notification(
         &self,
         caller: &Caller,
         url: Option<String>,
         format: Option<&str>,
+        redirect_origins: Option<Vec<String>>,
     ) -> Result<MerchantSettings, WebhookError> {
         secret_only(caller)?;
+        let redirect_origins = redirect_origins.map(|origins| parse_origins(&origins)).transpose()?;
         let mut settings = self
             .store()
             .merchant_settings(caller.merchant.id, caller.key.mode)
@@ -438,11 +441,51 @@ impl App {
                 message: "notificationFormat is FORM or JSON".into(),
             })?;
         }
+        if let Some(origins) = redirect_origins {
+            settings.redirect_origins = origins;
+        }
         self.store()
             .set_merchant_settings(caller.merchant.id, caller.key.mode, &settings, self.clock().now())
             .await?;
         Ok(settings)
     }
+}
+
+/// The most redirect origins a merchant may register per mode.
+pub const REDIRECT_ORIGINS_MAX: usize = 16;
+
+/// Checks and normalises registered redirect origins: `http(s)://host[:port]`, lowercase, no path, query,
+/// fragment or credentials (a trailing `/` is dropped), without duplicates.
+fn parse_origins(origins: &[String]) -> Result<Vec<String>, WebhookError> {
+    let invalid = |message: String| WebhookError::Invalid {
+        param: "redirectOrigins",
+        message,
+    };
+    if origins.len() > REDIRECT_ORIGINS_MAX {
+        return Err(invalid(format!("at most {REDIRECT_ORIGINS_MAX} redirect origins")));
+    }
+    let mut parsed: Vec<String> = Vec::with_capacity(origins.len());
+    for (index, origin) in origins.iter().enumerate() {
+        let lower = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let authority = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"))
+            .unwrap_or_default();
+        let ok = !authority.is_empty()
+            && lower.len() <= 255
+            && authority
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !ok {
+            return Err(invalid(format!(
+                "`redirectOrigins[{index}]` must be an origin: http(s)://host[:port], nothing after it"
+            )));
+        }
+        if !parsed.contains(&lower) {
+            parsed.push(lower);
+        }
+    }
+    Ok(parsed)
 }
 
 impl From<PaymentError> for WebhookError {

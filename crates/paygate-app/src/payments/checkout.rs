@@ -64,6 +64,18 @@ pub(crate) fn redirect_url(url: Option<String>, param: &'static str) -> Result<O
     }
 }
 
+/// `scheme://host[:port]` of an absolute http(s) URL, lowercase, exactly as written (no default port added):
+/// compared with the merchant's registered origins. Anything before the path counts, so a URL with credentials
+/// (`https://shop.example@evil.example/`) never matches a registered origin.
+pub(crate) fn origin_of(url: &str) -> String {
+    let lower = url.to_ascii_lowercase();
+    let Some((scheme, rest)) = lower.split_once("://") else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
+    format!("{scheme}://{authority}")
+}
+
 /// The buyer's card for a checkout: number and expiry (no password digits or identity number: the buyer's
 /// authentication replaces them).
 #[derive(Clone, Debug)]
@@ -115,6 +127,10 @@ impl App {
                 message: "a browser-started payment needs successUrl and failUrl".into(),
             });
         }
+        if caller.key.kind != KeyKind::Secret {
+            self.check_browser_request(caller, &request, [("successUrl", &success_url), ("failUrl", &fail_url)])
+                .await?;
+        }
         let session = |id| CheckoutSession {
             payment_id: id,
             entry: CheckoutEntry::Api,
@@ -143,6 +159,42 @@ impl App {
             })),
             Created::Answer(answer) => Ok(answer),
         }
+    }
+
+    /// What a client key (the browser, so anyone) may not choose: where the notification goes (the merchant's
+    /// settings decide), and where the browser goes afterwards unless it is an origin the merchant registered.
+    async fn check_browser_request(
+        &self,
+        caller: &Caller,
+        request: &CreateRequest,
+        redirects: [(&'static str, &Option<String>); 2],
+    ) -> Result<(), PaymentError> {
+        if request
+            .notification_url
+            .as_deref()
+            .is_some_and(|url| !url.trim().is_empty())
+        {
+            return Err(PaymentError::Invalid {
+                code: "INVALID_FIELD_VALUE",
+                param: "notificationUrl",
+                message: "a client key cannot set notificationUrl; the merchant's settings apply".into(),
+            });
+        }
+        let settings = self
+            .store()
+            .merchant_settings(caller.merchant.id, caller.key.mode)
+            .await?;
+        for (param, url) in redirects {
+            let Some(url) = url else { continue };
+            if !settings.redirect_origins.contains(&origin_of(url)) {
+                return Err(PaymentError::Invalid {
+                    code: "INVALID_URL",
+                    param,
+                    message: format!("`{param}` must be on an origin registered in the merchant's redirectOrigins"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Creates a READY checkout payment and its session, and under a key records the answer, in one transaction.

@@ -43,7 +43,7 @@ use crate::{
     StoreOptions,
 };
 
-pub(crate) const MIGRATIONS: [Migration; 5] = [
+pub(crate) const MIGRATIONS: [Migration; 6] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -68,6 +68,11 @@ pub(crate) const MIGRATIONS: [Migration; 5] = [
         version: 5,
         name: "idempotency_in_use_cases",
         sql: include_str!("../../migrations/postgres/0005_idempotency_in_use_cases.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "redirect_origins",
+        sql: include_str!("../../migrations/postgres/0006_redirect_origins.sql"),
     },
 ];
 

@@ -73,7 +73,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 5] = [
+pub(crate) const MIGRATIONS: [Migration; 6] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -98,6 +98,11 @@ pub(crate) const MIGRATIONS: [Migration; 5] = [
         version: 5,
         name: "idempotency_in_use_cases",
         sql: include_str!("../../migrations/sqlite/0005_idempotency_in_use_cases.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "redirect_origins",
+        sql: include_str!("../../migrations/sqlite/0006_redirect_origins.sql"),
     },
 ];
 
