@@ -63,6 +63,7 @@ function merchant() {
   merchantPromise ??= (async () => {
     const checkoutKey = await paygate("GET", "/v1/merchants/me/checkout-key");
     if (!checkoutKey.ok) throw new Error(`GET /v1/merchants/me/checkout-key answered ${checkoutKey.status}: ${checkoutKey.text}`);
+    await registerRedirectOrigin();
     let mId = process.env.PAYGATE_MID;
     if (!mId) {
       const me = await paygate("GET", "/v1/merchants/me");
@@ -75,6 +76,17 @@ function merchant() {
   return merchantPromise;
 }
 
+/** The SDK's successUrl and failUrl must be on an origin the merchant registered: this shop's own. */
+async function registerRedirectOrigin() {
+  const origin = new URL(SHOP_URL).origin;
+  const settings = await paygate("GET", "/v1/merchants/me/settings");
+  if (!settings.ok) throw new Error(`GET /v1/merchants/me/settings answered ${settings.status}: ${settings.text}`);
+  const origins = settings.json.redirectOrigins ?? [];
+  if (origins.includes(origin)) return;
+  const patched = await paygate("PATCH", "/v1/merchants/me/settings", { redirectOrigins: [...origins, origin] });
+  if (!patched.ok) throw new Error(`PATCH /v1/merchants/me/settings answered ${patched.status}: ${patched.text}`);
+}
+
 function hmacHex(key, message) {
   return createHmac("sha256", key).update(message, "utf8").digest("hex");
 }
@@ -85,9 +97,13 @@ function sameHex(a, b) {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** The form's signature: mId|mode|orderId|amount|timestamp|returnUrl. */
+/** Every field of the checkout form, in the order the signature covers them (absent ones as ""). */
+const SIGNED_FIELDS = ["mId", "mode", "orderId", "amount", "timestamp", "returnUrl", "goodsName", "buyerName",
+  "buyerEmail", "buyerTel", "notificationUrl"];
+
+/** The form's signature: every field joined with "|" (docs/checkout.md). No field may contain "|". */
 function signCheckout(key, f) {
-  return hmacHex(key, [f.mId, f.mode, f.orderId, f.amount, f.timestamp, f.returnUrl].join("|"));
+  return hmacHex(key, SIGNED_FIELDS.map((name) => f[name] ?? "").join("|"));
 }
 
 /** The result's signature: paymentKey|orderId|amount|status (paymentKey empty when the payment failed). */
@@ -133,9 +149,11 @@ async function home(url) {
   const m = await merchant();
   const orderName = `${product.nameKo} (${product.nameEn})`;
   // One order per way to pay: an orderId is paid at most once.
+  // Every field is signed, the buyer's details too: a real shop takes them on its own page before this one.
   const form = {
     mId: m.mId, mode: m.mode, orderId: newOrderId("form"), amount: String(product.price),
-    timestamp: String(Math.floor(Date.now() / 1000)), returnUrl: `${SHOP_URL}/return`,
+    timestamp: String(Math.floor(Date.now() / 1000)), returnUrl: `${SHOP_URL}/return`, goodsName: orderName,
+    buyerName: "홍길동", buyerEmail: "buyer@example.com", buyerTel: "010-1234-5678", notificationUrl: `${SHOP_URL}/notify`,
   };
   const signature = signCheckout(m.key, form);
   const sdkOrderId = newOrderId("sdk");
@@ -153,12 +171,8 @@ async function home(url) {
 <section class="card" aria-labelledby="form-title">
   <h2 id="form-title">(a) 카드 결제 — 결제창 폼 / Hosted checkout form</h2>
   <form id="checkout-form" method="post" action="${esc(PAYGATE_URL)}/checkout" accept-charset="utf-8">
-    ${hidden("mId", form.mId)}${hidden("mode", form.mode)}${hidden("orderId", form.orderId)}
-    ${hidden("amount", form.amount)}${hidden("goodsName", orderName)}${hidden("returnUrl", form.returnUrl)}
-    ${hidden("notificationUrl", `${SHOP_URL}/notify`)}${hidden("timestamp", form.timestamp)}${hidden("signature", signature)}
-    <label for="buyer-name">구매자 이름 / Name</label><input id="buyer-name" name="buyerName" value="홍길동" autocomplete="name">
-    <label for="buyer-email">이메일 / Email</label><input id="buyer-email" name="buyerEmail" type="email" value="buyer@example.com" autocomplete="email">
-    <label for="buyer-tel">휴대폰 / Phone</label><input id="buyer-tel" name="buyerTel" type="tel" value="010-1234-5678" autocomplete="tel">
+    ${SIGNED_FIELDS.map((name) => hidden(name, form[name])).join("")}${hidden("signature", signature)}
+    <dl id="buyer"><dt>구매자 / Buyer</dt><dd>${esc(form.buyerName)} · ${esc(form.buyerEmail)} · ${esc(form.buyerTel)}</dd></dl>
     <button id="form-pay" type="submit">${won(product.price)} 결제하기 / Pay</button>
   </form>
 </section>

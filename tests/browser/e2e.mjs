@@ -292,11 +292,13 @@ const scenarios = [
     await shot(page, "challenge-ko-mobile", MOBILE);
     const otp = (await page.textContent("#sandbox-otp")).trim();
     assert(/^\d{4,8}$/.test(otp), `#sandbox-otp holds a code: ${JSON.stringify(otp)}`);
+    equal(await page.getAttribute("#tries-left", "data-tries-left"), "3", "tries left before any code");
     const wrong = otp.slice(0, -1) + String((Number(otp.slice(-1)) + 1) % 10);
     await page.fill("#otp", wrong);
     await page.click("#verify-button");
     await page.waitForSelector("#error");
     assert((await page.textContent("#error")).trim() !== "", "#error says what went wrong");
+    equal(await page.getAttribute("#tries-left", "data-tries-left"), "2", "tries left after a wrong code");
     await audit(page, "challenge page after a wrong OTP");
     await shot(page, "challenge-wrong-otp");
     await page.fill("#otp", (await page.textContent("#sandbox-otp")).trim());

@@ -48,16 +48,14 @@ impl Default for HttpConfig {
 pub struct IdempotencyConfig {
     /// Refuse POSTs without an `Idempotency-Key` header.
     pub require_key: bool,
-    /// How long a claimed key blocks retries (409) before a crashed holder's claim may be taken over.
-    /// Must exceed `http.request_timeout_ms`.
+    /// How long a claimed key answers 409 to retries; after it, retries are answered from the payment the request
+    /// worked on (its current state). Must exceed `http.request_timeout_ms`.
     pub in_flight_lock_ms: u32,
     /// How long stored keys and responses are kept.
     pub retention_hours: u32,
     /// How often expired keys are reaped, and how many at most per pass.
     pub reap_interval_secs: u32,
     pub reap_batch_max: u32,
-    /// Largest response body stored for replay.
-    pub response_max_bytes: usize,
 }
 
 impl Default for IdempotencyConfig {
@@ -68,7 +66,6 @@ impl Default for IdempotencyConfig {
             retention_hours: 15 * 24,
             reap_interval_secs: 60,
             reap_batch_max: 1_000,
-            response_max_bytes: 1024 * 1024,
         }
     }
 }

@@ -307,18 +307,25 @@ pub struct ErrorBody {
     pub payment_key: Option<String>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let details = self.details.map(|d| *d).unwrap_or_default();
-        let body = ErrorBody {
+impl ApiError {
+    /// The wire form, before the outermost layer adds the request ID.
+    pub fn body(&self) -> ErrorBody {
+        let details = self.details.as_deref().cloned().unwrap_or_default();
+        ErrorBody {
             code: self.code.as_str(),
-            message: self.message,
-            param: self.param,
+            message: self.message.clone(),
+            param: self.param.clone(),
             request_id: None,
             acquirer_code: details.acquirer_code,
             acquirer_message: details.acquirer_message,
             payment_key: details.payment_key,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut response = (self.code.status(), axum::Json(body.clone())).into_response();
         if let Some(seconds) = self.retry_after_secs {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {

@@ -7,11 +7,12 @@ use time::{OffsetDateTime, UtcOffset};
 /// Korea Standard Time, the offset Korean PG APIs print instants in.
 const KST: UtcOffset = time::macros::offset!(+9);
 
-pub use paygate_app::payments::wire::rfc3339;
+pub use paygate_app::instant::rfc3339;
 
-/// Parses `2026-11-23T16:04:52+09:00`, a KST local date-time without offset `2026-11-23T16:04:52` (Toss's documented
-/// form for `startDate`/`endDate`, optionally with a fraction), or a KST calendar date `2026-11-23` (its start, or
-/// with `end_of_day` the start of the next day, so a date range is inclusive of its last day).
+/// Parses an RFC 3339 instant (`2026-11-23T16:04:52.120+09:00`; the fraction is optional), a KST local date-time
+/// without offset `2026-11-23T16:04:52` (Toss's documented form for `startDate`/`endDate`, optionally with a
+/// fraction), or a KST calendar date `2026-11-23` (its start, or with `end_of_day` the start of the next day, so a
+/// date range is inclusive of its last day).
 pub fn parse_instant(text: &str, end_of_day: bool) -> Option<UnixMillis> {
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return millis(at);
@@ -39,11 +40,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_in_kst() {
-        assert_eq!(rfc3339(UnixMillis::new(0)), "1970-01-01T09:00:00+09:00");
+    fn formats_in_kst_with_three_fractional_digits() {
+        let cases: &[(i64, &str)] = &[
+            (0, "1970-01-01T09:00:00.000+09:00"),
+            (1_795_449_892_000, "2026-11-24T01:04:52.000+09:00"),
+            (1_795_449_892_100, "2026-11-24T01:04:52.100+09:00"),
+            (1_795_449_892_120, "2026-11-24T01:04:52.120+09:00"),
+            (1_795_449_892_123, "2026-11-24T01:04:52.123+09:00"),
+        ];
+        for &(millis, expected) in cases {
+            assert_eq!(rfc3339(UnixMillis::new(millis)), expected);
+        }
+    }
+
+    #[test]
+    fn what_it_prints_parses_back() {
+        for millis in [0, 1_795_449_892_000, 1_795_449_892_120, 1_795_449_892_123] {
+            let text = rfc3339(UnixMillis::new(millis));
+            assert_eq!(parse_instant(&text, false), Some(UnixMillis::new(millis)), "{text}");
+        }
         assert_eq!(
-            rfc3339(UnixMillis::new(1_795_449_892_123)),
-            "2026-11-24T01:04:52.123+09:00"
+            parse_instant("2026-11-24T01:04:52+09:00", false),
+            Some(UnixMillis::new(1_795_449_892_000))
+        );
+        assert_eq!(
+            parse_instant("2026-11-24", false),
+            Some(UnixMillis::new(1_795_446_000_000))
         );
     }
 

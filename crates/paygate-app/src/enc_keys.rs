@@ -5,6 +5,7 @@ use paygate_store::{StoreError, StoredEncKey};
 
 use crate::auth::Caller;
 use crate::encdata::{self, EncDataError, EncDataKey};
+use crate::idempotency::{Answer, Claim, Idempotent, Once};
 use crate::payments::{CardFields, InternalError, PaymentError};
 use crate::App;
 
@@ -65,13 +66,36 @@ impl App {
     }
 
     /// Issues the next version; the previous one keeps working for a day.
-    pub async fn rotate_encryption_key(&self, caller: &Caller) -> Result<EncDataKey, PaymentError> {
+    pub async fn rotate_encryption_key(
+        &self,
+        caller: &Caller,
+        idempotency: Option<Idempotent<EncDataKey, PaymentError>>,
+    ) -> Result<Answer<EncDataKey>, PaymentError> {
+        let claim = match self.start_once(caller, idempotency).await? {
+            Once::Run(claim) => claim,
+            Once::Answer(answer) => return Ok(answer),
+        };
         let stored = self.store().enc_keys(caller.merchant.id, caller.key.mode).await?;
         let next = stored.iter().map(|k| k.version).max().unwrap_or(0).saturating_add(1);
-        self.add_encryption_key(caller, next).await
+        match self.add_encryption_key_once(caller, next, claim.as_ref()).await {
+            Err(PaymentError::Idempotency(_)) => match &claim {
+                Some(claim) => self.once_after_conflict(claim).await,
+                None => Err(PaymentError::Concurrent),
+            },
+            other => other.map(Answer::Fresh),
+        }
     }
 
     async fn add_encryption_key(&self, caller: &Caller, version: u32) -> Result<EncDataKey, PaymentError> {
+        self.add_encryption_key_once(caller, version, None).await
+    }
+
+    async fn add_encryption_key_once(
+        &self,
+        caller: &Caller,
+        version: u32,
+        claim: Option<&Claim<EncDataKey, PaymentError>>,
+    ) -> Result<EncDataKey, PaymentError> {
         let key = EncDataKey::generate(version);
         let now = self.clock().now();
         let sealed = self.vault.seal(&purpose(caller, version), key.expose_bytes())?;
@@ -81,6 +105,9 @@ impl App {
             created_at: now,
             retires_at: None,
         };
+        // The stored answer is the edge's rendering; it carries no key material (see the API's renderer).
+        let answer: Result<EncDataKey, PaymentError> = Ok(key.clone());
+        let idempotency = claim.map(|c| c.record(None, &answer, now));
         match self
             .store()
             .add_enc_key(
@@ -88,10 +115,12 @@ impl App {
                 caller.key.mode,
                 &stored,
                 now.saturating_add_secs(ENC_KEY_OVERLAP_SECS),
+                idempotency.as_ref(),
             )
             .await
         {
             Ok(()) => Ok(key),
+            Err(StoreError::IdempotencyConflict) => Err(crate::idempotency::IdempotencyRefusal::InFlight.into()),
             // Two first-use requests raced: the other one's key stands.
             Err(StoreError::Conflict(_)) => self
                 .live_enc_keys(caller)

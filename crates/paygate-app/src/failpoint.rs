@@ -1,11 +1,11 @@
 //! Fail points: named places where a fault harness can make the process die on the spot, as a SIGKILL would.
 //!
 //! They exist to prove crash safety at the exact moments that matter (the acquirer has answered but nothing is
-//! committed yet, the payment is committed but the idempotent answer is not). They are off unless the environment
+//! committed yet, the outcome is committed but the caller never heard it). They are off unless the environment
 //! variable `PAYGATE_FAILPOINTS` names them when the process starts:
 //!
 //! ```text
-//! PAYGATE_FAILPOINTS="approve.after_acquirer=0.01,idempotency.before_complete=0.005"
+//! PAYGATE_FAILPOINTS="approve.after_acquirer=0.01,approve.after_outcome=0.005"
 //! ```
 //!
 //! Each entry is `name=probability` (0 < p ≤ 1). When a named point is reached, the process aborts with that
@@ -25,8 +25,8 @@ pub const POINTS: &[&str] = &[
     "cancel.after_acquirer",
     // The inquiry worker learned the acquirer's answer; the result is not committed.
     "inquiry.after_acquirer",
-    // The handler's answer is final and its effects committed; the idempotent answer is not stored yet.
-    "idempotency.before_complete",
+    // The approval, with the request's idempotent answer, is committed; the HTTP answer is not sent yet.
+    "approve.after_outcome",
 ];
 
 /// The variable that arms fail points.
@@ -86,8 +86,8 @@ mod tests {
     #[test]
     fn parses_known_points_and_refuses_the_rest() {
         assert_eq!(
-            parse("approve.after_acquirer=0.5, idempotency.before_complete=1").unwrap(),
-            vec![("approve.after_acquirer", 0.5), ("idempotency.before_complete", 1.0)]
+            parse("approve.after_acquirer=0.5, approve.after_outcome=1").unwrap(),
+            vec![("approve.after_acquirer", 0.5), ("approve.after_outcome", 1.0)]
         );
         assert_eq!(parse("").unwrap(), vec![]);
         assert!(parse("approve.after_acquirr=0.5")

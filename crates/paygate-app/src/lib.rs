@@ -9,6 +9,8 @@ pub mod clock;
 pub mod enc_keys;
 pub mod encdata;
 pub mod failpoint;
+pub mod idempotency;
+pub mod instant;
 pub mod merchants;
 pub mod outbox;
 pub mod payments;
@@ -72,6 +74,7 @@ pub struct App {
     acquirers: payments::Acquirers,
     payments: payments::PaymentConfig,
     outbox: outbox::OutboxConfig,
+    idempotency: idempotency::IdempotencyOptions,
     deliverer: Arc<paygate_outbound::Deliverer>,
     /// Derives receipt tokens and sandbox OTPs; derived from the pepper so it is stable across restarts.
     receipt_key: Vec<u8>,
@@ -83,6 +86,7 @@ pub struct AppOptions {
     pub acquirers: payments::Acquirers,
     pub payments: payments::PaymentConfig,
     pub outbox: outbox::OutboxConfig,
+    pub idempotency: idempotency::IdempotencyOptions,
 }
 
 impl App {
@@ -123,6 +127,7 @@ impl App {
             acquirers: options.acquirers,
             payments: options.payments,
             outbox,
+            idempotency: options.idempotency,
             deliverer: Arc::new(deliverer),
             receipt_key: derive_key(&secrets.api_key_pepper, b"paygate receipt and sandbox OTP key"),
         })

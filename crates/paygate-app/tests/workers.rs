@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paygate_app::clock::ManualClock;
-use paygate_app::payments::{Acquirers, CancelRequest as CancelPayment, CardFields, KeyInRequest, PaymentConfig};
+use paygate_app::idempotency::Answer;
+use paygate_app::payments::{
+    Acquirers, CancelRequest as CancelPayment, CardFields, KeyInRequest, PaymentConfig, PaymentView,
+};
 use paygate_app::{App, AppOptions, Secrets};
 use paygate_connectors::{
     Acquirer, AcquirerId, Approval, ApproveOutcome, ApproveRequest, CancelOutcome, CancelRequest, Cancellation,
@@ -114,6 +117,13 @@ fn approval(reference: &str) -> Approval {
 
 const PAYMENTS: usize = 32;
 
+fn fresh(answer: Answer<PaymentView>) -> PaymentView {
+    match answer {
+        Answer::Fresh(view) => view,
+        Answer::Replay(_) => panic!("no idempotency key was sent, nothing can be replayed"),
+    }
+}
+
 struct Harness {
     app: App,
     clock: Arc<ManualClock>,
@@ -177,7 +187,7 @@ fn key_in(index: usize) -> KeyInRequest {
 async fn unknown_approvals_are_resolved_concurrently_within_the_bound() {
     let h = harness(SlowAcquirer::new(false)).await;
     for index in 0..PAYMENTS {
-        let view = h.app.key_in(&h.caller, key_in(index)).await.unwrap();
+        let view = fresh(h.app.key_in(&h.caller, key_in(index), None).await.unwrap());
         assert_eq!(view.payment.status, PaymentStatus::InProgress);
     }
     h.clock.advance_millis(60_000);
@@ -206,7 +216,7 @@ async fn unknown_approvals_are_resolved_concurrently_within_the_bound() {
 async fn lost_cancels_are_retried_concurrently_within_the_bound() {
     let h = harness(SlowAcquirer::new(true)).await;
     for index in 0..PAYMENTS {
-        let view = h.app.key_in(&h.caller, key_in(index)).await.unwrap();
+        let view = fresh(h.app.key_in(&h.caller, key_in(index), None).await.unwrap());
         assert_eq!(view.payment.status, PaymentStatus::Done);
         let request = CancelPayment {
             reason: "changed my mind".into(),
@@ -214,7 +224,7 @@ async fn lost_cancels_are_retried_concurrently_within_the_bound() {
             expected_balance: None,
         };
         // The answer is lost: the cancel stays pending for the worker.
-        let _ = h.app.cancel(&h.caller, view.payment.id, request).await;
+        let _ = h.app.cancel(&h.caller, view.payment.id, request, None).await;
     }
     h.acquirer.hold_cancels.store(true, Ordering::SeqCst);
     h.clock.advance_millis(600_000);

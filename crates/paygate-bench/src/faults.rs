@@ -498,7 +498,8 @@ impl Load {
             },
             // The previous attempt's holder died with the key claimed: wait for the claim to lapse.
             409 if code == "IDEMPOTENT_REQUEST_PROCESSING" => Attempt::Retry(Duration::from_millis(250)),
-            // The previous attempt recorded the payment but its answer was lost with the process: look it up.
+            // Must not happen (the verdict fails on it): the previous attempt recorded the payment under this key.
+            // Looked up all the same, so the other invariants are still checked.
             409 if code == "DUPLICATED_ORDER_ID" => match self.lookup(base, order_id).await {
                 Some(payment) => Attempt::Ack(Ack {
                     order_id: order_id.to_owned(),
@@ -642,6 +643,14 @@ async fn converge_and_verify(
     let done = finals.values().filter(|p| p["status"] == "DONE").count();
     let by_lookup = acks.iter().filter(|a| a.by_lookup).count();
 
+    // A retry under the order's own Idempotency-Key must get the payment (its stored answer, or its current state
+    // after a crash), never DUPLICATED_ORDER_ID: the key is claimed in the payment's own transaction.
+    verdict.check(
+        by_lookup == 0,
+        format!(
+            "{by_lookup} retries were answered DUPLICATED_ORDER_ID for their own order (acknowledged only by a lookup)"
+        ),
+    );
     verdict.figure(format!(
         "{} orders sent, {} acknowledged ({} of them by looking the order up after a retry), retries {}, connection errors {}, 5xx {}",
         orders.len(),
@@ -716,7 +725,7 @@ async fn converge_and_verify(
 // kill9
 
 const FAILPOINTS: &str =
-    "approve.before_acquirer=0.002,approve.after_acquirer=0.004,idempotency.before_complete=0.002,inquiry.after_acquirer=0.05";
+    "approve.before_acquirer=0.002,approve.after_acquirer=0.004,approve.after_outcome=0.002,inquiry.after_acquirer=0.05";
 
 async fn kill9(setup: &Setup, binary: &Path, kills: usize, concurrency: usize) -> Result<Verdict> {
     let mut verdict = Verdict::new("kill9");

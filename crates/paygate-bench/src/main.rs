@@ -88,7 +88,7 @@ struct Shape {
     /// Seconds at the step's rate before measuring.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
-    /// The p99 bound, in milliseconds, for --find-max.
+    /// The p99 bound, in milliseconds: --find-max climbs to it; a fixed-rate step above it fails (exit 1).
     #[arg(long = "p99-ms", default_value_t = 50)]
     p99_ms: u64,
     /// Rate multiplier per climbing step, in percent.

@@ -34,7 +34,7 @@ impl EventType {
 pub enum DeliveryKind {
     /// A signed JSON webhook to an endpoint the merchant registered.
     Webhook,
-    /// The notification URL (노티): success is a response body containing `SUCCESS`.
+    /// The notification URL (노티): success is a 2xx answer whose body contains `SUCCESS`.
     Notification,
 }
 

@@ -154,8 +154,8 @@ pub fn webhook_succeeded(result: &DeliveryResult) -> bool {
 /// response body contains `SUCCESS` (case-sensitive, anywhere in the first `response_body_max_bytes` bytes).
 ///
 /// The seed only asks for the body; the 2xx is required too because an error page that happens to quote the word
-/// (a 500 with a stack trace mentioning `SUCCESS`) is not an acknowledgement. Beware that "contains" also matches
-/// `UNSUCCESSFUL`: merchants are told to answer exactly `SUCCESS`.
+/// (a 500 with a stack trace mentioning `SUCCESS`) is not an acknowledgement. "Contains" also matches
+/// `UNSUCCESSFUL`: docs/webhooks.md states this one rule and tells merchants never to put the word in a failure.
 pub fn notification_succeeded(result: &DeliveryResult) -> bool {
     result.is_2xx() && result.response_body.contains(NOTIFICATION_SUCCESS_MARKER)
 }

@@ -9,10 +9,12 @@
 //! Every method that changes state does all of its writes in one transaction, and state changes are conditional
 //! on the state they came from (`UPDATE … WHERE id = ? AND state = ?`), so a lost race is reported, not overwritten.
 
+pub mod idempotency;
 mod migrate;
 pub mod outbox;
 pub mod payments;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -25,12 +27,14 @@ use paygate_domain::api_key::Mode;
 use paygate_domain::api_key::{ApiKey, KeyHash};
 use paygate_domain::id::{ApiKeyId, MerchantId};
 use paygate_domain::id::{EventId, PaymentId, WebhookEndpointId};
-use paygate_domain::idempotency::{IdempotencyKey, RequestFingerprint};
 use paygate_domain::merchant::Merchant;
 use paygate_domain::order::OrderId;
 use paygate_domain::payment::{Payment, PaymentTransaction};
 use paygate_domain::time::UnixMillis;
 
+pub use idempotency::{
+    IdempotencyRecord, IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyWrite, StoredResponse,
+};
 pub use migrate::MigrationReport;
 pub use outbox::{
     Attempt, AttemptOutcome, ClaimedDelivery, Delivery, DisableEndpoint, EndpointStatus, MerchantSettings, NewEvent,
@@ -38,7 +42,7 @@ pub use outbox::{
 };
 pub use payments::{
     AcquirerContract, CheckoutCardChange, CheckoutEntry, CheckoutSession, InsertPaymentOutcome, JournalEntry,
-    LedgerAudit, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
+    LedgerAudit, PaymentInsert, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
 };
 pub use url::{DatabaseUrl, DatabaseUrlError};
 
@@ -66,6 +70,9 @@ pub enum StoreError {
     /// A uniqueness or state condition did not hold (e.g. a duplicate ID or a lost state race).
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The transaction's idempotency key was claimed by another request first; nothing was written.
+    #[error("the idempotency key is already taken")]
+    IdempotencyConflict,
     /// The database cannot be reached or refused the connection.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -153,44 +160,6 @@ pub struct NewApiKey {
     pub hash: KeyHash,
 }
 
-/// Who an idempotency key belongs to: keys are scoped per merchant and mode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdempotencyScope {
-    pub merchant_id: MerchantId,
-    pub mode: Mode,
-    pub key: IdempotencyKey,
-}
-
-/// A request's attempt to claim an idempotency key.
-#[derive(Clone, Debug)]
-pub struct IdempotencyClaim {
-    pub scope: IdempotencyScope,
-    pub fingerprint: RequestFingerprint,
-    /// Random per attempt; completing or releasing the key is conditional on it.
-    pub lock_token: i64,
-    pub now: UnixMillis,
-    /// After this instant a crashed holder's claim may be taken over.
-    pub locked_until: UnixMillis,
-}
-
-/// The stored answer to replay.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub content_type: String,
-    pub body: Vec<u8>,
-}
-
-/// The outcome of [`Store::idempotency_claim`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IdempotencyClaimOutcome {
-    /// The caller holds the key and must run the request, then complete or release it.
-    Claimed,
-    Replay(StoredResponse),
-    InFlight,
-    Reused,
-}
-
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
@@ -229,21 +198,13 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a key at `at` (or keeps an earlier revocation instant). `NotFound` if it does not exist.
     async fn revoke_key(&self, id: ApiKeyId, at: UnixMillis) -> Result<ApiKey, StoreError>;
 
-    // Idempotency.
+    // Idempotency. Records are written only inside other writes (`IdempotencyWrite`), never on their own.
 
-    /// Atomically claims the key, or reports what is already stored under it (see `paygate_domain::idempotency`).
-    async fn idempotency_claim(&self, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError>;
+    /// The record under a key, if any.
+    async fn idempotency_record(&self, scope: &IdempotencyScope) -> Result<Option<IdempotencyRecord>, StoreError>;
 
-    /// Stores the response of a claimed key. `Conflict` if the claim was lost (taken over after expiry).
-    async fn idempotency_complete(
-        &self,
-        scope: &IdempotencyScope,
-        lock_token: i64,
-        response: &StoredResponse,
-        now: UnixMillis,
-    ) -> Result<(), StoreError>;
-
-    /// Gives a claimed key back, so the client may retry (after a 5xx, when nothing may have been stored).
+    /// Deletes a claim that has no resource to answer from (a legacy claim whose request died), conditionally on
+    /// its lock token, so the key may be used again.
     async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError>;
 
     /// Deletes at most `limit` records created before `created_before`; returns how many.
@@ -263,12 +224,9 @@ pub trait Store: Send + Sync + 'static {
 
     // Payments.
 
-    /// Inserts a new payment (version 0), with its encrypted checkout card if any.
-    async fn insert_payment(
-        &self,
-        payment: &Payment,
-        checkout_card: Option<&Sealed>,
-    ) -> Result<InsertPaymentOutcome, StoreError>;
+    /// Inserts a new payment (version 0) with what belongs to it (checkout card and session, idempotency claim) in
+    /// one transaction. `IdempotencyConflict` if the claim's key was taken; nothing is written then.
+    async fn insert_payment(&self, insert: &PaymentInsert) -> Result<InsertPaymentOutcome, StoreError>;
 
     /// A payment of this merchant and mode (another merchant's payment is `None`).
     async fn payment(&self, merchant_id: MerchantId, mode: Mode, id: PaymentId) -> Result<Option<Payment>, StoreError>;
@@ -316,6 +274,7 @@ pub trait Store: Send + Sync + 'static {
         mode: Mode,
         key: &StoredEncKey,
         retire_previous_at: UnixMillis,
+        idempotency: Option<&IdempotencyWrite>,
     ) -> Result<(), StoreError>;
 
     // Ledger.
@@ -335,7 +294,11 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<(), StoreError>;
 
-    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+    async fn insert_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        idempotency: Option<&IdempotencyWrite>,
+    ) -> Result<(), StoreError>;
 
     async fn endpoint(
         &self,
@@ -349,7 +312,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a changed endpoint (subscriptions included), conditional on the stored version being
     /// `endpoint.version - 1`; `Conflict` otherwise.
-    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+    async fn update_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        idempotency: Option<&IdempotencyWrite>,
+    ) -> Result<(), StoreError>;
 
     /// Writes an event on its own (not tied to a payment change), with its deliveries.
     async fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError>;
@@ -412,6 +379,7 @@ pub trait Store: Send + Sync + 'static {
         notification: Option<&NotificationTarget>,
         resend: u32,
         now: UnixMillis,
+        idempotency: Option<&IdempotencyWrite>,
     ) -> Result<u32, StoreError>;
 }
 

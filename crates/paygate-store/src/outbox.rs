@@ -38,6 +38,19 @@ impl NotificationFormat {
 pub struct MerchantSettings {
     pub notification_url: Option<String>,
     pub notification_format: NotificationFormat,
+    /// Origins (`scheme://host[:port]`, lowercase) that client-key payments may send the browser back to.
+    pub redirect_origins: Vec<String>,
+}
+
+impl MerchantSettings {
+    /// The stored form of `redirect_origins`: one per line (an origin holds no line break).
+    pub fn redirect_origins_text(&self) -> String {
+        self.redirect_origins.join("\n")
+    }
+
+    pub fn parse_redirect_origins(text: &str) -> Vec<String> {
+        text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    }
 }
 
 impl Default for MerchantSettings {
@@ -45,6 +58,7 @@ impl Default for MerchantSettings {
         MerchantSettings {
             notification_url: None,
             notification_format: NotificationFormat::Form,
+            redirect_origins: Vec::new(),
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct PaymentUpdate {
     pub checkout_card: CheckoutCardChange,
     /// Events the change causes, written (with their deliveries) in the same transaction.
     pub events: Vec<crate::outbox::NewEvent>,
+    /// The request's idempotency claim or answer, written in the same transaction.
+    pub idempotency: Option<crate::IdempotencyWrite>,
 }
 
 impl PaymentUpdate {
@@ -72,6 +74,29 @@ impl PaymentUpdate {
             journals: Vec::new(),
             checkout_card: CheckoutCardChange::Keep,
             events: Vec::new(),
+            idempotency: None,
+        }
+    }
+}
+
+/// A new payment and what is written with it, in one transaction.
+#[derive(Clone, Debug)]
+pub struct PaymentInsert {
+    pub payment: Payment,
+    /// A checkout's card, sealed, until the confirm.
+    pub checkout_card: Option<Sealed>,
+    /// A checkout's session (how it was started, where the browser returns).
+    pub checkout_session: Option<CheckoutSession>,
+    pub idempotency: Option<crate::IdempotencyWrite>,
+}
+
+impl PaymentInsert {
+    pub fn new(payment: Payment) -> PaymentInsert {
+        PaymentInsert {
+            payment,
+            checkout_card: None,
+            checkout_session: None,
+            idempotency: None,
         }
     }
 }

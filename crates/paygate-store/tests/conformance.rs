@@ -10,25 +10,14 @@ use std::sync::Arc;
 
 use common::*;
 use paygate_domain::api_key::{KeyHash, KeyKind, Mode};
-use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::id::ApiKeyId;
 use paygate_domain::time::UnixMillis;
-use paygate_store::{
-    Backend, DatabaseUrl, IdempotencyClaimOutcome, MigrationReport, OpenMode, Store, StoreError, StoreOptions,
-    StoredResponse,
-};
+use paygate_store::{Backend, DatabaseUrl, MigrationReport, OpenMode, Store, StoreError, StoreOptions};
 
 const T0: i64 = 1_700_000_000_000;
 
 /// Every migration this paygate knows, in order.
-const MIGRATIONS: [i64; 4] = [1, 2, 3, 4];
-
-fn response(status: u16, body: &[u8]) -> StoredResponse {
-    StoredResponse {
-        status,
-        content_type: "application/json; charset=utf-8".into(),
-        body: body.to_vec(),
-    }
-}
+const MIGRATIONS: [i64; 6] = [1, 2, 3, 4, 5, 6];
 
 fn is_conflict<T: std::fmt::Debug>(result: &Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::Conflict(_)))
@@ -399,208 +388,6 @@ async fn rotation() {
 // Idempotency.
 
 #[tokio::test]
-async fn idempotency_lifecycle() {
-    let ts = fresh_store().await;
-    let (merchant, _) = seeded_merchant(&*ts, T0).await;
-    let scope = scope(merchant.id, Mode::Test, "order-1");
-    let until = T0 + 60_000;
-    assert_eq!(
-        ts.idempotency_claim(&claim(&scope, 1, 11, T0, until)).await.unwrap(),
-        IdempotencyClaimOutcome::Claimed
-    );
-    // (fingerprint, expected) while in flight
-    for (fingerprint, expected) in [
-        (1, IdempotencyClaimOutcome::InFlight),
-        (2, IdempotencyClaimOutcome::Reused),
-    ] {
-        let outcome = ts
-            .idempotency_claim(&claim(&scope, fingerprint, 12, T0 + 1, until))
-            .await
-            .unwrap();
-        assert_eq!(outcome, expected, "fingerprint {fingerprint} in flight");
-    }
-    let stored = response(201, b"{\"ok\":true}\x00\xff\xfe");
-    let wrong = ts
-        .idempotency_complete(&scope, 12, &stored, UnixMillis::new(T0 + 2))
-        .await;
-    assert!(is_conflict(&wrong), "{wrong:?}");
-    ts.idempotency_complete(&scope, 11, &stored, UnixMillis::new(T0 + 2))
-        .await
-        .unwrap();
-    let twice = ts
-        .idempotency_complete(&scope, 11, &stored, UnixMillis::new(T0 + 3))
-        .await;
-    assert!(is_conflict(&twice), "completing twice: {twice:?}");
-    // (fingerprint, expected) once completed, before and after the lock would have expired
-    for now in [T0 + 3, until + 1] {
-        let replay = ts
-            .idempotency_claim(&claim(&scope, 1, 13, now, now + 60_000))
-            .await
-            .unwrap();
-        assert_eq!(replay, IdempotencyClaimOutcome::Replay(stored.clone()));
-        let reused = ts
-            .idempotency_claim(&claim(&scope, 2, 14, now, now + 60_000))
-            .await
-            .unwrap();
-        assert_eq!(reused, IdempotencyClaimOutcome::Reused);
-    }
-    // Releasing a completed key does nothing.
-    ts.idempotency_release(&scope, 11).await.unwrap();
-    let replay = ts
-        .idempotency_claim(&claim(&scope, 1, 15, T0 + 4, until))
-        .await
-        .unwrap();
-    assert_eq!(replay, IdempotencyClaimOutcome::Replay(stored));
-}
-
-#[tokio::test]
-async fn released_keys_can_be_claimed_again() {
-    let ts = fresh_store().await;
-    let (merchant, _) = seeded_merchant(&*ts, T0).await;
-    let scope = scope(merchant.id, Mode::Live, "retry-me");
-    let until = T0 + 60_000;
-    assert_eq!(
-        ts.idempotency_claim(&claim(&scope, 1, 1, T0, until)).await.unwrap(),
-        IdempotencyClaimOutcome::Claimed
-    );
-    ts.idempotency_release(&scope, 999).await.unwrap(); // not the holder: no effect
-    assert_eq!(
-        ts.idempotency_claim(&claim(&scope, 1, 2, T0, until)).await.unwrap(),
-        IdempotencyClaimOutcome::InFlight
-    );
-    ts.idempotency_release(&scope, 1).await.unwrap();
-    // Released: any request may claim it now, even a different one.
-    assert_eq!(
-        ts.idempotency_claim(&claim(&scope, 2, 3, T0, until)).await.unwrap(),
-        IdempotencyClaimOutcome::Claimed
-    );
-    ts.idempotency_complete(&scope, 3, &response(200, b"{}"), UnixMillis::new(T0))
-        .await
-        .unwrap();
-    let old = ts
-        .idempotency_complete(&scope, 1, &response(500, b"{}"), UnixMillis::new(T0))
-        .await;
-    assert!(is_conflict(&old), "{old:?}");
-}
-
-#[tokio::test]
-async fn expired_claims_are_taken_over() {
-    let ts = fresh_store().await;
-    let (merchant, _) = seeded_merchant(&*ts, T0).await;
-    let scope = scope(merchant.id, Mode::Test, "crashed");
-    let until = T0 + 1_000;
-    assert_eq!(
-        ts.idempotency_claim(&claim(&scope, 7, 1, T0, until)).await.unwrap(),
-        IdempotencyClaimOutcome::Claimed
-    );
-    // (now, fingerprint, token, expected): just before expiry still in flight; another request is refused even
-    // after expiry; at the expiry instant the same request takes it over; the new holder's lock then holds.
-    let steps = [
-        (until - 1, 7, 2, IdempotencyClaimOutcome::InFlight),
-        (until + 5, 8, 3, IdempotencyClaimOutcome::Reused),
-        (until, 7, 4, IdempotencyClaimOutcome::Claimed),
-        (until + 1, 7, 5, IdempotencyClaimOutcome::InFlight),
-    ];
-    for (now, fingerprint, token, expected) in steps {
-        let outcome = ts
-            .idempotency_claim(&claim(&scope, fingerprint, token, now, now + 1_000))
-            .await
-            .unwrap();
-        assert_eq!(outcome, expected, "claim at {now} with fingerprint {fingerprint}");
-    }
-    // The crashed holder comes back: it lost the key.
-    let late = ts
-        .idempotency_complete(&scope, 1, &response(200, b"late"), UnixMillis::new(until + 2))
-        .await;
-    assert!(is_conflict(&late), "{late:?}");
-    ts.idempotency_release(&scope, 1).await.unwrap(); // no effect either
-    ts.idempotency_complete(&scope, 4, &response(200, b"fresh"), UnixMillis::new(until + 3))
-        .await
-        .unwrap();
-    let replay = ts
-        .idempotency_claim(&claim(&scope, 7, 6, until + 4, until + 5))
-        .await
-        .unwrap();
-    assert_eq!(replay, IdempotencyClaimOutcome::Replay(response(200, b"fresh")));
-}
-
-#[tokio::test]
-async fn idempotency_scopes_are_independent() {
-    let ts = fresh_store().await;
-    let (a, _) = seeded_merchant(&*ts, T0).await;
-    let (b, _) = seeded_merchant(&*ts, T0 + 1).await;
-    let scopes = [
-        (a.id, Mode::Test),
-        (a.id, Mode::Live),
-        (b.id, Mode::Test),
-        (b.id, Mode::Live),
-    ];
-    for (round, expected) in [
-        (0, IdempotencyClaimOutcome::Claimed),
-        (1, IdempotencyClaimOutcome::InFlight),
-    ] {
-        for (i, (merchant_id, mode)) in scopes.iter().enumerate() {
-            let token = i64::try_from(i).unwrap() + round * 10;
-            let outcome = ts
-                .idempotency_claim(&claim(
-                    &scope(*merchant_id, *mode, "same-key"),
-                    1,
-                    token,
-                    T0,
-                    T0 + 60_000,
-                ))
-                .await
-                .unwrap();
-            assert_eq!(outcome, expected, "round {round}, {merchant_id} {mode:?}");
-        }
-    }
-}
-
-#[tokio::test]
-async fn claims_for_unknown_merchants_are_conflicts() {
-    let ts = fresh_store().await;
-    let nobody = MerchantId::new(UnixMillis::new(T0), entropy());
-    let result = ts
-        .idempotency_claim(&claim(&scope(nobody, Mode::Test, "k"), 1, 1, T0, T0 + 1))
-        .await;
-    assert!(is_conflict(&result), "foreign keys must be enforced: {result:?}");
-}
-
-#[tokio::test]
-async fn reaping_is_by_age_and_bounded() {
-    let ts = fresh_store().await;
-    let (merchant, _) = seeded_merchant(&*ts, T0).await;
-    let created = [100, 200, 300, 400, 500];
-    for (i, at) in created.iter().enumerate() {
-        let scope = scope(merchant.id, Mode::Test, &format!("k{i}"));
-        ts.idempotency_claim(&claim(&scope, 1, 1, *at, at + 10)).await.unwrap();
-        if i % 2 == 0 {
-            ts.idempotency_complete(&scope, 1, &response(200, b"{}"), UnixMillis::new(at + 1))
-                .await
-                .unwrap();
-        }
-    }
-    // Three records (100, 200, 300) are older than 350: at most two go per call.
-    let cutoff = UnixMillis::new(350);
-    let mut deleted = Vec::new();
-    for _ in 0..3 {
-        deleted.push(ts.idempotency_reap(cutoff, 2).await.unwrap());
-    }
-    assert_eq!(deleted, [2, 1, 0]);
-    assert_eq!(ts.idempotency_reap(UnixMillis::new(400), 0).await.unwrap(), 0);
-    for (i, at) in created.iter().enumerate() {
-        let scope = scope(merchant.id, Mode::Test, &format!("k{i}"));
-        // Before the lock expiry: a surviving in-flight record answers InFlight, a completed one Replay.
-        let outcome = ts.idempotency_claim(&claim(&scope, 1, 2, *at, at + 10)).await.unwrap();
-        let survived = *at >= 350;
-        match outcome {
-            IdempotencyClaimOutcome::Claimed => assert!(!survived, "record created at {at} was reaped"),
-            _ => assert!(survived, "record created at {at} survived the reaper: {outcome:?}"),
-        }
-    }
-}
-
-#[tokio::test]
 async fn rows_the_domain_cannot_read_are_corrupt() {
     let ts = fresh_store().await;
     let merchant = merchant_at(T0);
@@ -626,34 +413,6 @@ async fn processes(ts: &TestStore, count: usize) -> Vec<Arc<dyn Store>> {
         stores.push(ts.db.open().await.unwrap().0);
     }
     stores
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claims_have_one_winner() {
-    let ts = fresh_store().await;
-    let (merchant, _) = seeded_merchant(&*ts, T0).await;
-    let stores = processes(&ts, 3).await;
-    let scope = scope(merchant.id, Mode::Live, "pay-once");
-    let tasks: Vec<_> = (0..100)
-        .map(|i: i64| {
-            let store = Arc::clone(&stores[usize::try_from(i).unwrap() % stores.len()]);
-            let claim = claim(&scope, 1, i, T0, T0 + 60_000);
-            tokio::spawn(async move { store.idempotency_claim(&claim).await })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.unwrap().unwrap());
-    }
-    let claimed = outcomes
-        .iter()
-        .filter(|o| **o == IdempotencyClaimOutcome::Claimed)
-        .count();
-    let in_flight = outcomes
-        .iter()
-        .filter(|o| **o == IdempotencyClaimOutcome::InFlight)
-        .count();
-    assert_eq!((claimed, in_flight), (1, 99), "{outcomes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

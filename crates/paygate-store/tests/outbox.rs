@@ -88,7 +88,7 @@ async fn add_endpoint(
     millis: i64,
 ) -> WebhookEndpoint {
     let e = endpoint(merchant, mode, types, status, millis);
-    store.insert_endpoint(&e).await.unwrap();
+    store.insert_endpoint(&e, None).await.unwrap();
     e
 }
 
@@ -264,12 +264,14 @@ async fn merchant_settings_default_and_upsert() {
     let defaults = MerchantSettings {
         notification_url: None,
         notification_format: NotificationFormat::Form,
+        redirect_origins: Vec::new(),
     };
     assert_eq!(ts.merchant_settings(merchant.id, Mode::Test).await.unwrap(), defaults);
 
     let json = MerchantSettings {
         notification_url: Some("https://shop.example/noti?from=paygate&x=한".into()),
         notification_format: NotificationFormat::Json,
+        redirect_origins: vec!["https://shop.example".into(), "http://127.0.0.1:8081".into()],
     };
     ts.set_merchant_settings(merchant.id, Mode::Test, &json, at(T0 + 10))
         .await
@@ -308,7 +310,7 @@ async fn endpoints_round_trip_list_and_update_conditionally() {
     let mut first = endpoint(&merchant, Mode::Test, &[WED, PSC], EndpointStatus::Enabled, T0 + 10);
     first.previous_secret = Some((sealed(1, 5), at(T0 + 86_400_000)));
     first.failing_since = Some(at(T0 + 5));
-    ts.insert_endpoint(&first).await.unwrap();
+    ts.insert_endpoint(&first, None).await.unwrap();
     let second = add_endpoint(&*ts, &merchant, Mode::Test, &[PSC], EndpointStatus::Disabled, T0 + 20).await;
     let none = add_endpoint(&*ts, &merchant, Mode::Test, &[], EndpointStatus::Enabled, T0 + 30).await;
     let deleted = add_endpoint(&*ts, &merchant, Mode::Test, &[PSC], EndpointStatus::Deleted, T0 + 40).await;
@@ -334,7 +336,7 @@ async fn endpoints_round_trip_list_and_update_conditionally() {
     assert_eq!(ts.list_endpoints(other.id, Mode::Live).await.unwrap(), vec![]);
 
     // The same ID twice is refused.
-    assert!(is_conflict(&ts.insert_endpoint(&first).await));
+    assert!(is_conflict(&ts.insert_endpoint(&first, None).await));
 
     // A full rewrite: every field and the subscriptions.
     let mut changed = first.clone();
@@ -347,7 +349,7 @@ async fn endpoints_round_trip_list_and_update_conditionally() {
     changed.failing_since = None;
     changed.updated_at = at(T0 + 1_000);
     changed.version = first.version + 1;
-    ts.update_endpoint(&changed).await.unwrap();
+    ts.update_endpoint(&changed, None).await.unwrap();
     // The failure streak belongs to the delivery worker: a merchant's update leaves it as stored…
     let mut expected = changed.clone();
     expected.failing_since = first.failing_since;
@@ -359,12 +361,12 @@ async fn endpoints_round_trip_list_and_update_conditionally() {
     stale.version = first.version + 1;
     stale.url = "https://hooks.example/stale".into();
     stale.event_types = vec![PSC, WED];
-    assert!(is_conflict(&ts.update_endpoint(&stale).await));
+    assert!(is_conflict(&ts.update_endpoint(&stale, None).await));
     let mut skipping = changed.clone();
     skipping.version = changed.version + 2;
     skipping.event_types = vec![];
     skipping.url = "https://hooks.example/skipping".into();
-    assert!(is_conflict(&ts.update_endpoint(&skipping).await));
+    assert!(is_conflict(&ts.update_endpoint(&skipping, None).await));
     assert_eq!(stored_endpoint(&*ts, &first).await, changed);
 
     // Back: subscriptions are replaced again, the previous secret cleared.
@@ -374,7 +376,7 @@ async fn endpoints_round_trip_list_and_update_conditionally() {
     again.disabled_reason = None;
     again.previous_secret = None;
     again.version = changed.version + 1;
-    ts.update_endpoint(&again).await.unwrap();
+    ts.update_endpoint(&again, None).await.unwrap();
     // …and only re-enabling a disabled endpoint clears it.
     again.failing_since = None;
     assert_eq!(stored_endpoint(&*ts, &first).await, again);
@@ -383,7 +385,7 @@ async fn endpoints_round_trip_list_and_update_conditionally() {
     let mut gone = second.clone();
     gone.status = EndpointStatus::Deleted;
     gone.version = second.version + 1;
-    ts.update_endpoint(&gone).await.unwrap();
+    ts.update_endpoint(&gone, None).await.unwrap();
     assert_eq!(
         ts.list_endpoints(merchant.id, Mode::Test).await.unwrap(),
         vec![again, none]
@@ -551,7 +553,7 @@ async fn payment_updates_write_their_events_atomically() {
         at(T0 + 30_010),
     );
     assert_eq!(
-        ts.insert_payment(&payment, None).await.unwrap(),
+        ts.insert_payment(&payment_insert(&payment, None)).await.unwrap(),
         InsertPaymentOutcome::Inserted
     );
     assert_eq!(ts.payment_by_id(payment.id).await.unwrap(), Some(payment.clone()));
@@ -686,7 +688,7 @@ async fn claims_take_due_deliveries_in_order_and_hold_them_for_the_lease() {
     hook.previous_secret = Some((sealed(1, 9), at(T0 + 3_000)));
     hook.secret = sealed(2, 4);
     hook.failing_since = Some(at(T0 - 500));
-    ts.insert_endpoint(&hook).await.unwrap();
+    ts.insert_endpoint(&hook, None).await.unwrap();
     let noti = target("https://shop.example/noti");
 
     // Due at T0+1000 … T0+4000, inserted out of order; the first also has a notification.
@@ -1076,7 +1078,9 @@ async fn resends_create_fresh_deliveries_to_the_current_subscribers() {
 
     let resent_at = T0 + 5_000;
     assert_eq!(
-        ts.resend_event(&stored, Some(&noti), 1, at(resent_at)).await.unwrap(),
+        ts.resend_event(&stored, Some(&noti), 1, at(resent_at), None)
+            .await
+            .unwrap(),
         3
     );
     let round_one = by_id(vec![
@@ -1097,9 +1101,14 @@ async fn resends_create_fresh_deliveries_to_the_current_subscribers() {
 
     // Without the notification URL, a second round reaches the endpoints only; the same round number twice is
     // refused and writes nothing.
-    assert_eq!(ts.resend_event(&stored, None, 2, at(resent_at + 1)).await.unwrap(), 2);
+    assert_eq!(
+        ts.resend_event(&stored, None, 2, at(resent_at + 1), None)
+            .await
+            .unwrap(),
+        2
+    );
     assert!(is_conflict(
-        &ts.resend_event(&stored, Some(&noti), 2, at(resent_at + 2)).await
+        &ts.resend_event(&stored, Some(&noti), 2, at(resent_at + 2), None).await
     ));
     assert_eq!(ts.event_deliveries(event.id).await.unwrap().len(), 7);
 

@@ -24,8 +24,8 @@ use paygate_domain::payment::{
 use paygate_domain::time::UnixMillis;
 use paygate_domain::vat::VatSplit;
 use paygate_store::{
-    AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, JournalEntry, PaymentUpdate, Sealed, Store, StoreError,
-    StoredEncKey, TransactionQuery,
+    AcquirerContract, CheckoutCardChange, CheckoutEntry, CheckoutSession, InsertPaymentOutcome, JournalEntry,
+    PaymentUpdate, Sealed, Store, StoreError, StoredEncKey, TransactionQuery,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -188,7 +188,7 @@ fn approval_update(p: &Payment, now: i64) -> PaymentUpdate {
 
 async fn insert(store: &dyn Store, p: &Payment, card: Option<&Sealed>) {
     assert_eq!(
-        store.insert_payment(p, card).await.unwrap(),
+        store.insert_payment(&payment_insert(p, card)).await.unwrap(),
         InsertPaymentOutcome::Inserted
     );
 }
@@ -365,7 +365,7 @@ async fn payments_round_trip_and_are_scoped() {
     // A payment of a merchant that does not exist breaks the foreign key.
     let stranger = merchant_at(T0 + 2);
     let orphan = key_in(&stranger, Mode::Test, "order-orphan", 1_000, T0);
-    assert!(is_conflict(&ts.insert_payment(&orphan, None).await));
+    assert!(is_conflict(&ts.insert_payment(&payment_insert(&orphan, None)).await));
 }
 
 #[tokio::test]
@@ -378,7 +378,9 @@ async fn duplicate_order_ids_are_refused_and_write_nothing() {
 
     let again = checkout(&merchant, Mode::Test, "order-0001", 20_000, T0 + 5, T0 + 60_000);
     assert_eq!(
-        ts.insert_payment(&again, Some(&sealed(1, 2))).await.unwrap(),
+        ts.insert_payment(&payment_insert(&again, Some(&sealed(1, 2))))
+            .await
+            .unwrap(),
         InsertPaymentOutcome::DuplicateOrderId
     );
     assert_eq!(ts.payment_by_id(again.id).await.unwrap(), None);
@@ -398,7 +400,7 @@ async fn duplicate_order_ids_are_refused_and_write_nothing() {
     // A reused payment ID is another unique violation: a conflict, not a duplicate orderId.
     let mut same_id = checkout(&merchant, Mode::Test, "order-0002", 10_000, T0, T0 + 60_000);
     same_id.id = first.id;
-    assert!(is_conflict(&ts.insert_payment(&same_id, None).await));
+    assert!(is_conflict(&ts.insert_payment(&payment_insert(&same_id, None)).await));
     assert_eq!(
         ts.payment_by_order(merchant.id, Mode::Test, &same_id.order_id)
             .await
@@ -417,7 +419,7 @@ async fn concurrent_inserts_of_one_order_id_have_one_winner() {
             let store = Arc::clone(&stores[usize::try_from(i).unwrap() % stores.len()]);
             let p = checkout(&merchant, Mode::Test, "order-race", 1_000 + i, T0 + i, T0 + 60_000);
             let card = sealed(1, u8::try_from(i).unwrap());
-            tokio::spawn(async move { (store.insert_payment(&p, Some(&card)).await, p) })
+            tokio::spawn(async move { (store.insert_payment(&payment_insert(&p, Some(&card))).await, p) })
         })
         .collect();
     let mut winners = Vec::new();
@@ -963,19 +965,21 @@ async fn enc_keys_rotate() {
         retires_at: None,
     };
     assert_eq!(ts.enc_keys(merchant.id, Mode::Test).await.unwrap(), vec![]);
-    ts.add_enc_key(merchant.id, Mode::Test, &key(1, T0), at(T0))
+    ts.add_enc_key(merchant.id, Mode::Test, &key(1, T0), at(T0), None)
         .await
         .unwrap();
-    ts.add_enc_key(merchant.id, Mode::Live, &key(1, T0), at(T0))
+    ts.add_enc_key(merchant.id, Mode::Live, &key(1, T0), at(T0), None)
         .await
         .unwrap();
-    ts.add_enc_key(other.id, Mode::Test, &key(1, T0), at(T0)).await.unwrap();
+    ts.add_enc_key(other.id, Mode::Test, &key(1, T0), at(T0), None)
+        .await
+        .unwrap();
     assert_eq!(ts.enc_keys(merchant.id, Mode::Test).await.unwrap(), vec![key(1, T0)]);
 
-    ts.add_enc_key(merchant.id, Mode::Test, &key(2, T0 + 10), at(T0 + 1_000))
+    ts.add_enc_key(merchant.id, Mode::Test, &key(2, T0 + 10), at(T0 + 1_000), None)
         .await
         .unwrap();
-    ts.add_enc_key(merchant.id, Mode::Test, &key(3, T0 + 20), at(T0 + 2_000))
+    ts.add_enc_key(merchant.id, Mode::Test, &key(3, T0 + 20), at(T0 + 2_000), None)
         .await
         .unwrap();
     let retired = |version, created, retires| StoredEncKey {
@@ -991,7 +995,7 @@ async fn enc_keys_rotate() {
 
     // A version that exists already: refused, and the retirement it would have made is rolled back.
     assert!(is_conflict(
-        &ts.add_enc_key(merchant.id, Mode::Test, &key(3, T0 + 30), at(T0 + 3_000))
+        &ts.add_enc_key(merchant.id, Mode::Test, &key(3, T0 + 30), at(T0 + 3_000), None)
             .await
     ));
     assert_eq!(ts.enc_keys(merchant.id, Mode::Test).await.unwrap(), expected);
@@ -1000,7 +1004,7 @@ async fn enc_keys_rotate() {
     assert_eq!(ts.enc_keys(other.id, Mode::Test).await.unwrap(), vec![key(1, T0)]);
     let stranger = merchant_at(T0 + 2);
     assert!(is_conflict(
-        &ts.add_enc_key(stranger.id, Mode::Test, &key(1, T0), at(T0)).await
+        &ts.add_enc_key(stranger.id, Mode::Test, &key(1, T0), at(T0), None).await
     ));
 }
 
@@ -1018,7 +1022,7 @@ async fn concurrent_enc_key_rotations_leave_one_current_key() {
                 created_at: at(T0),
                 retires_at: None,
             };
-            tokio::spawn(async move { store.add_enc_key(merchant.id, Mode::Test, &key, at(T0 + 1)).await })
+            tokio::spawn(async move { store.add_enc_key(merchant.id, Mode::Test, &key, at(T0 + 1), None).await })
         })
         .collect();
     for task in tasks {
@@ -1119,6 +1123,65 @@ async fn payment_rows_the_domain_cannot_read_are_corrupt() {
     }
     let listed = ts.due_inquiries(at(T0 + 1_000_000), 10).await;
     assert!(matches!(listed, Err(StoreError::Corrupt(_))), "{listed:?}");
+}
+
+// Checkout sessions.
+
+/// The OTP try limit rests on this: of concurrent writes from one read of a session, exactly one commits; the
+/// others are conflicts and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_checkout_session_updates_have_one_winner() {
+    let ts = fresh_store().await;
+    let (merchant, _) = seeded_merchant(&*ts, T0).await;
+    let payment = checkout(&merchant, Mode::Test, "order-session.01", 5_000, T0, T0 + 60_000);
+    insert(&*ts.store, &payment, None).await;
+    let session = CheckoutSession {
+        payment_id: payment.id,
+        entry: CheckoutEntry::Api,
+        return_url: None,
+        success_url: Some("https://shop.example/success".into()),
+        fail_url: None,
+        challenge_otp_hash: Some(vec![7; 32]),
+        challenge_attempts: 0,
+        challenge_expires_at: Some(at(T0 + 300_000)),
+        created_at: at(T0),
+        version: 0,
+    };
+    ts.insert_checkout_session(&session).await.unwrap();
+    let stores = processes(&ts, 3).await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % stores.len()]);
+            let mut next = session.clone();
+            next.challenge_attempts = 1;
+            next.version = 1;
+            tokio::spawn(async move { store.update_checkout_session(&next).await })
+        })
+        .collect();
+    let mut committed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => committed += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("not a conflict: {other:?}"),
+        }
+    }
+    assert_eq!(committed, 1);
+    let stored = ts.checkout_session(payment.id).await.unwrap().unwrap();
+    assert_eq!((stored.challenge_attempts, stored.version), (1, 1));
+    // A write computed from a stale version changes nothing.
+    let mut stale = session.clone();
+    stale.challenge_attempts = 0;
+    stale.version = 1;
+    assert!(is_conflict(&ts.update_checkout_session(&stale).await));
+    assert_eq!(
+        ts.checkout_session(payment.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .challenge_attempts,
+        1
+    );
 }
 
 /// Several stores on one database stand in for several gateway processes.

@@ -69,7 +69,7 @@ async fn sqlite_and_postgres_schemas_match() {
             ("schema_migrations", schema.contains_key("schema_migrations")),
             (
                 "primary key",
-                idempotency.primary_key == strings(&["merchant_id", "mode", "idempotency_key"]),
+                idempotency.primary_key == strings(&["merchant_id", "mode", "key_kind", "idempotency_key"]),
             ),
             ("unique", keys.uniques.contains(&strings(&["key_hash"]))),
             ("index", idempotency.indexes.contains(&strings(&["created_at"]))),

@@ -360,6 +360,9 @@ pub fn app_options(config: &Config) -> anyhow::Result<paygate_app::AppOptions> {
         acquirers,
         payments,
         outbox: config.outbox.clone(),
+        idempotency: paygate_app::idempotency::IdempotencyOptions {
+            in_flight_lock_ms: config.idempotency.in_flight_lock_ms,
+        },
     })
 }
 

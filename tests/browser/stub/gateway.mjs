@@ -15,6 +15,7 @@ const CK = "test_ck_" + randomBytes(16).toString("hex");
 const SIGNING_KEY = randomBytes(32);
 const payments = new Map(); // paymentKey → payment
 const transactions = [];
+let redirectOrigins = []; // what the shop registered (the stub does not enforce it)
 let base = "";
 
 const id = (p) => `${p}_${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
@@ -48,7 +49,7 @@ function cardPage(p, error = "") {
 
 function otpPage(p, error = "") {
   const alert = error ? `<p id="error" role="alert">${esc(error)}</p>` : "";
-  return page("카드 인증", `${alert}<p>테스트 OTP: <span id="sandbox-otp">${p.otp}</span></p><form id="otp-form" method="post" action="/checkout/${p.paymentKey}/otp">
+  return page("카드 인증", `${alert}<p>테스트 OTP: <span id="sandbox-otp">${p.otp}</span></p><p id="tries-left" data-tries-left="${3 - (p.otpTries ?? 0)}">남은 입력 횟수: ${3 - (p.otpTries ?? 0)}회</p><form id="otp-form" method="post" action="/checkout/${p.paymentKey}/otp">
 <label for="otp">인증번호</label><input id="otp" name="otp" inputmode="numeric"><button id="verify-button" type="submit">확인</button></form>`);
 }
 
@@ -94,6 +95,10 @@ async function route(req, url, body) {
     const b = body ? JSON.parse(body) : {};
     if (path === "/v1/merchants/me") return json(200, { mId: MID, mode: "test" });
     if (path === "/v1/merchants/me/checkout-key") return json(200, { key: SIGNING_KEY.toString("base64"), mode: "test" });
+    if (path === "/v1/merchants/me/settings") {
+      if (req.method === "PATCH" && Array.isArray(b.redirectOrigins)) redirectOrigins = b.redirectOrigins;
+      return json(200, { notificationUrl: null, notificationFormat: "FORM", redirectOrigins, mode: "test" });
+    }
     if (path === "/v1/payments" && req.method === "POST") {
       const existing = [...payments.values()].find((p) => p.orderId === b.orderId);
       if (existing) return json(200, view(existing), CORS); // stands in for Idempotency-Key replay
@@ -119,7 +124,9 @@ async function route(req, url, body) {
   }
   if (path === "/checkout" && req.method === "POST") {
     const f = Object.fromEntries(new URLSearchParams(body));
-    const expected = hmac([f.mId, f.mode, f.orderId, f.amount, f.timestamp, f.returnUrl].join("|"));
+    const signed = ["mId", "mode", "orderId", "amount", "timestamp", "returnUrl", "goodsName", "buyerName", "buyerEmail",
+      "buyerTel", "notificationUrl"];
+    const expected = hmac(signed.map((name) => f[name] ?? "").join("|"));
     if (expected !== f.signature) return page("결제 요청 오류", `<p id="error" role="alert">INVALID_SIGNATURE</p>`, 400);
     const p = { paymentKey: id("pay"), token: id("rcp"), flow: "FORM", status: "READY", orderId: f.orderId, amount: Number(f.amount),
       orderName: f.goodsName, returnUrl: f.returnUrl, notificationUrl: f.notificationUrl };

@@ -1,23 +1,23 @@
-//! `Idempotency-Key` on POST: the same key and request replay the stored answer; the same key with another
-//! request is refused (422 `IDEMPOTENCY_KEY_REUSED`); while the first is still running, 409
-//! `IDEMPOTENT_REQUEST_PROCESSING`. Keys are scoped per merchant and mode and stored in the database, which is the
-//! authority across gateway processes.
+//! `Idempotency-Key` on POST, read at the edge: the header is checked and the request fingerprinted, and the
+//! result ([`IdempotentRequest`]) handed to the handler, which passes it to its use case. This layer writes nothing:
+//! the use case claims the key in the same transaction as the change it makes and stores the answer with its
+//! outcome (`paygate_app::idempotency`), so a key is claimed exactly when that change committed.
 //!
 //! What counts as "the same request": method, path with query, and the body — JSON bodies compared after
 //! canonicalisation (object keys sorted, insignificant whitespace dropped), other bodies byte for byte.
-//!
-//! Server errors (5xx) are not stored: the key is released so the client's retry runs again. Business rules
-//! (unique `orderId`, conditional state changes) keep such a retry from doing anything twice.
+
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use paygate_app::auth::Caller;
+use paygate_app::idempotency::{Answer, Idempotent, IdempotentRequest, Render};
 use paygate_domain::idempotency::{IdempotencyKey, RequestFingerprint};
-use paygate_store::{IdempotencyClaim, IdempotencyClaimOutcome, IdempotencyScope, StoredResponse};
+use paygate_store::StoredResponse;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ErrorCode};
@@ -40,112 +40,92 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         }
         return next.run(request).await;
     };
-    match run(state, header, request, next).await {
-        Ok(response) | Err(response) => response,
+    match read(&state, &header, request).await {
+        Ok(request) => next.run(request).await,
+        Err(response) => response,
     }
 }
 
-async fn run(state: AppState, header: HeaderValue, request: Request, next: Next) -> Result<Response, Response> {
+/// Parses the header and fingerprints the request; the request goes on with the result in its extensions.
+async fn read(state: &AppState, header: &HeaderValue, request: Request) -> Result<Request, Response> {
     let key = header
         .to_str()
         .ok()
         .map(IdempotencyKey::parse)
         .unwrap_or(Err(paygate_domain::idempotency::IdempotencyKeyError::BadCharacter))
         .map_err(|e| ApiError::new(ErrorCode::InvalidIdempotencyKey, e.to_string()).into_response())?;
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal(&"idempotency layer outside authentication").into_response())?;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let body = read_limited(body, state.config.http.body_max_bytes).await?;
     let fingerprint = fingerprint(
         &parts.method,
         parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
         &body,
     );
-    let scope = IdempotencyScope {
-        merchant_id: caller.merchant.id,
-        mode: caller.key.mode,
-        key,
-    };
-    let now = state.app.clock().now();
-    let lock_token = i64::from_le_bytes(paygate_app::random_bytes());
-    let claim = IdempotencyClaim {
-        scope: scope.clone(),
-        fingerprint,
-        lock_token,
-        now,
-        locked_until: now.saturating_add(paygate_domain::time::DurationMs::from_millis(
-            state.config.idempotency.in_flight_lock_ms,
-        )),
-    };
-    let store = state.app.store();
-    match store
-        .idempotency_claim(&claim)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?
-    {
-        IdempotencyClaimOutcome::Claimed => {}
-        IdempotencyClaimOutcome::Replay(stored) => return Ok(replay(stored)),
-        IdempotencyClaimOutcome::InFlight => {
-            let mut error = ApiError::new(
-                ErrorCode::IdempotentRequestProcessing,
-                "a request with this Idempotency-Key is still being processed; retry after it finishes",
-            );
-            error.retry_after_secs = Some(1);
-            return Err(error.into_response());
-        }
-        IdempotencyClaimOutcome::Reused => {
-            return Err(ApiError::new(
-                ErrorCode::IdempotencyKeyReused,
-                "this Idempotency-Key was already used with a different request",
-            )
-            .into_response())
-        }
+    parts.extensions.insert(IdempotentRequest { key, fingerprint });
+    Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// The request's `Idempotency-Key`, if it came with one.
+pub struct IdempotencyHeader(pub Option<IdempotentRequest>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyHeader(parts.extensions.get::<IdempotentRequest>().cloned()))
     }
-    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-    if response.status().is_server_error() {
-        if let Err(error) = store.idempotency_release(&scope, lock_token).await {
-            tracing::warn!(%error, "could not release an idempotency key after a server error");
-        }
-        return Ok(response);
+}
+
+impl IdempotencyHeader {
+    /// The key with the renderer the use case stores the answer with.
+    pub fn with<T, E>(self, render: Render<T, E>) -> Option<Idempotent<T, E>> {
+        self.0.map(|request| Idempotent { request, render })
     }
-    let (mut response_parts, response_body) = response.into_parts();
-    let bytes = match read_limited(response_body, state.config.idempotency.response_max_bytes).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let _ = store.idempotency_release(&scope, lock_token).await;
-            return Ok(ApiError::internal(&"response too large to store for idempotency").into_response());
-        }
-    };
-    let content_type = response_parts
-        .headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_owned();
-    // Error responses carry their body in an extension until the outer layer renders them with the request ID;
-    // store the rendered form so a replay is byte-identical apart from the request ID.
-    let stored_body = match response_parts.extensions.get::<crate::error::ErrorBody>() {
-        Some(error) => serde_json::to_vec(error).unwrap_or_default(),
-        None => bytes.to_vec(),
-    };
-    let stored = StoredResponse {
-        status: response_parts.status.as_u16(),
-        content_type,
-        body: stored_body,
-    };
-    let completed_at = state.app.clock().now();
-    paygate_app::failpoint::hit("idempotency.before_complete");
-    if let Err(error) = store
-        .idempotency_complete(&scope, lock_token, &stored, completed_at)
-        .await
-    {
-        tracing::warn!(%error, "could not store an idempotent response");
+}
+
+/// A use case's result as the edge answers it: a JSON body with its status, or an error object.
+pub type Rendered = Result<(axum::http::StatusCode, Vec<u8>), ApiError>;
+
+/// A JSON answer.
+pub fn json<T: serde::Serialize>(status: axum::http::StatusCode, value: &T) -> Rendered {
+    serde_json::to_vec(value)
+        .map(|body| (status, body))
+        .map_err(|e| ApiError::internal(&e))
+}
+
+/// The renderer a use case stores its answer with; the same function renders the live response.
+pub fn renderer<T, E>(render: impl Fn(&Result<T, E>) -> Rendered + Send + Sync + 'static) -> Render<T, E> {
+    Arc::new(move |result| stored(render(result)))
+}
+
+/// The answer to store: an error's body as the outer layer renders it, without the request ID (it differs on
+/// every request).
+fn stored(rendered: Rendered) -> StoredResponse {
+    match rendered {
+        Ok((status, body)) => StoredResponse {
+            status: status.as_u16(),
+            content_type: "application/json".to_owned(),
+            body,
+        },
+        Err(error) => StoredResponse {
+            status: error.code.status().as_u16(),
+            content_type: "application/json".to_owned(),
+            body: serde_json::to_vec(&error.body()).unwrap_or_default(),
+        },
     }
-    response_parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    Ok(Response::from_parts(response_parts, Body::from(bytes)))
+}
+
+/// Sends a use case's answer: its own result, rendered, or the first request's stored answer.
+pub fn respond<T, E>(answer: Result<Answer<T>, E>, render: impl Fn(&Result<T, E>) -> Rendered) -> Response {
+    let rendered = match answer {
+        Ok(Answer::Replay(stored)) => return replay(stored),
+        Ok(Answer::Fresh(value)) => render(&Ok(value)),
+        Err(error) => render(&Err(error)),
+    };
+    match rendered {
+        Ok((status, body)) => (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 fn replay(stored: StoredResponse) -> Response {

@@ -2,12 +2,17 @@
 //! uses to send card fields as `encData` (see docs/encdata.md). Secret keys only, per mode.
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
+use paygate_app::encdata::EncDataKey;
+use paygate_app::payments::PaymentError;
 use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::middleware::auth::SecretCaller;
-use crate::routes::payments::payment_error;
+use crate::middleware::idempotency::{json, renderer, respond, IdempotencyHeader};
+use crate::routes::payments::{payment_error, payment_error_ref};
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -36,12 +41,34 @@ pub async fn get(
     Ok(Json(body(&caller, &key)))
 }
 
+/// The stored replay of a rotation names the new version without its key material (fetch it with `GET`):
+/// keys are kept only sealed, never in an idempotency record.
 pub async fn rotate(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
-) -> Result<Json<EncryptionKeyBody>, ApiError> {
-    let key = state.app.rotate_encryption_key(&caller).await.map_err(payment_error)?;
-    Ok(Json(body(&caller, &key)))
+    key: IdempotencyHeader,
+) -> Response {
+    let mode = caller.key.mode;
+    let stored = move |result: &Result<EncDataKey, PaymentError>| match result {
+        Ok(key) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "keyVersion": key.version(),
+                "key": null,
+                "algorithm": paygate_app::encdata::ALGORITHM,
+                "mode": mode.as_str(),
+            }),
+        ),
+        Err(error) => Err(payment_error_ref(error)),
+    };
+    let answer = state
+        .app
+        .rotate_encryption_key(&caller, key.with(renderer(stored)))
+        .await;
+    respond(answer, |result| match result {
+        Ok(key) => json(StatusCode::OK, &body(&caller, key)),
+        Err(error) => Err(payment_error_ref(error)),
+    })
 }
 
 #[derive(Serialize)]

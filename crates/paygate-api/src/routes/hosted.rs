@@ -1,14 +1,20 @@
 //! The pages buyers see: the checkout entry (a merchant's signed form POST), the payment page, the OTP challenge,
 //! a waiting page, errors, and the receipt (매출전표). Server-rendered HTML that works without JavaScript, in Korean
 //! (default) and English (`?lang=en`), with its stylesheet served by the gateway itself.
+//!
+//! Every page is an askama template under `templates/`: values reach the HTML only through the templates'
+//! automatic escaping, so no handler can forget to escape a merchant's name or an order's.
 
 use std::collections::HashMap;
 
+use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use paygate_app::payments::hosted::{FormCheckout, FormError, HostedPage, HostedStep, RetryReason};
+use paygate_app::payments::hosted::{
+    FormCheckout, FormError, HostedOutcome, HostedPage, HostedStep, RetryReason, CHALLENGE_ATTEMPTS_MAX,
+};
 use paygate_app::payments::{CardFields, PaymentError};
 use paygate_domain::id::PaymentId;
 use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
@@ -37,6 +43,22 @@ impl Lang {
         match self {
             Lang::Ko => "ko",
             Lang::En => "en",
+        }
+    }
+
+    /// The language the page's switch offers.
+    fn other(self) -> Lang {
+        match self {
+            Lang::Ko => Lang::En,
+            Lang::En => Lang::Ko,
+        }
+    }
+
+    /// The language's own name, for the switch.
+    fn name(self) -> &'static str {
+        match self {
+            Lang::Ko => "한국어",
+            Lang::En => "English",
         }
     }
 
@@ -106,6 +128,20 @@ impl Lang {
             (Lang::En, Balance) => "Balance",
             (Lang::Ko, Status) => "상태",
             (Lang::En, Status) => "Status",
+            (Lang::Ko, TriesLeft) => "남은 입력 횟수:",
+            (Lang::En, TriesLeft) => "Tries left:",
+            (Lang::Ko, Times) => "회",
+            (Lang::En, Times) => "",
+            (Lang::Ko, Authenticated) => {
+                "카드 인증이 완료되었습니다. 상점에서 결제를 마무리합니다. 이 창을 닫아도 됩니다."
+            }
+            (Lang::En, Authenticated) => {
+                "Your card is verified. The shop completes the payment; you may close this page."
+            }
+            (Lang::Ko, Approved) => "결제가 완료되었습니다.",
+            (Lang::En, Approved) => "The payment is complete.",
+            (Lang::Ko, NotCompleted) => "결제가 완료되지 않았습니다.",
+            (Lang::En, NotCompleted) => "The payment did not complete.",
         }
     }
 }
@@ -143,22 +179,11 @@ enum Text {
     Canceled,
     Balance,
     Status,
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
+    TriesLeft,
+    Times,
+    Authenticated,
+    Approved,
+    NotCompleted,
 }
 
 /// `15,000원` / `₩15,000`.
@@ -178,20 +203,88 @@ fn won(amount: i64, lang: Lang) -> String {
     }
 }
 
-fn page(lang: Lang, title: &str, body: &str, refresh_secs: Option<u32>) -> Response {
-    let refresh = refresh_secs
-        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
-        .unwrap_or_default();
-    let html = format!(
-        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
-         <title>{title} · paygate</title><link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\
-         <link rel=\"stylesheet\" href=\"/static/checkout.css\"></head>\
-         <body><main>{body}</main></body></html>",
-        lang = lang.code(),
-        title = escape(title),
-    );
-    let mut response = Html(html).into_response();
+/// The installment plans the card page offers besides paying in full.
+const INSTALLMENT_MONTHS: [u8; 7] = [2, 3, 4, 5, 6, 10, 12];
+
+/// The card page (`templates/card.html`).
+#[derive(Template)]
+#[template(path = "card.html")]
+struct CardPage<'a> {
+    lang: Lang,
+    path: &'a str,
+    payment_id: PaymentId,
+    merchant: &'a str,
+    order: &'a str,
+    amount: String,
+    test_mode: bool,
+    error: Option<&'static str>,
+    installment_months: &'static [u8],
+}
+
+/// The issuer's OTP challenge (`templates/challenge.html`).
+#[derive(Template)]
+#[template(path = "challenge.html")]
+struct ChallengePage<'a> {
+    lang: Lang,
+    path: &'a str,
+    payment_id: PaymentId,
+    merchant: &'a str,
+    amount: String,
+    sandbox_otp: Option<&'a str>,
+    error: Option<&'static str>,
+    tries_left: u32,
+}
+
+/// paygate's own result page, when the merchant gave no URL to send the buyer to (`templates/result.html`).
+#[derive(Template)]
+#[template(path = "result.html")]
+struct ResultPage<'a> {
+    lang: Lang,
+    /// `AUTHENTICATED`, `APPROVED` or `FAILED`, for scripts and tests.
+    outcome: &'static str,
+    sentence: &'static str,
+    code: Option<&'a str>,
+}
+
+/// The page that reloads itself while an outcome is unknown (`templates/waiting.html`).
+#[derive(Template)]
+#[template(path = "waiting.html")]
+struct WaitingPage {
+    lang: Lang,
+    payment_id: PaymentId,
+    refresh_secs: u32,
+}
+
+/// A sentence for the buyer and, optionally, the precise cause for the merchant's developer
+/// (`templates/error.html`).
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    lang: Lang,
+    summary: &'a str,
+    detail: Option<&'a str>,
+}
+
+/// The printable receipt (`templates/receipt.html`).
+#[derive(Template)]
+#[template(path = "receipt.html")]
+struct ReceiptPage<'a> {
+    lang: Lang,
+    path: &'a str,
+    payment_id: PaymentId,
+    rows: Vec<(&'static str, String)>,
+}
+
+/// Renders a page with the headers every hosted page carries.
+fn page(template: &impl Template) -> Response {
+    let mut response = match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            // Rendering fails only if writing to a String fails; no half-page is ever sent.
+            tracing::error!(error = %error, "a hosted page did not render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    };
     let headers = response.headers_mut();
     // Pages with card forms must not be cached, framed by other sites, or load anything from elsewhere.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -205,35 +298,24 @@ fn page(lang: Lang, title: &str, body: &str, refresh_secs: Option<u32>) -> Respo
 }
 
 fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        "<h1>{}</h1><p role=\"alert\" id=\"error\">{}</p>",
-        escape(lang.t(Text::ErrorTitle)),
-        escape(message)
-    );
-    let mut response = page(lang, lang.t(Text::ErrorTitle), &body, None);
+    let mut response = page(&ErrorPage {
+        lang,
+        summary: message,
+        detail: None,
+    });
     *response.status_mut() = status;
     response
 }
 
 /// An error page with a sentence for the buyer and, smaller, the precise cause for the merchant's developer.
 fn error_page_with_detail(lang: Lang, status: StatusCode, summary: &str, detail: &str) -> Response {
-    let body = format!(
-        "<h1>{}</h1><p role=\"alert\" id=\"error\">{}</p><p class=\"notice\" id=\"error-detail\" lang=\"en\">{}</p>",
-        escape(lang.t(Text::ErrorTitle)),
-        escape(summary),
-        escape(detail)
-    );
-    let mut response = page(lang, lang.t(Text::ErrorTitle), &body, None);
+    let mut response = page(&ErrorPage {
+        lang,
+        summary,
+        detail: Some(detail),
+    });
     *response.status_mut() = status;
     response
-}
-
-fn header_html(lang: Lang, path: &str) -> String {
-    let other = match lang {
-        Lang::Ko => format!("<a href=\"{}?lang=en\" lang=\"en\">English</a>", escape(path)),
-        Lang::En => format!("<a href=\"{}?lang=ko\" lang=\"ko\">한국어</a>", escape(path)),
-    };
-    format!("<header><span class=\"brand\">paygate</span><nav class=\"no-print\">{other}</nav></header>")
 }
 
 /// A static file the gateway serves itself (no CDN), with how long browsers may keep it.
@@ -341,87 +423,31 @@ pub async fn entry(
 
 fn card_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str) -> Response {
     let p = &page_data.payment;
-    let error_html = retry_text(lang, error);
-    let mut installments = format!("<option value=\"0\">{}</option>", escape(lang.t(Text::LumpSum)));
-    for months in [2u8, 3, 4, 5, 6, 10, 12] {
-        installments.push_str(&format!(
-            "<option value=\"{months}\">{months}{}</option>",
-            lang.t(Text::Months)
-        ));
-    }
-    let test_notice = match p.mode {
-        paygate_domain::api_key::Mode::Test => format!("<p class=\"sandbox\">{}</p>", escape(lang.t(Text::TestMode))),
-        paygate_domain::api_key::Mode::Live => String::new(),
-    };
-    let body = format!(
-        "{header}<h1>{title}</h1><p class=\"merchant\">{merchant}</p>\
-         <dl class=\"summary\"><dt>{order_label}</dt><dd>{order}</dd></dl>\
-         <p class=\"amount\" aria-label=\"{amount_label}\">{amount}</p>{test_notice}{error_html}\
-         <form id=\"card-form\" method=\"post\" action=\"/checkout/{key}/pay?lang={lang}\" autocomplete=\"on\">\
-         <label for=\"card-number\">{card_label}</label>\
-         <input id=\"card-number\" name=\"cardNumber\" inputmode=\"numeric\" autocomplete=\"cc-number\" \
-                required pattern=\"[0-9 \\-]{{13,23}}\" maxlength=\"23\">\
-         <div class=\"row\"><div><label for=\"exp-month\">{month_label}</label>\
-         <input id=\"exp-month\" name=\"expMonth\" inputmode=\"numeric\" autocomplete=\"cc-exp-month\" required \
-                pattern=\"[0-9]{{1,2}}\" maxlength=\"2\"></div>\
-         <div><label for=\"exp-year\">{year_label}</label>\
-         <input id=\"exp-year\" name=\"expYear\" inputmode=\"numeric\" autocomplete=\"cc-exp-year\" required \
-                pattern=\"[0-9]{{2}}\" maxlength=\"2\"></div></div>\
-         <label for=\"installment\">{installment_label}</label>\
-         <select id=\"installment\" name=\"installment\">{installments}</select>\
-         <button id=\"pay-button\" type=\"submit\">{amount} {pay}</button></form>\
-         <p class=\"notice\">{secure}</p>",
-        header = header_html(lang, path),
-        title = escape(lang.t(Text::Title)),
-        merchant = escape(page_data.merchant.name.as_str()),
-        order_label = escape(lang.t(Text::Order)),
-        order = escape(p.order_name.as_str()),
-        amount_label = escape(lang.t(Text::Amount)),
-        amount = escape(&won(p.total().amount_minor(), lang)),
-        key = p.id,
-        lang = lang.code(),
-        card_label = escape(lang.t(Text::CardNumber)),
-        month_label = escape(lang.t(Text::ExpMonth)),
-        year_label = escape(lang.t(Text::ExpYear)),
-        installment_label = escape(lang.t(Text::Installment)),
-        pay = escape(lang.t(Text::Pay)),
-        secure = escape(lang.t(Text::Secure)),
-    );
-    page(lang, lang.t(Text::Title), &body, None)
+    page(&CardPage {
+        lang,
+        path,
+        payment_id: p.id,
+        merchant: page_data.merchant.name.as_str(),
+        order: p.order_name.as_str(),
+        amount: won(p.total().amount_minor(), lang),
+        test_mode: p.mode == paygate_domain::api_key::Mode::Test,
+        error: retry_text(lang, error),
+        installment_months: &INSTALLMENT_MONTHS,
+    })
 }
 
 fn challenge_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str) -> Response {
     let p = &page_data.payment;
-    let sandbox = page_data
-        .sandbox_otp
-        .as_ref()
-        .map(|otp| {
-            format!(
-                "<p class=\"sandbox\">{} <strong id=\"sandbox-otp\">{}</strong></p>",
-                escape(lang.t(Text::SandboxOtp)),
-                escape(otp)
-            )
-        })
-        .unwrap_or_default();
-    let error_html = retry_text(lang, error);
-    let body = format!(
-        "{header}<h1>{title}</h1><p class=\"merchant\">{merchant} · {amount}</p><p>{text}</p>{sandbox}{error_html}\
-         <form id=\"otp-form\" method=\"post\" action=\"/checkout/{key}/challenge?lang={lang}\">\
-         <label for=\"otp\">{otp_label}</label>\
-         <input id=\"otp\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required \
-                pattern=\"[0-9]{{6}}\" maxlength=\"6\" autofocus>\
-         <button id=\"verify-button\" type=\"submit\">{verify}</button></form>",
-        header = header_html(lang, path),
-        title = escape(lang.t(Text::ChallengeTitle)),
-        merchant = escape(page_data.merchant.name.as_str()),
-        amount = escape(&won(p.total().amount_minor(), lang)),
-        text = escape(lang.t(Text::ChallengeHint)),
-        key = p.id,
-        lang = lang.code(),
-        otp_label = escape(lang.t(Text::Otp)),
-        verify = escape(lang.t(Text::Verify)),
-    );
-    page(lang, lang.t(Text::ChallengeTitle), &body, None)
+    page(&ChallengePage {
+        lang,
+        path,
+        payment_id: p.id,
+        merchant: page_data.merchant.name.as_str(),
+        amount: won(p.total().amount_minor(), lang),
+        sandbox_otp: page_data.sandbox_otp.as_deref(),
+        error: retry_text(lang, error),
+        tries_left: CHALLENGE_ATTEMPTS_MAX.saturating_sub(page_data.session.challenge_attempts),
+    })
 }
 
 /// `2026-11-24 01:51:08` in KST, as receipts print it.
@@ -443,9 +469,9 @@ fn status_text(lang: Lang, status: PaymentStatus) -> &'static str {
 }
 
 /// The alert for a retry reason named in the URL; unknown codes show nothing.
-fn retry_text(lang: Lang, code: Option<&str>) -> String {
+fn retry_text(lang: Lang, code: Option<&str>) -> Option<&'static str> {
     let text = match (RetryReason::parse(code.unwrap_or_default()), lang) {
-        (RetryReason::None, _) => return String::new(),
+        (RetryReason::None, _) => return None,
         (RetryReason::CardNumber, Lang::Ko) => "카드 번호를 다시 확인해 주세요.",
         (RetryReason::CardNumber, Lang::En) => "Check the card number.",
         (RetryReason::Expiry, Lang::Ko) => "유효기간을 다시 확인해 주세요.",
@@ -459,17 +485,29 @@ fn retry_text(lang: Lang, code: Option<&str>) -> String {
         (RetryReason::StartAgain, Lang::Ko) => "카드 정보를 다시 입력해 주세요.",
         (RetryReason::StartAgain, Lang::En) => "Enter your card again.",
     };
-    format!("<p role=\"alert\" id=\"error\">{}</p>", escape(text))
+    Some(text)
 }
 
 fn waiting_page(lang: Lang, id: PaymentId) -> Response {
-    let body = format!(
-        "<h1>{}</h1><p role=\"status\">{}</p><p class=\"notice\"><a href=\"/checkout/{id}?lang={}\">↻</a></p>",
-        escape(lang.t(Text::Title)),
-        escape(lang.t(Text::Waiting)),
-        lang.code()
-    );
-    page(lang, lang.t(Text::Title), &body, Some(2))
+    page(&WaitingPage {
+        lang,
+        payment_id: id,
+        refresh_secs: 2,
+    })
+}
+
+fn result_page(lang: Lang, outcome: &HostedOutcome) -> Response {
+    let (name, text, code) = match outcome {
+        HostedOutcome::Authenticated => ("AUTHENTICATED", Text::Authenticated, None),
+        HostedOutcome::Approved => ("APPROVED", Text::Approved, None),
+        HostedOutcome::Failed { code } => ("FAILED", Text::NotCompleted, Some(code.as_str())),
+    };
+    page(&ResultPage {
+        lang,
+        outcome: name,
+        sentence: lang.t(text),
+        code,
+    })
 }
 
 fn payment_id(text: &str) -> Option<PaymentId> {
@@ -483,6 +521,7 @@ fn step_response(step: Result<HostedStep, PaymentError>, id: PaymentId, lang: La
             Redirect::to(&format!("/checkout/{id}/challenge?lang={}", lang.code())).into_response()
         }
         Ok(HostedStep::Pending) => waiting_page(lang, id),
+        Ok(HostedStep::Outcome(outcome)) => result_page(lang, &outcome),
         Ok(HostedStep::Retry(reason)) => {
             // Only a reason code travels in the URL; the page says it in its own words, so nobody can put their
             // own text on paygate's page through a link.
@@ -616,50 +655,59 @@ pub async fn receipt(
         Ok(found) => found,
         Err(_) => return error_page(lang, StatusCode::NOT_FOUND, "no such receipt"),
     };
+    let path = format!("/receipts/{id}/{token}");
+    page(&ReceiptPage {
+        lang,
+        path: &path,
+        payment_id: id,
+        rows: receipt_rows(lang, &view, &merchant),
+    })
+}
+
+/// The receipt's lines, label and value, in print order.
+fn receipt_rows(
+    lang: Lang,
+    view: &paygate_app::payments::PaymentView,
+    merchant: &paygate_domain::merchant::Merchant,
+) -> Vec<(&'static str, String)> {
     let p = &view.payment;
+    let installment = match p.installment.months() {
+        0 => lang.t(Text::LumpSum).to_owned(),
+        months => format!("{months}{}", lang.t(Text::Months)),
+    };
     let mut rows = vec![
         (
             lang.t(Text::Merchant),
-            escape(&format!("{} ({})", merchant.name.as_str(), merchant.id)),
+            format!("{} ({})", merchant.name.as_str(), merchant.id),
         ),
         (
             lang.t(Text::Order),
-            escape(&format!("{} · {}", p.order_name.as_str(), p.order_id.as_str())),
+            format!("{} · {}", p.order_name.as_str(), p.order_id.as_str()),
         ),
         (
             lang.t(Text::Card),
-            escape(p.card.as_ref().map(|c| c.masked.as_str()).unwrap_or("-")),
+            p.card.as_ref().map(|c| c.masked.as_str()).unwrap_or("-").to_owned(),
         ),
-        (
-            lang.t(Text::Installment),
-            escape(&match p.installment.months() {
-                0 => lang.t(Text::LumpSum).to_owned(),
-                months => format!("{months}{}", lang.t(Text::Months)),
-            }),
-        ),
+        (lang.t(Text::Installment), installment),
         (
             lang.t(Text::ApprovalNo),
-            escape(p.approval.as_ref().map(|a| a.approval_number.as_str()).unwrap_or("-")),
+            p.approval
+                .as_ref()
+                .map(|a| a.approval_number.as_str())
+                .unwrap_or("-")
+                .to_owned(),
         ),
         (
             lang.t(Text::ApprovedAt),
-            escape(
-                &p.approval
-                    .as_ref()
-                    .map(|a| local_time(a.approved_at))
-                    .unwrap_or_default(),
-            ),
+            p.approval
+                .as_ref()
+                .map(|a| local_time(a.approved_at))
+                .unwrap_or_default(),
         ),
-        (lang.t(Text::Amount), escape(&won(p.total().amount_minor(), lang))),
-        (
-            lang.t(Text::Supplied),
-            escape(&won(p.amounts.supplied().amount_minor(), lang)),
-        ),
-        (lang.t(Text::Vat), escape(&won(p.amounts.vat().amount_minor(), lang))),
-        (
-            lang.t(Text::TaxFree),
-            escape(&won(p.amounts.tax_free().amount_minor(), lang)),
-        ),
+        (lang.t(Text::Amount), won(p.total().amount_minor(), lang)),
+        (lang.t(Text::Supplied), won(p.amounts.supplied().amount_minor(), lang)),
+        (lang.t(Text::Vat), won(p.amounts.vat().amount_minor(), lang)),
+        (lang.t(Text::TaxFree), won(p.amounts.tax_free().amount_minor(), lang)),
     ];
     for cancel in view
         .transactions
@@ -669,24 +717,152 @@ pub async fn receipt(
         let when = cancel.completed_at.map(local_time).unwrap_or_default();
         rows.push((
             lang.t(Text::Canceled),
-            escape(&format!("-{} ({when})", won(cancel.amount.amount_minor(), lang))),
+            format!("-{} ({when})", won(cancel.amount.amount_minor(), lang)),
         ));
     }
-    rows.push((lang.t(Text::Balance), escape(&won(p.balance.amount_minor(), lang))));
-    rows.push((lang.t(Text::Status), escape(status_text(lang, p.status))));
-    let table: String = rows
-        .iter()
-        .map(|(label, value)| format!("<tr><th scope=\"row\">{}</th><td>{value}</td></tr>", escape(label)))
-        .collect();
-    let path = format!("/receipts/{id}/{token}");
-    let body = format!(
-        "{header}<h1>{title}</h1><table class=\"receipt\" id=\"receipt\">{table}</table>\
-         <p class=\"notice\">paymentKey {id}</p>\
-         <button class=\"no-print\" id=\"print-button\" type=\"button\">{print}</button>\
-         <script src=\"/static/receipt.js\" defer></script>",
-        header = header_html(lang, &path),
-        title = escape(lang.t(Text::Receipt)),
-        print = escape(lang.t(Text::Print)),
-    );
-    page(lang, lang.t(Text::Receipt), &body, None)
+    rows.push((lang.t(Text::Balance), won(p.balance.amount_minor(), lang)));
+    rows.push((lang.t(Text::Status), status_text(lang, p.status).to_owned()));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const HOSTILE: &str = "<script>alert(\"x\")</script>'&amp;";
+    // askama writes numeric character references.
+    const ESCAPED: &str = "&#60;script&#62;alert(&#34;x&#34;)&#60;/script&#62;&#39;&#38;amp;";
+
+    fn id() -> PaymentId {
+        PaymentId::parse("pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5").unwrap()
+    }
+
+    fn assert_escaped(name: &str, html: &str, occurrences: usize) {
+        assert!(
+            !html.contains("<script>"),
+            "{name}: raw markup reached the page:\n{html}"
+        );
+        assert!(!html.contains("\"x\""), "{name}: a raw quote reached the page:\n{html}");
+        assert_eq!(html.matches(ESCAPED).count(), occurrences, "{name}:\n{html}");
+    }
+
+    /// Every page, in both languages, with a merchant's name, an order's name and every other text the page shows
+    /// set to markup: it reaches the HTML escaped, each time.
+    #[test]
+    fn hostile_values_are_escaped_on_every_page() {
+        for lang in [Lang::Ko, Lang::En] {
+            let card = CardPage {
+                lang,
+                path: "/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5",
+                payment_id: id(),
+                merchant: HOSTILE,
+                order: HOSTILE,
+                amount: won(15_000, lang),
+                test_mode: true,
+                error: retry_text(lang, Some("card_number")),
+                installment_months: &INSTALLMENT_MONTHS,
+            };
+            assert_escaped("card", &card.render().unwrap(), 2);
+            let challenge = ChallengePage {
+                lang,
+                path: "/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5/challenge",
+                payment_id: id(),
+                merchant: HOSTILE,
+                amount: won(15_000, lang),
+                sandbox_otp: Some(HOSTILE),
+                error: None,
+                tries_left: 2,
+            };
+            assert_escaped("challenge", &challenge.render().unwrap(), 2);
+            let error = ErrorPage {
+                lang,
+                summary: HOSTILE,
+                detail: Some(HOSTILE),
+            };
+            assert_escaped("error", &error.render().unwrap(), 2);
+            let result = ResultPage {
+                lang,
+                outcome: "FAILED",
+                sentence: lang.t(Text::NotCompleted),
+                code: Some(HOSTILE),
+            };
+            assert_escaped("result", &result.render().unwrap(), 1);
+            let receipt = ReceiptPage {
+                lang,
+                path: "/receipts/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5/token",
+                payment_id: id(),
+                rows: vec![
+                    (lang.t(Text::Merchant), format!("{HOSTILE} (mid_1)")),
+                    (lang.t(Text::Order), format!("{HOSTILE} · order-1")),
+                ],
+            };
+            assert_escaped("receipt", &receipt.render().unwrap(), 2);
+        }
+    }
+
+    /// A page's path is ours (a payment key), but it is escaped in the language switch like everything else.
+    #[test]
+    fn the_language_switch_and_the_waiting_page_escape_too() {
+        let receipt = ReceiptPage {
+            lang: Lang::Ko,
+            path: HOSTILE,
+            payment_id: id(),
+            rows: vec![],
+        };
+        let html = receipt.render().unwrap();
+        assert_escaped("switch", &html, 1);
+        assert!(html.contains("?lang=en\" lang=\"en\">English</a>"), "{html}");
+        let waiting = WaitingPage {
+            lang: Lang::En,
+            payment_id: id(),
+            refresh_secs: 2,
+        }
+        .render()
+        .unwrap();
+        assert!(waiting.contains("<html lang=\"en\">"), "{waiting}");
+        assert!(
+            waiting.contains("<meta http-equiv=\"refresh\" content=\"2\">"),
+            "{waiting}"
+        );
+        assert!(
+            waiting.contains("href=\"/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5?lang=en\""),
+            "{waiting}"
+        );
+    }
+
+    /// The card page keeps what the black-box and browser suites rely on: its form, labels, and no inline script.
+    #[test]
+    fn card_page_keeps_its_form_and_loads_no_inline_script() {
+        let html = CardPage {
+            lang: Lang::En,
+            path: "/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5",
+            payment_id: id(),
+            merchant: "Demo Shop",
+            order: "머그컵",
+            amount: won(20_000, Lang::En),
+            test_mode: false,
+            error: None,
+            installment_months: &INSTALLMENT_MONTHS,
+        }
+        .render()
+        .unwrap();
+        for needle in [
+            "<!doctype html>",
+            "<html lang=\"en\">",
+            "<title>Card payment · paygate</title>",
+            "id=\"card-form\" method=\"post\" action=\"/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5/pay?lang=en\"",
+            "<label for=\"card-number\">Card number</label>",
+            "pattern=\"[0-9 \\-]{13,23}\"",
+            "<option value=\"12\">12 months</option>",
+            "<button id=\"pay-button\" type=\"submit\">₩20,000 Pay</button>",
+            "<a href=\"/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5?lang=ko\" lang=\"ko\">한국어</a>",
+        ] {
+            assert!(html.contains(needle), "page lacks {needle}:\n{html}");
+        }
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("id=\"error\""), "{html}");
+        assert!(!html.contains("class=\"sandbox\""), "{html}");
+    }
 }

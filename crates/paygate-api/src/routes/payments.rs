@@ -10,7 +10,8 @@ use axum::{Extension, Json};
 use paygate_app::auth::Caller;
 use paygate_app::payments::wire::PaymentBody;
 use paygate_app::payments::{
-    AuthenticateRequest, CancelRequest, CardFields, CreateRequest, KeyInRequest, PaymentError, PaymentView,
+    AuthenticateRequest, CancelRequest, CardFields, CreateRequest, KeyInRequest, PaymentAnswer, PaymentError,
+    PaymentView,
 };
 use paygate_domain::id::{PaymentId, TransactionKey};
 use paygate_domain::payment::PaymentRuleError;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApiError, ErrorCode, ErrorDetails};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::middleware::auth::SecretCaller;
+use crate::middleware::idempotency::{json, renderer, respond, IdempotencyHeader, Rendered};
 use crate::wire::{parse_instant, rfc3339};
 use crate::AppState;
 
@@ -91,6 +93,7 @@ fn missing(param: &'static str) -> ApiError {
 pub async fn key_in(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
+    key: IdempotencyHeader,
     ApiJson(body): ApiJson<KeyInBody>,
 ) -> Result<Response, ApiError> {
     let card = match body.enc_data {
@@ -138,13 +141,16 @@ pub async fn key_in(
         customer_email: body.customer_email,
         notification_url: body.notification_url,
     };
-    let view = state.app.key_in(&caller, request).await.map_err(payment_error)?;
-    Ok(respond(&state, view))
+    let idempotency = key.with(payment_renderer(&state));
+    let app = state.app.clone();
+    let answer = detached(async move { app.key_in(&caller, request, idempotency).await }).await;
+    Ok(respond_payment(&state, answer))
 }
 
 pub async fn create(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
+    key: IdempotencyHeader,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let request = CreateRequest {
@@ -159,12 +165,10 @@ pub async fn create(
         success_url: body.success_url,
         fail_url: body.fail_url,
     };
-    let view = state
-        .app
-        .create_checkout(&caller, request)
-        .await
-        .map_err(payment_error)?;
-    Ok(respond(&state, view))
+    let idempotency = key.with(payment_renderer(&state));
+    let app = state.app.clone();
+    let answer = detached(async move { app.create_checkout(&caller, request, idempotency).await }).await;
+    Ok(respond_payment(&state, answer))
 }
 
 /// The buyer's side of checkout; allowed with the merchant's client key.
@@ -172,6 +176,7 @@ pub async fn authenticate(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(payment_key): Path<String>,
+    key: IdempotencyHeader,
     ApiJson(body): ApiJson<AuthenticateBody>,
 ) -> Result<Response, ApiError> {
     let id = parse_payment_key(&payment_key)?;
@@ -185,26 +190,24 @@ pub async fn authenticate(
         },
         installment_months: body.card_installment_plan,
     };
-    let view = state
-        .app
-        .authenticate_checkout(&caller, id, request)
-        .await
-        .map_err(payment_error)?;
-    Ok(respond(&state, view))
+    let idempotency = key.with(payment_renderer(&state));
+    let app = state.app.clone();
+    let answer = detached(async move { app.authenticate_checkout(&caller, id, request, idempotency).await }).await;
+    Ok(respond_payment(&state, answer))
 }
 
 pub async fn confirm(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
+    key: IdempotencyHeader,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Response, ApiError> {
     let id = parse_payment_key(&body.payment_key)?;
-    let view = state
-        .app
-        .confirm(&caller, id, &body.order_id, body.amount)
-        .await
-        .map_err(payment_error)?;
-    Ok(respond(&state, view))
+    let idempotency = key.with(payment_renderer(&state));
+    let app = state.app.clone();
+    let answer =
+        detached(async move { app.confirm(&caller, id, &body.order_id, body.amount, idempotency).await }).await;
+    Ok(respond_payment(&state, answer))
 }
 
 pub async fn get(
@@ -234,6 +237,7 @@ pub async fn cancel(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
     Path(payment_key): Path<String>,
+    key: IdempotencyHeader,
     ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<Response, ApiError> {
     let id = parse_payment_key(&payment_key)?;
@@ -242,8 +246,10 @@ pub async fn cancel(
         amount: body.cancel_amount,
         expected_balance: body.expected_balance,
     };
-    let view = state.app.cancel(&caller, id, request).await.map_err(payment_error)?;
-    Ok(respond(&state, view))
+    let idempotency = key.with(payment_renderer(&state));
+    let app = state.app.clone();
+    let answer = detached(async move { app.cancel(&caller, id, request, idempotency).await }).await;
+    Ok(respond_payment(&state, answer))
 }
 
 #[derive(Deserialize)]
@@ -296,18 +302,39 @@ fn parse_payment_key(text: &str) -> Result<PaymentId, ApiError> {
     PaymentId::parse(text).map_err(|_| ApiError::new(ErrorCode::NotFoundPayment, "no such payment"))
 }
 
-fn respond(state: &AppState, view: PaymentView) -> Response {
-    let status = if view.outcome_pending() {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    (status, Json(PaymentBody::new(&state.app, &view))).into_response()
+/// A payment answer: `202 Accepted` while the outcome it is about is pending, `200` otherwise; errors as their
+/// stable codes.
+fn render_payment(app: &paygate_app::App, result: &Result<PaymentView, PaymentError>) -> Rendered {
+    match result {
+        Ok(view) => {
+            let status = if view.outcome_pending() {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            json(status, &PaymentBody::new(app, view))
+        }
+        Err(error) => Err(payment_error_ref(error)),
+    }
+}
+
+fn payment_renderer(state: &AppState) -> paygate_app::idempotency::Render<PaymentView, PaymentError> {
+    let app = state.app.clone();
+    renderer(move |result| render_payment(&app, result))
+}
+
+fn respond_payment(state: &AppState, answer: PaymentAnswer) -> Response {
+    respond(answer, |result| render_payment(&state.app, result))
 }
 
 /// Maps the use cases' errors onto stable codes.
 pub fn payment_error(error: PaymentError) -> ApiError {
-    match error {
+    payment_error_ref(&error)
+}
+
+/// Maps the use cases' errors onto stable codes (the same mapping renders live and stored answers).
+pub fn payment_error_ref(error: &PaymentError) -> ApiError {
+    match error.clone_for_answer() {
         PaymentError::Invalid { code, param, message } => {
             let code = match code {
                 "INVALID_URL" => ErrorCode::InvalidUrl,
@@ -372,7 +399,39 @@ pub fn payment_error(error: PaymentError) -> ApiError {
             ErrorCode::ClientKeyNotAllowed,
             "client keys can only start payments from a browser; use a secret key on your server",
         ),
+        PaymentError::NotCancelable { status } => ApiError::new(
+            ErrorCode::NotCancelablePayment,
+            format!("the payment is {} and has nothing left to cancel", status.as_str()),
+        ),
+        PaymentError::Idempotency(refusal) => idempotency_error(refusal),
         PaymentError::Internal(internal) => ApiError::internal(&internal),
+    }
+}
+
+/// 409 while the first request under a key runs, 422 for another request under a used key.
+pub fn idempotency_error(refusal: paygate_app::idempotency::IdempotencyRefusal) -> ApiError {
+    use paygate_app::idempotency::IdempotencyRefusal;
+    match refusal {
+        IdempotencyRefusal::InFlight => {
+            let mut error = ApiError::new(ErrorCode::IdempotentRequestProcessing, refusal.to_string());
+            error.retry_after_secs = Some(1);
+            error
+        }
+        IdempotencyRefusal::Reused => ApiError::new(ErrorCode::IdempotencyKeyReused, refusal.to_string()),
+    }
+}
+
+/// Runs a use case on its own task, so it completes even when the request times out or the client goes away
+/// (a dropped future would stop it between the acquirer's answer and the record of it). The caller gets
+/// `REQUEST_TIMEOUT` from the timeout layer and finds the outcome by lookup, or by retrying with its key.
+pub(crate) async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, PaymentError>> + Send + 'static,
+) -> Result<T, PaymentError> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(error) => Err(PaymentError::Internal(paygate_app::payments::InternalError::Invariant(
+            format!("the use case task failed: {error}"),
+        ))),
     }
 }
 
@@ -394,6 +453,8 @@ fn rule_error(rule: PaymentRuleError) -> ApiError {
             let code = match t.event {
                 paygate_domain::payment::PaymentEvent::PartiallyCanceled
                 | paygate_domain::payment::PaymentEvent::FullyCanceled => ErrorCode::NotCancelablePayment,
+                // Its deadline passed (the expiry worker already moved it): say so, as errors.md promises.
+                _ if t.from == paygate_domain::payment::PaymentStatus::Expired => ErrorCode::PaymentExpired,
                 _ => ErrorCode::InvalidPaymentStatus,
             };
             ApiError::new(code, format!("the payment is {}", t.from.as_str()))

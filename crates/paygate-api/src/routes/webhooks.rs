@@ -1,8 +1,10 @@
 //! Webhook endpoints, events and their delivery log, resends, and the merchant's notification URL.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
-use paygate_app::outbox::webhooks::{EndpointPatch, WebhookError};
+use paygate_app::outbox::webhooks::{EndpointPatch, EndpointWithSecret, WebhookError};
 use paygate_domain::id::{EventId, WebhookEndpointId};
 use paygate_store::{Attempt, Delivery, StoredEvent, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
@@ -11,21 +13,39 @@ use serde_json::Value;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::middleware::auth::SecretCaller;
+use crate::middleware::idempotency::{json, renderer, respond, IdempotencyHeader, Rendered};
 use crate::wire::rfc3339;
 use crate::AppState;
 
 pub fn webhook_error(error: WebhookError) -> ApiError {
+    webhook_error_ref(&error)
+}
+
+pub fn webhook_error_ref(error: &WebhookError) -> ApiError {
     match error {
         WebhookError::Invalid { param, message } => {
-            ApiError::new(ErrorCode::InvalidFieldValue, message).with_param(param)
+            ApiError::new(ErrorCode::InvalidFieldValue, message.clone()).with_param(*param)
         }
-        WebhookError::UrlRefused(message) => ApiError::new(ErrorCode::InvalidUrl, message).with_param("url"),
+        WebhookError::UrlRefused(message) => ApiError::new(ErrorCode::InvalidUrl, message.clone()).with_param("url"),
         WebhookError::NotFound => ApiError::new(ErrorCode::NotFoundWebhook, "no such webhook endpoint"),
         WebhookError::EventNotFound => ApiError::new(ErrorCode::NotFoundEvent, "no such event"),
         WebhookError::TooMany => ApiError::new(ErrorCode::TooManyWebhooks, error.to_string()),
         WebhookError::Forbidden => ApiError::new(ErrorCode::ClientKeyNotAllowed, "client keys cannot manage webhooks"),
         WebhookError::Concurrent => ApiError::new(ErrorCode::AlreadyProcessingRequest, error.to_string()),
-        WebhookError::Internal(internal) => ApiError::internal(&internal),
+        WebhookError::Idempotency(refusal) => crate::routes::payments::idempotency_error(*refusal),
+        WebhookError::Internal(internal) => ApiError::internal(internal),
+    }
+}
+
+/// An endpoint answer; `with_secret` is false for the stored replay, which never keeps the secret (it is shown
+/// once, and a replay answers without it: roll the secret to get a new one).
+fn render_endpoint(result: &Result<EndpointWithSecret, WebhookError>, with_secret: bool) -> Rendered {
+    match result {
+        Ok(done) => {
+            let secret = if with_secret { done.secret.clone() } else { None };
+            json(StatusCode::OK, &EndpointBody::new(&done.endpoint, secret))
+        }
+        Err(error) => Err(webhook_error_ref(error)),
     }
 }
 
@@ -89,14 +109,15 @@ fn event_id(text: &str) -> Result<EventId, ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
+    key: IdempotencyHeader,
     ApiJson(body): ApiJson<CreateBody>,
-) -> Result<Json<EndpointBody>, ApiError> {
-    let created = state
+) -> Response {
+    let idempotency = key.with(renderer(|result| render_endpoint(result, false)));
+    let answer = state
         .app
-        .create_endpoint(&caller, &body.url, &body.event_types)
-        .await
-        .map_err(webhook_error)?;
-    Ok(Json(EndpointBody::new(&created.endpoint, created.secret)))
+        .create_endpoint(&caller, &body.url, &body.event_types, idempotency)
+        .await;
+    respond(answer, |result| render_endpoint(result, true))
 }
 
 pub async fn list(
@@ -156,13 +177,12 @@ pub async fn roll_secret(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
     Path(id): Path<String>,
-) -> Result<Json<EndpointBody>, ApiError> {
-    let rolled = state
-        .app
-        .roll_endpoint_secret(&caller, endpoint_id(&id)?)
-        .await
-        .map_err(webhook_error)?;
-    Ok(Json(EndpointBody::new(&rolled.endpoint, rolled.secret)))
+    key: IdempotencyHeader,
+) -> Result<Response, ApiError> {
+    let id = endpoint_id(&id)?;
+    let idempotency = key.with(renderer(|result| render_endpoint(result, false)));
+    let answer = state.app.roll_endpoint_secret(&caller, id, idempotency).await;
+    Ok(respond(answer, |result| render_endpoint(result, true)))
 }
 
 #[derive(Serialize)]
@@ -293,13 +313,18 @@ pub async fn resend(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let created = state
-        .app
-        .resend_event(&caller, event_id(&id)?)
-        .await
-        .map_err(webhook_error)?;
-    Ok(Json(serde_json::json!({ "eventId": id, "deliveriesCreated": created })))
+    key: IdempotencyHeader,
+) -> Result<Response, ApiError> {
+    let event = event_id(&id)?;
+    let render = move |result: &Result<u32, WebhookError>| match result {
+        Ok(created) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "eventId": event.to_string(), "deliveriesCreated": created }),
+        ),
+        Err(error) => Err(webhook_error_ref(error)),
+    };
+    let answer = state.app.resend_event(&caller, event, key.with(renderer(render))).await;
+    Ok(respond(answer, render))
 }
 
 #[derive(Deserialize)]
@@ -307,6 +332,7 @@ pub async fn resend(
 pub struct SettingsBody {
     notification_url: Option<String>,
     notification_format: Option<String>,
+    redirect_origins: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -314,6 +340,7 @@ pub struct SettingsBody {
 pub struct SettingsOut {
     notification_url: Option<String>,
     notification_format: &'static str,
+    redirect_origins: Vec<String>,
     mode: &'static str,
 }
 
@@ -325,6 +352,7 @@ pub async fn get_settings(
     Ok(Json(SettingsOut {
         notification_url: settings.notification_url,
         notification_format: settings.notification_format.as_str(),
+        redirect_origins: settings.redirect_origins,
         mode: caller.key.mode.as_str(),
     }))
 }
@@ -336,12 +364,18 @@ pub async fn set_settings(
 ) -> Result<Json<SettingsOut>, ApiError> {
     let settings = state
         .app
-        .set_notification(&caller, body.notification_url, body.notification_format.as_deref())
+        .set_notification(
+            &caller,
+            body.notification_url,
+            body.notification_format.as_deref(),
+            body.redirect_origins,
+        )
         .await
         .map_err(webhook_error)?;
     Ok(Json(SettingsOut {
         notification_url: settings.notification_url,
         notification_format: settings.notification_format.as_str(),
+        redirect_origins: settings.redirect_origins,
         mode: caller.key.mode.as_str(),
     }))
 }

@@ -18,7 +18,7 @@ use paygate_store::{
     Attempt, AttemptOutcome, ClaimedDelivery, DisableEndpoint, NewEvent, NotificationFormat, StoreError,
 };
 
-use crate::payments::wire::rfc3339;
+use crate::instant::rfc3339;
 use crate::App;
 
 /// What one pass did.

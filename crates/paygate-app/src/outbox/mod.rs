@@ -13,7 +13,8 @@ use paygate_domain::time::DurationMs;
 use paygate_outbound::SsrfPolicy;
 use paygate_store::{NewEvent, NotificationTarget, PaymentUpdate, StoreError};
 
-use crate::payments::wire::{rfc3339, PaymentBody};
+use crate::instant::rfc3339;
+use crate::payments::wire::PaymentBody;
 use crate::payments::{PaymentError, PaymentView};
 use crate::App;
 

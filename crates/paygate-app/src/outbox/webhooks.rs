@@ -10,6 +10,7 @@ use paygate_store::{
 
 use super::deliver::webhook_secret_purpose;
 use crate::auth::Caller;
+use crate::idempotency::{Answer, IdempotencyRefusal, Idempotent, Once};
 use crate::payments::{PaymentError, PaymentView};
 use crate::App;
 
@@ -34,6 +35,8 @@ pub enum WebhookError {
     Forbidden,
     #[error("another request changed the endpoint at the same time; retry")]
     Concurrent,
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyRefusal),
     #[error(transparent)]
     Internal(#[from] crate::payments::InternalError),
 }
@@ -119,8 +122,13 @@ impl App {
         caller: &Caller,
         url: &str,
         event_types: &[String],
-    ) -> Result<EndpointWithSecret, WebhookError> {
+        idempotency: Option<Idempotent<EndpointWithSecret, WebhookError>>,
+    ) -> Result<Answer<EndpointWithSecret>, WebhookError> {
         secret_only(caller)?;
+        let claim = match self.start_once(caller, idempotency).await? {
+            Once::Run(claim) => claim,
+            Once::Answer(answer) => return Ok(answer),
+        };
         let url = self.checked_url(url).await?;
         let event_types = parse_types(event_types)?;
         let existing = self.store().list_endpoints(caller.merchant.id, caller.key.mode).await?;
@@ -148,11 +156,19 @@ impl App {
             updated_at: now,
             version: 0,
         };
-        self.store().insert_endpoint(&endpoint).await?;
-        Ok(EndpointWithSecret {
-            endpoint,
+        let answer = Ok(EndpointWithSecret {
+            endpoint: endpoint.clone(),
             secret: Some(secret.as_str().to_owned()),
-        })
+        });
+        let idempotency = claim.as_ref().map(|c| c.record(None, &answer, now));
+        match self.store().insert_endpoint(&endpoint, idempotency.as_ref()).await {
+            Ok(()) => answer.map(Answer::Fresh),
+            Err(StoreError::IdempotencyConflict) => match &claim {
+                Some(claim) => self.once_after_conflict(claim).await,
+                None => Err(WebhookError::Concurrent),
+            },
+            Err(other) => Err(other.into()),
+        }
     }
 
     pub async fn list_endpoints(&self, caller: &Caller) -> Result<Vec<WebhookEndpoint>, WebhookError> {
@@ -223,8 +239,13 @@ impl App {
         &self,
         caller: &Caller,
         id: WebhookEndpointId,
-    ) -> Result<EndpointWithSecret, WebhookError> {
+        idempotency: Option<Idempotent<EndpointWithSecret, WebhookError>>,
+    ) -> Result<Answer<EndpointWithSecret>, WebhookError> {
         let current = self.get_endpoint(caller, id).await?;
+        let claim = match self.start_once(caller, idempotency).await? {
+            Once::Run(claim) => claim,
+            Once::Answer(answer) => return Ok(answer),
+        };
         let now = self.clock().now();
         let secret = WebhookSecret::generate();
         let mut next = current.clone();
@@ -235,17 +256,28 @@ impl App {
             current.secret.clone(),
             now.saturating_add_secs(u64::from(self.outbox.webhook_secret_overlap_secs)),
         ));
-        let endpoint = self.write_endpoint(next).await?;
-        Ok(EndpointWithSecret {
-            endpoint,
+        next.version += 1;
+        next.updated_at = now;
+        let answer = Ok(EndpointWithSecret {
+            endpoint: next.clone(),
             secret: Some(secret.as_str().to_owned()),
-        })
+        });
+        let idempotency = claim.as_ref().map(|c| c.record(None, &answer, now));
+        match self.store().update_endpoint(&next, idempotency.as_ref()).await {
+            Ok(()) => answer.map(Answer::Fresh),
+            Err(StoreError::IdempotencyConflict) => match &claim {
+                Some(claim) => self.once_after_conflict(claim).await,
+                None => Err(WebhookError::Concurrent),
+            },
+            Err(StoreError::Conflict(_)) => Err(WebhookError::Concurrent),
+            Err(other) => Err(other.into()),
+        }
     }
 
     async fn write_endpoint(&self, mut next: WebhookEndpoint) -> Result<WebhookEndpoint, WebhookError> {
         next.version += 1;
         next.updated_at = self.clock().now();
-        match self.store().update_endpoint(&next).await {
+        match self.store().update_endpoint(&next, None).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => Err(WebhookError::Concurrent),
             Err(other) => Err(other.into()),
@@ -311,8 +343,17 @@ impl App {
     }
 
     /// Sends an event again to the endpoints subscribed now (and, for payment events, the notification URL).
-    pub async fn resend_event(&self, caller: &Caller, id: EventId) -> Result<u32, WebhookError> {
+    pub async fn resend_event(
+        &self,
+        caller: &Caller,
+        id: EventId,
+        idempotency: Option<Idempotent<u32, WebhookError>>,
+    ) -> Result<Answer<u32>, WebhookError> {
         let (event, deliveries) = self.event_detail(caller, id).await?;
+        let claim = match self.start_once(caller, idempotency).await? {
+            Once::Run(claim) => claim,
+            Once::Answer(answer) => return Ok(answer),
+        };
         let round = u32::try_from(deliveries.iter().filter(|(d, _)| d.id.contains(":r")).count()).unwrap_or(0) + 1;
         let notification = match event.notification_fields.as_ref() {
             Some(fields) => {
@@ -340,10 +381,28 @@ impl App {
             }
             None => None,
         };
-        Ok(self
+        // The answer is the number of deliveries created, known before the write: the current subscriptions.
+        let now = self.clock().now();
+        let subscribed = self.store().list_endpoints(caller.merchant.id, caller.key.mode).await?;
+        let expected = subscribed
+            .iter()
+            .filter(|e| e.status == EndpointStatus::Enabled && e.event_types.contains(&event.event_type))
+            .count()
+            .saturating_add(usize::from(notification.is_some()));
+        let answer = Ok(u32::try_from(expected).unwrap_or(u32::MAX));
+        let idempotency = claim.as_ref().map(|c| c.record(None, &answer, now));
+        match self
             .store()
-            .resend_event(&event, notification.as_ref(), round, self.clock().now())
-            .await?)
+            .resend_event(&event, notification.as_ref(), round, now, idempotency.as_ref())
+            .await
+        {
+            Ok(created) => Ok(Answer::Fresh(created)),
+            Err(StoreError::IdempotencyConflict) => match &claim {
+                Some(claim) => self.once_after_conflict(claim).await,
+                None => Err(WebhookError::Concurrent),
+            },
+            Err(other) => Err(other.into()),
+        }
     }
 
     pub async fn merchant_settings(&self, caller: &Caller) -> Result<MerchantSettings, WebhookError> {
@@ -354,14 +413,17 @@ impl App {
             .await?)
     }
 
-    /// Sets the merchant's notification URL and format for the caller's mode. An empty URL removes it.
+    /// Sets the merchant's notification URL and format, and the origins client-key payments may redirect to, for
+    /// the caller's mode. An empty URL removes it; what is absent stays as it was.
     pub async fn set_notification(
         &self,
         caller: &Caller,
         url: Option<String>,
         format: Option<&str>,
+        redirect_origins: Option<Vec<String>>,
     ) -> Result<MerchantSettings, WebhookError> {
         secret_only(caller)?;
+        let redirect_origins = redirect_origins.map(|origins| parse_origins(&origins)).transpose()?;
         let mut settings = self
             .store()
             .merchant_settings(caller.merchant.id, caller.key.mode)
@@ -379,11 +441,51 @@ impl App {
                 message: "notificationFormat is FORM or JSON".into(),
             })?;
         }
+        if let Some(origins) = redirect_origins {
+            settings.redirect_origins = origins;
+        }
         self.store()
             .set_merchant_settings(caller.merchant.id, caller.key.mode, &settings, self.clock().now())
             .await?;
         Ok(settings)
     }
+}
+
+/// The most redirect origins a merchant may register per mode.
+pub const REDIRECT_ORIGINS_MAX: usize = 16;
+
+/// Checks and normalises registered redirect origins: `http(s)://host[:port]`, lowercase, no path, query,
+/// fragment or credentials (a trailing `/` is dropped), without duplicates.
+fn parse_origins(origins: &[String]) -> Result<Vec<String>, WebhookError> {
+    let invalid = |message: String| WebhookError::Invalid {
+        param: "redirectOrigins",
+        message,
+    };
+    if origins.len() > REDIRECT_ORIGINS_MAX {
+        return Err(invalid(format!("at most {REDIRECT_ORIGINS_MAX} redirect origins")));
+    }
+    let mut parsed: Vec<String> = Vec::with_capacity(origins.len());
+    for (index, origin) in origins.iter().enumerate() {
+        let lower = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let authority = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"))
+            .unwrap_or_default();
+        let ok = !authority.is_empty()
+            && lower.len() <= 255
+            && authority
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !ok {
+            return Err(invalid(format!(
+                "`redirectOrigins[{index}]` must be an origin: http(s)://host[:port], nothing after it"
+            )));
+        }
+        if !parsed.contains(&lower) {
+            parsed.push(lower);
+        }
+    }
+    Ok(parsed)
 }
 
 impl From<PaymentError> for WebhookError {

@@ -11,19 +11,53 @@ use paygate_domain::payment::{
 use paygate_domain::time::DurationMs;
 use paygate_store::{CheckoutCardChange, JournalEntry, PaymentUpdate, StoreError};
 
-use super::{InternalError, PaymentError};
+use super::{answer_write, InternalError, PaymentClaim, PaymentError, PaymentView};
 use crate::App;
+
+/// Which error a failed approval answers with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FailureAnswer {
+    /// The issuer or acquirer declined: the failure's code and messages.
+    Declined,
+    /// The acquirer certainly did not process it; nothing was charged.
+    Unavailable,
+}
+
+impl FailureAnswer {
+    pub(crate) fn error(self, failed: Payment) -> PaymentError {
+        match self {
+            FailureAnswer::Declined => {
+                let failure = failed.failure.clone().unwrap_or(Failure {
+                    code: "REJECT_CARD_COMPANY".into(),
+                    message: String::new(),
+                    acquirer_code: None,
+                });
+                PaymentError::Declined {
+                    payment: Box::new(failed),
+                    code: failure.code,
+                    message: failure.message,
+                    acquirer_code: failure.acquirer_code,
+                }
+            }
+            FailureAnswer::Unavailable => PaymentError::AcquirerUnavailable {
+                payment: Some(Box::new(failed)),
+            },
+        }
+    }
+}
 
 /// A pause between attempts at a request the acquirer certainly did not apply.
 const NOT_APPLIED_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl App {
     /// Calls the acquirer for a payment already written with approval REQUESTED, and records the outcome.
+    /// With `claim`, the request's answer is stored (or its claim ended) in the outcome's transaction.
     pub(crate) async fn run_approval(
         &self,
         payment: Payment,
         card: CardData,
         authenticated: bool,
+        claim: Option<&PaymentClaim>,
     ) -> Result<Payment, PaymentError> {
         let acquirer = self.acquirer(&payment)?;
         let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
@@ -51,20 +85,17 @@ impl App {
         };
         crate::failpoint::hit("approve.after_acquirer");
         match result {
-            Ok(ApproveOutcome::Approved(approval)) => self.complete_approval(payment, approval).await,
+            Ok(ApproveOutcome::Approved(approval)) => self.complete_approval(payment, approval, claim).await,
             Ok(ApproveOutcome::Declined(decline)) => {
                 let failure = Failure {
                     code: decline.code.as_str().to_owned(),
                     message: decline.acquirer_message.clone(),
                     acquirer_code: Some(decline.acquirer_code.clone()),
                 };
-                let failed = self.record_failure(&payment, failure).await?;
-                Err(PaymentError::Declined {
-                    payment: Box::new(failed),
-                    code: decline.code.as_str().to_owned(),
-                    message: decline.acquirer_message,
-                    acquirer_code: Some(decline.acquirer_code),
-                })
+                let failed = self
+                    .record_failure(&payment, failure, FailureAnswer::Declined, claim)
+                    .await?;
+                Err(FailureAnswer::Declined.error(failed))
             }
             Err(error) => match error.outcome() {
                 Outcome::NotApplied => {
@@ -74,20 +105,19 @@ impl App {
                         message: "the acquirer could not process the payment; nothing was charged".into(),
                         acquirer_code: None,
                     };
-                    let failed = self.record_failure(&payment, failure).await?;
-                    Err(PaymentError::AcquirerUnavailable {
-                        payment: Some(Box::new(failed)),
-                    })
+                    let failed = self
+                        .record_failure(&payment, failure, FailureAnswer::Unavailable, claim)
+                        .await?;
+                    Err(FailureAnswer::Unavailable.error(failed))
                 }
                 Outcome::Unknown => {
                     tracing::warn!(payment_id = %payment.id, %error, "approval outcome unknown; an inquiry will resolve it");
                     let now = self.clock().now();
                     let next = payment
                         .outcome_unknown(now.saturating_add(DurationMs::from_millis(self.inquiry_backoff_ms(0))));
-                    match self
-                        .commit(&payment, PaymentUpdate::new(payment.version, next.clone()))
-                        .await
-                    {
+                    let mut update = PaymentUpdate::new(payment.version, next.clone());
+                    update.idempotency = claim.map(|c| c.detach(now));
+                    match self.commit(&payment, update).await {
                         Ok(()) => Ok(next),
                         // The inquiry worker got there first; its answer stands.
                         Err(StoreError::Conflict(_)) => self.reload(&payment).await,
@@ -111,10 +141,11 @@ impl App {
         &self,
         payment: Payment,
         approval: Approval,
+        claim: Option<&PaymentClaim>,
     ) -> Result<Payment, PaymentError> {
         let now = self.clock().now();
         if !payment.can_complete_at(now) {
-            return self.reverse_and_expire(payment).await;
+            return self.reverse_and_expire(payment, claim).await;
         }
         let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
         let details = ApprovalDetails {
@@ -151,9 +182,17 @@ impl App {
             created_at: now,
         });
         update.checkout_card = CheckoutCardChange::Delete;
-        match self.commit(&payment, update.clone()).await {
+        // An approval is a payment's first transaction: the answer shows the payment with it alone.
+        let answer = Ok(PaymentView {
+            payment: next.clone(),
+            transactions: update.insert_transactions.clone(),
+            focus: None,
+        });
+        update.idempotency = answer_write(claim, &answer, now);
+        match self.commit(&payment, update).await {
             Ok(()) => {
                 tracing::info!(payment_id = %payment.id, "payment approved");
+                crate::failpoint::hit("approve.after_outcome");
                 Ok(next)
             }
             Err(StoreError::Conflict(_)) => {
@@ -173,11 +212,18 @@ impl App {
         }
     }
 
-    pub(crate) async fn record_failure(&self, payment: &Payment, failure: Failure) -> Result<Payment, PaymentError> {
+    pub(crate) async fn record_failure(
+        &self,
+        payment: &Payment,
+        failure: Failure,
+        answer: FailureAnswer,
+        claim: Option<&PaymentClaim>,
+    ) -> Result<Payment, PaymentError> {
         let next = payment.failed(failure)?;
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Delete;
-        match self.commit(payment, update.clone()).await {
+        update.idempotency = answer_write(claim, &Err(answer.error(next.clone())), self.clock().now());
+        match self.commit(payment, update).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => self.reload(payment).await,
             Err(other) => Err(other.into()),
@@ -199,12 +245,22 @@ impl App {
         Ok(())
     }
 
-    async fn reverse_and_expire(&self, payment: Payment) -> Result<Payment, PaymentError> {
+    async fn reverse_and_expire(
+        &self,
+        payment: Payment,
+        claim: Option<&PaymentClaim>,
+    ) -> Result<Payment, PaymentError> {
         self.reverse(&payment).await?;
         let next = payment.expired()?;
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Delete;
-        match self.commit(&payment, update.clone()).await {
+        let answer = Ok(PaymentView {
+            payment: next.clone(),
+            transactions: Vec::new(),
+            focus: None,
+        });
+        update.idempotency = answer_write(claim, &answer, self.clock().now());
+        match self.commit(&payment, update).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => self.reload(&payment).await,
             Err(other) => Err(other.into()),
@@ -221,14 +277,15 @@ impl App {
             .await;
         crate::failpoint::hit("inquiry.after_acquirer");
         match answer {
-            Ok(InquiryOutcome::Approved(approval)) => self.complete_approval(payment, approval).await,
+            Ok(InquiryOutcome::Approved(approval)) => self.complete_approval(payment, approval, None).await,
             Ok(InquiryOutcome::Declined(decline)) => {
                 let failure = Failure {
                     code: decline.code.as_str().to_owned(),
                     message: decline.acquirer_message,
                     acquirer_code: Some(decline.acquirer_code),
                 };
-                self.record_failure(&payment, failure).await
+                self.record_failure(&payment, failure, FailureAnswer::Declined, None)
+                    .await
             }
             Ok(InquiryOutcome::Reversed { .. }) => {
                 let failure = Failure {
@@ -236,7 +293,8 @@ impl App {
                     message: "the approval was reversed at the acquirer".into(),
                     acquirer_code: None,
                 };
-                self.record_failure(&payment, failure).await
+                self.record_failure(&payment, failure, FailureAnswer::Declined, None)
+                    .await
             }
             Ok(InquiryOutcome::NotFound) => {
                 // The request may still be in flight inside the acquirer: reverse the reference first, so it can
@@ -249,7 +307,8 @@ impl App {
                     message: "the acquirer did not complete the payment; nothing was charged".into(),
                     acquirer_code: None,
                 };
-                self.record_failure(&payment, failure).await
+                self.record_failure(&payment, failure, FailureAnswer::Declined, None)
+                    .await
             }
             Err(error) => self.postpone_inquiry(payment, &error.to_string()).await,
         }

@@ -8,10 +8,13 @@ use paygate_domain::ledger::Journal;
 use paygate_domain::money::Money;
 use paygate_domain::payment::{Payment, PaymentTransaction, TransactionKind, TransactionStatus};
 use paygate_domain::time::{DurationMs, UnixMillis};
-use paygate_store::{JournalEntry, PaymentUpdate, StoreError};
+use paygate_store::{IdempotencyResource, IdempotencyWrite, JournalEntry, PaymentUpdate, StoreError};
 
-use super::{InternalError, PaymentError, PaymentView};
+use super::{
+    answer_write, InternalError, PaymentAnswer, PaymentClaim, PaymentError, PaymentIdempotency, PaymentView, Start,
+};
 use crate::auth::Caller;
+use crate::idempotency::{Answer, IdempotencyRefusal};
 use crate::App;
 
 #[derive(Clone, Debug)]
@@ -41,10 +44,15 @@ impl App {
         caller: &Caller,
         id: PaymentId,
         request: CancelRequest,
-    ) -> Result<PaymentView, PaymentError> {
+        idempotency: Option<PaymentIdempotency>,
+    ) -> PaymentAnswer {
         if caller.key.kind != paygate_domain::api_key::KeyKind::Secret {
             return Err(PaymentError::Forbidden);
         }
+        let claim = match self.start_payment_request(caller, idempotency).await? {
+            Start::Run(claim) => claim,
+            Start::Answer(answer) => return Ok(*answer),
+        };
         let reason = request.reason.trim();
         if reason.is_empty() || reason.chars().count() > 200 {
             return Err(PaymentError::Invalid {
@@ -55,12 +63,24 @@ impl App {
         }
         let amount = request.amount.map(|a| self.money(a, "cancelAmount")).transpose()?;
         let expected = request.expected_balance.map(Money::krw);
-        let (payment, transaction) = self.reserve_cancel(caller, id, amount, expected, reason).await?;
+        let (payment, transaction) = match self
+            .reserve_cancel(caller, id, amount, expected, reason, claim.as_ref())
+            .await
+        {
+            Err(PaymentError::Idempotency(_)) if claim.is_some() => {
+                let claim = claim.as_ref().ok_or(PaymentError::Concurrent)?;
+                return self
+                    .restart_payment_request(caller, claim)
+                    .await?
+                    .ok_or(PaymentError::Concurrent);
+            }
+            other => other?,
+        };
         let key = transaction.key;
-        let payment = self.send_cancel(payment, transaction).await?;
+        let payment = self.send_cancel(payment, transaction, claim.as_ref()).await?;
         let mut view = self.view(payment).await?;
         view.focus = Some(key);
-        Ok(view)
+        Ok(Answer::Fresh(view))
     }
 
     async fn reserve_cancel(
@@ -70,6 +90,7 @@ impl App {
         amount: Option<Money>,
         expected: Option<Money>,
         reason: &str,
+        claim: Option<&PaymentClaim>,
     ) -> Result<(Payment, PaymentTransaction), PaymentError> {
         for _ in 0..RACE_RETRIES_MAX {
             let payment = self
@@ -77,6 +98,11 @@ impl App {
                 .payment(caller.merchant.id, caller.key.mode, id)
                 .await?
                 .ok_or(PaymentError::NotFound)?;
+            // A full cancel of a payment with nothing left to cancel (another cancel took the balance, perhaps a
+            // moment ago) is refused as the payment's state, not as an amount the caller never sent.
+            if amount.is_none() && payment.balance.is_zero() {
+                return Err(PaymentError::NotCancelable { status: payment.status });
+            }
             let amount = amount.unwrap_or(payment.balance);
             let next = payment.cancel_reserved(amount, expected)?;
             let now = self.clock().now();
@@ -100,8 +126,18 @@ impl App {
             };
             let mut update = PaymentUpdate::new(payment.version, next.clone());
             update.insert_transactions.push(transaction.clone());
-            match self.commit(&payment, update.clone()).await {
+            update.idempotency = claim.map(|c| {
+                c.claim(
+                    IdempotencyResource {
+                        payment_id: payment.id,
+                        focus: Some(transaction.key),
+                    },
+                    now,
+                )
+            });
+            match self.commit(&payment, update).await {
                 Ok(()) => return Ok((next, transaction)),
+                Err(StoreError::IdempotencyConflict) => return Err(IdempotencyRefusal::InFlight.into()),
                 Err(StoreError::Conflict(_)) => race_pause().await,
                 Err(other) => return Err(other.into()),
             }
@@ -114,6 +150,7 @@ impl App {
         &self,
         payment: Payment,
         transaction: PaymentTransaction,
+        claim: Option<&PaymentClaim>,
     ) -> Result<Payment, PaymentError> {
         let acquirer = self.acquirer(&payment)?;
         let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
@@ -132,6 +169,7 @@ impl App {
                     transaction,
                     Some(done.acquirer_transaction_id),
                     &route.acquirer,
+                    claim,
                 )
                 .await
             }
@@ -139,22 +177,28 @@ impl App {
                 acquirer_code,
                 acquirer_message,
             }) => {
-                self.release_cancel(payment.id, transaction).await?;
-                Err(PaymentError::CancelRefused {
-                    message: acquirer_message,
-                    acquirer_code,
-                })
+                let refused = || PaymentError::CancelRefused {
+                    message: acquirer_message.clone(),
+                    acquirer_code: acquirer_code.clone(),
+                };
+                let answer = claim.map(|c| c.complete(&Err(refused()), self.clock().now()));
+                self.release_cancel(payment.id, transaction, answer).await?;
+                Err(refused())
             }
             Err(error) if error.outcome() == Outcome::NotApplied => {
                 tracing::warn!(payment_id = %payment.id, %error, "acquirer did not apply the cancel; released");
-                let released = self.release_cancel(payment.id, transaction).await?;
+                // Nothing happened: the key is given back, so a retry runs the cancel again.
+                let released = self
+                    .release_cancel(payment.id, transaction, claim.map(|c| c.release()))
+                    .await?;
                 Err(PaymentError::AcquirerUnavailable {
                     payment: Some(Box::new(released)),
                 })
             }
             Err(error) => {
                 tracing::warn!(payment_id = %payment.id, %error, "cancel outcome unknown; the worker will retry it");
-                self.postpone_cancel(payment.id, transaction).await
+                self.postpone_cancel(payment.id, transaction, claim.map(|c| c.detach(self.clock().now())))
+                    .await
             }
         }
     }
@@ -165,6 +209,7 @@ impl App {
         transaction: PaymentTransaction,
         acquirer_transaction_id: Option<String>,
         acquirer: &str,
+        claim: Option<&PaymentClaim>,
     ) -> Result<Payment, PaymentError> {
         let payment = self
             .settle_pending_cancel(id, &transaction, |payment, transactions, now| {
@@ -189,6 +234,15 @@ impl App {
                 let journal = Journal::card_cancel(payment.merchant_id, acquirer, transaction.amount)
                     .map_err(|e| InternalError::Invariant(e.to_string()))?;
                 let mut update = PaymentUpdate::new(payment.version, payment.cancel_completed(settled)?);
+                let answer = Ok(PaymentView {
+                    payment: update.payment.clone(),
+                    transactions: transactions
+                        .iter()
+                        .map(|t| if t.key == done.key { done.clone() } else { t.clone() })
+                        .collect(),
+                    focus: Some(done.key),
+                });
+                update.idempotency = answer_write(claim, &answer, now);
                 update.update_transaction = Some(done);
                 update.journals.push(JournalEntry {
                     id: JournalId::new(now, crate::random_bytes()),
@@ -203,7 +257,12 @@ impl App {
         Ok(payment)
     }
 
-    async fn release_cancel(&self, id: PaymentId, transaction: PaymentTransaction) -> Result<Payment, PaymentError> {
+    async fn release_cancel(
+        &self,
+        id: PaymentId,
+        transaction: PaymentTransaction,
+        idempotency: Option<IdempotencyWrite>,
+    ) -> Result<Payment, PaymentError> {
         self.settle_pending_cancel(id, &transaction, |payment, _, now| {
             let mut failed = transaction.clone();
             failed.status = TransactionStatus::Failed;
@@ -212,12 +271,18 @@ impl App {
             failed.attempts = transaction.attempts.saturating_add(1);
             let mut update = PaymentUpdate::new(payment.version, payment.cancel_released(transaction.amount)?);
             update.update_transaction = Some(failed);
+            update.idempotency = idempotency.clone();
             Ok(update)
         })
         .await
     }
 
-    async fn postpone_cancel(&self, id: PaymentId, transaction: PaymentTransaction) -> Result<Payment, PaymentError> {
+    async fn postpone_cancel(
+        &self,
+        id: PaymentId,
+        transaction: PaymentTransaction,
+        idempotency: Option<IdempotencyWrite>,
+    ) -> Result<Payment, PaymentError> {
         let delay = DurationMs::from_millis(self.inquiry_backoff_ms(transaction.attempts));
         self.settle_pending_cancel(id, &transaction, |payment, _, now| {
             let mut pending = transaction.clone();
@@ -228,6 +293,7 @@ impl App {
             next.version += 1;
             let mut update = PaymentUpdate::new(payment.version, next);
             update.update_transaction = Some(pending);
+            update.idempotency = idempotency.clone();
             Ok(update)
         })
         .await

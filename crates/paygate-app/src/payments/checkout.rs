@@ -9,13 +9,22 @@ use paygate_domain::order::OrderId;
 use paygate_domain::payment::Payment;
 use paygate_domain::time::DurationMs;
 use paygate_store::{
-    CheckoutCardChange, CheckoutEntry, CheckoutSession, InsertPaymentOutcome, PaymentUpdate, StoreError,
+    CheckoutCardChange, CheckoutEntry, CheckoutSession, IdempotencyResource, InsertPaymentOutcome, PaymentInsert,
+    PaymentUpdate, StoreError,
 };
 use serde::{Deserialize, Serialize};
 
 use super::keyin::{CardFields, PaymentExtras};
-use super::{InternalError, PaymentError, PaymentView};
+use super::{InternalError, PaymentAnswer, PaymentClaim, PaymentError, PaymentIdempotency, PaymentView, Start};
 use crate::auth::Caller;
+use crate::idempotency::{Answer, IdempotencyRefusal};
+
+/// What creating a checkout payment gave: the payment, or (its key lost to a concurrent request) that request's
+/// answer.
+pub(crate) enum Created {
+    Payment(Payment),
+    Answer(Answer<PaymentView>),
+}
 use crate::App;
 
 #[derive(Clone, Debug)]
@@ -55,6 +64,18 @@ pub(crate) fn redirect_url(url: Option<String>, param: &'static str) -> Result<O
     }
 }
 
+/// `scheme://host[:port]` of an absolute http(s) URL, lowercase, exactly as written (no default port added):
+/// compared with the merchant's registered origins. Anything before the path counts, so a URL with credentials
+/// (`https://shop.example@evil.example/`) never matches a registered origin.
+pub(crate) fn origin_of(url: &str) -> String {
+    let lower = url.to_ascii_lowercase();
+    let Some((scheme, rest)) = lower.split_once("://") else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
+    format!("{scheme}://{authority}")
+}
+
 /// The buyer's card for a checkout: number and expiry (no password digits or identity number: the buyer's
 /// authentication replaces them).
 #[derive(Clone, Debug)]
@@ -87,7 +108,16 @@ impl App {
 
     /// Creates a READY payment for the buyer to authenticate. Client keys (the browser SDK) may do this — it is
     /// the one thing they may do — and must give `successUrl` and `failUrl`.
-    pub async fn create_checkout(&self, caller: &Caller, request: CreateRequest) -> Result<PaymentView, PaymentError> {
+    pub async fn create_checkout(
+        &self,
+        caller: &Caller,
+        request: CreateRequest,
+        idempotency: Option<PaymentIdempotency>,
+    ) -> PaymentAnswer {
+        let claim = match self.start_payment_request(caller, idempotency).await? {
+            Start::Run(claim) => claim,
+            Start::Answer(answer) => return Ok(*answer),
+        };
         let success_url = redirect_url(request.success_url.clone(), "successUrl")?;
         let fail_url = redirect_url(request.fail_url.clone(), "failUrl")?;
         if caller.key.kind != KeyKind::Secret && (success_url.is_none() || fail_url.is_none()) {
@@ -96,6 +126,10 @@ impl App {
                 param: if success_url.is_none() { "successUrl" } else { "failUrl" },
                 message: "a browser-started payment needs successUrl and failUrl".into(),
             });
+        }
+        if caller.key.kind != KeyKind::Secret {
+            self.check_browser_request(caller, &request, [("successUrl", &success_url), ("failUrl", &fail_url)])
+                .await?;
         }
         let session = |id| CheckoutSession {
             payment_id: id,
@@ -109,19 +143,68 @@ impl App {
             created_at: self.clock().now(),
             version: 0,
         };
-        let payment = self
-            .create_checkout_for((caller.merchant.id, caller.key.mode), request, session)
+        let created = self
+            .create_checkout_for(
+                (caller.merchant.id, caller.key.mode),
+                request,
+                session,
+                claim.as_ref().map(|c| (caller, c)),
+            )
             .await?;
-        self.view(payment).await
+        match created {
+            Created::Payment(payment) => Ok(Answer::Fresh(PaymentView {
+                payment,
+                transactions: Vec::new(),
+                focus: None,
+            })),
+            Created::Answer(answer) => Ok(answer),
+        }
     }
 
-    /// Creates a READY checkout payment and its session.
+    /// What a client key (the browser, so anyone) may not choose: where the notification goes (the merchant's
+    /// settings decide), and where the browser goes afterwards unless it is an origin the merchant registered.
+    async fn check_browser_request(
+        &self,
+        caller: &Caller,
+        request: &CreateRequest,
+        redirects: [(&'static str, &Option<String>); 2],
+    ) -> Result<(), PaymentError> {
+        if request
+            .notification_url
+            .as_deref()
+            .is_some_and(|url| !url.trim().is_empty())
+        {
+            return Err(PaymentError::Invalid {
+                code: "INVALID_FIELD_VALUE",
+                param: "notificationUrl",
+                message: "a client key cannot set notificationUrl; the merchant's settings apply".into(),
+            });
+        }
+        let settings = self
+            .store()
+            .merchant_settings(caller.merchant.id, caller.key.mode)
+            .await?;
+        for (param, url) in redirects {
+            let Some(url) = url else { continue };
+            if !settings.redirect_origins.contains(&origin_of(url)) {
+                return Err(PaymentError::Invalid {
+                    code: "INVALID_URL",
+                    param,
+                    message: format!("`{param}` must be on an origin registered in the merchant's redirectOrigins"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a READY checkout payment and its session, and under a key records the answer, in one transaction.
     pub(crate) async fn create_checkout_for(
         &self,
         owner: (paygate_domain::id::MerchantId, paygate_domain::api_key::Mode),
         request: CreateRequest,
         session: impl Fn(PaymentId) -> CheckoutSession,
-    ) -> Result<Payment, PaymentError> {
+        claim: Option<(&Caller, &PaymentClaim)>,
+    ) -> Result<Created, PaymentError> {
         let amounts = self.parse_amounts(request.amount, request.tax_free_amount, request.vat)?;
         let notification_url = self.check_notification_url(request.notification_url).await?;
         let new = self.new_payment(
@@ -139,14 +222,34 @@ impl App {
         let expires_at = new
             .now
             .saturating_add_secs(u64::from(self.payments.checkout_ready_secs));
+        let now = new.now;
         let payment = Payment::checkout(new, expires_at);
-        match self.store().insert_payment(&payment, None).await? {
-            InsertPaymentOutcome::Inserted => {}
-            InsertPaymentOutcome::DuplicateOrderId => return Err(PaymentError::DuplicateOrderId),
+        let mut insert = PaymentInsert::new(payment.clone());
+        insert.checkout_session = Some(session(payment.id));
+        if let Some((_, claim)) = claim {
+            let answer = Ok(PaymentView {
+                payment: payment.clone(),
+                transactions: Vec::new(),
+                focus: None,
+            });
+            let resource = IdempotencyResource {
+                payment_id: payment.id,
+                focus: None,
+            };
+            insert.idempotency = Some(claim.record(Some(resource), &answer, now));
         }
-        // Without its session the payment cannot be paid and simply expires; nothing is charged either way.
-        self.store().insert_checkout_session(&session(payment.id)).await?;
-        Ok(payment)
+        match claim {
+            Some((caller, claim)) => {
+                if let Some(answer) = self.insert_claimed(caller, &insert, Some(claim)).await? {
+                    return Ok(Created::Answer(answer));
+                }
+            }
+            None => match self.store().insert_payment(&insert).await? {
+                InsertPaymentOutcome::Inserted => {}
+                InsertPaymentOutcome::DuplicateOrderId => return Err(PaymentError::DuplicateOrderId),
+            },
+        }
+        Ok(Created::Payment(payment))
     }
 
     /// The buyer's side: attaches and authenticates a card. Allowed with the merchant's client or secret key.
@@ -156,7 +259,12 @@ impl App {
         caller: &Caller,
         id: PaymentId,
         request: AuthenticateRequest,
-    ) -> Result<PaymentView, PaymentError> {
+        idempotency: Option<PaymentIdempotency>,
+    ) -> PaymentAnswer {
+        let claim = match self.start_payment_request(caller, idempotency).await? {
+            Start::Run(claim) => claim,
+            Start::Answer(answer) => return Ok(*answer),
+        };
         let payment = self
             .store()
             .payment(caller.merchant.id, caller.key.mode, id)
@@ -181,8 +289,27 @@ impl App {
         let sealed = self.vault.seal(&purpose(id), &plaintext)?;
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Store(sealed);
-        match self.commit(&payment, update.clone()).await {
-            Ok(()) => self.view(next).await,
+        let answer = Ok(PaymentView {
+            payment: next.clone(),
+            transactions: Vec::new(),
+            focus: None,
+        });
+        update.idempotency = claim.as_ref().map(|c| {
+            let resource = IdempotencyResource {
+                payment_id: id,
+                focus: None,
+            };
+            c.record(Some(resource), &answer, now)
+        });
+        match self.commit(&payment, update).await {
+            Ok(()) => answer.map(Answer::Fresh),
+            Err(StoreError::IdempotencyConflict) => match claim {
+                Some(claim) => self
+                    .restart_payment_request(caller, &claim)
+                    .await?
+                    .ok_or(PaymentError::Concurrent),
+                None => Err(PaymentError::Concurrent),
+            },
             Err(StoreError::Conflict(_)) => Err(PaymentError::Concurrent),
             Err(other) => Err(other.into()),
         }
@@ -195,10 +322,15 @@ impl App {
         id: PaymentId,
         order_id: &str,
         amount: i64,
-    ) -> Result<PaymentView, PaymentError> {
+        idempotency: Option<PaymentIdempotency>,
+    ) -> PaymentAnswer {
         if caller.key.kind != KeyKind::Secret {
             return Err(PaymentError::Forbidden);
         }
+        let claim = match self.start_payment_request(caller, idempotency).await? {
+            Start::Run(claim) => claim,
+            Start::Answer(answer) => return Ok(*answer),
+        };
         let payment = self
             .store()
             .payment(caller.merchant.id, caller.key.mode, id)
@@ -207,8 +339,17 @@ impl App {
         let order_id = OrderId::parse(order_id)
             .map_err(|_| PaymentError::Rule(paygate_domain::payment::PaymentRuleError::OrderMismatch))?;
         let amount = self.money(amount, "amount")?;
-        let payment = self.confirm_payment(payment, &order_id, amount).await?;
-        self.view(payment).await
+        let payment = match self.confirm_payment(payment, &order_id, amount, claim.as_ref()).await {
+            Err(PaymentError::Idempotency(_)) if claim.is_some() => {
+                let claim = claim.as_ref().ok_or(PaymentError::Concurrent)?;
+                return self
+                    .restart_payment_request(caller, claim)
+                    .await?
+                    .ok_or(PaymentError::Concurrent);
+            }
+            other => other?,
+        };
+        self.view(payment).await.map(Answer::Fresh)
     }
 
     /// Moves an authenticated payment to approval (only one caller ever gets past the version check), then calls
@@ -218,16 +359,25 @@ impl App {
         payment: Payment,
         order_id: &OrderId,
         amount: paygate_domain::money::Money,
+        claim: Option<&PaymentClaim>,
     ) -> Result<Payment, PaymentError> {
         let id = payment.id;
         let now = self.clock().now();
         let inquire_after = now.saturating_add(DurationMs::from_millis(self.payments.first_inquiry_delay_ms));
         let requested = payment.confirm_requested(order_id, amount, now, inquire_after)?;
-        match self
-            .commit(&payment, PaymentUpdate::new(payment.version, requested.clone()))
-            .await
-        {
+        let mut update = PaymentUpdate::new(payment.version, requested.clone());
+        update.idempotency = claim.map(|c| {
+            c.claim(
+                IdempotencyResource {
+                    payment_id: id,
+                    focus: None,
+                },
+                now,
+            )
+        });
+        match self.commit(&payment, update).await {
             Ok(()) => {}
+            Err(StoreError::IdempotencyConflict) => return Err(IdempotencyRefusal::InFlight.into()),
             // A concurrent confirm (or the expiry worker) won; only one approval is ever requested.
             Err(StoreError::Conflict(_)) => return Err(PaymentError::Concurrent),
             Err(other) => return Err(other.into()),
@@ -247,7 +397,7 @@ impl App {
             password_two_digits: None,
             identity_number: None,
         };
-        self.run_approval(requested, data, true).await
+        self.run_approval(requested, data, true, claim).await
     }
 
     /// Seals a buyer's card for a payment (number and expiry only).

@@ -45,6 +45,41 @@ pub struct FormCheckout {
     pub signature: String,
 }
 
+/// What separates the signed fields; a field containing it is refused, so no two forms sign the same message.
+const FORM_SIGNATURE_SEPARATOR: char = '|';
+
+impl FormCheckout {
+    /// Every field the checkout uses, in the documented order, absent ones as empty strings:
+    /// `mId|mode|orderId|amount|timestamp|returnUrl|goodsName|buyerName|buyerEmail|buyerTel|notificationUrl`.
+    /// Nothing a buyer could change in the browser is left out of the signature.
+    pub fn signing_message(&self) -> Result<String, FormError> {
+        let signed = [
+            ("mId", &self.mid),
+            ("mode", &self.mode),
+            ("orderId", &self.order_id),
+            ("amount", &self.amount),
+            ("timestamp", &self.timestamp),
+            ("returnUrl", &self.return_url),
+            ("goodsName", &self.goods_name),
+            ("buyerName", &self.buyer_name),
+            ("buyerEmail", &self.buyer_email),
+            ("buyerTel", &self.buyer_tel),
+            ("notificationUrl", &self.notification_url),
+        ];
+        if let Some((field, _)) = signed
+            .iter()
+            .find(|(_, value)| value.contains(FORM_SIGNATURE_SEPARATOR))
+        {
+            return Err(FormError::Invalid {
+                field,
+                message: format!("`{field}` must not contain `{FORM_SIGNATURE_SEPARATOR}`"),
+            });
+        }
+        let values: Vec<&str> = signed.iter().map(|(_, value)| value.as_str()).collect();
+        Ok(values.join("|"))
+    }
+}
+
 /// Why a form POST was refused. Nothing is created in any of these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum FormError {
@@ -123,6 +158,20 @@ pub enum HostedStep {
     Redirect(String),
     /// The outcome is not known yet; show a waiting page that reloads.
     Pending,
+    /// The merchant gave no URL for this outcome (a secret-key payment without `successUrl`/`failUrl`): paygate
+    /// shows it on its own page.
+    Outcome(HostedOutcome),
+}
+
+/// What paygate's own result page says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostedOutcome {
+    /// The buyer authenticated the card; the merchant confirms next.
+    Authenticated,
+    /// The payment is approved.
+    Approved,
+    /// The payment did not complete, with the stable failure code.
+    Failed { code: String },
 }
 
 fn append_query(url: &str, pairs: &[(&str, String)]) -> String {
@@ -208,11 +257,8 @@ impl App {
         if (now_secs - timestamp).abs() > FORM_TIMESTAMP_SKEW_SECS {
             return Err(FormError::Stale);
         }
+        let message = form.signing_message()?;
         let key = self.checkout_key_for(merchant_id, mode).await?;
-        let message = format!(
-            "{}|{}|{}|{}|{}|{}",
-            form.mid, form.mode, form.order_id, form.amount, form.timestamp, form.return_url
-        );
         let expected = Self::sign(&key, &message)?;
         if !bool::from(
             expected
@@ -248,7 +294,14 @@ impl App {
             created_at: now,
             version: 0,
         };
-        let payment = self.create_checkout_for((merchant_id, mode), request, session).await?;
+        // A form POST carries no Idempotency-Key: its orderId keeps a resubmitted form from paying twice.
+        let payment = match self
+            .create_checkout_for((merchant_id, mode), request, session, None)
+            .await?
+        {
+            super::checkout::Created::Payment(payment) => payment,
+            super::checkout::Created::Answer(_) => return Err(PaymentError::Concurrent.into()),
+        };
         tracing::info!(payment_id = %payment.id, "checkout started from a merchant form");
         Ok(payment.id)
     }
@@ -331,45 +384,69 @@ impl App {
             session.challenge_attempts = 0;
             session.challenge_expires_at = Some(expires);
             session.version += 1;
-            self.store().update_checkout_session(&session).await?;
-            return Ok(HostedStep::Challenge);
+            return match self.store().update_checkout_session(&session).await {
+                Ok(()) => Ok(HostedStep::Challenge),
+                Err(StoreError::Conflict(_)) => self.current_step(id).await,
+                Err(other) => Err(other.into()),
+            };
         }
         self.authenticate_and_finish(page, parsed.data, installment).await
     }
 
     /// The buyer answered the OTP challenge.
+    ///
+    /// The try is counted before the code is compared, by a write conditional on the session's version: of
+    /// concurrent answers only the one that wins the write is compared, and the others compare nothing. So at most
+    /// [`CHALLENGE_ATTEMPTS_MAX`] codes are ever compared per challenge, however many arrive at once.
     pub async fn hosted_challenge(&self, id: PaymentId, otp: &str) -> Result<HostedStep, PaymentError> {
         let page = self.hosted_page(id).await?;
         if page.payment.status != PaymentStatus::Ready {
             return self.result_step(&page.payment, &page.session).await;
         }
-        let (Some(hash), Some(expires)) = (&page.session.challenge_otp_hash, page.session.challenge_expires_at) else {
+        let (Some(hash), Some(expires)) = (
+            page.session.challenge_otp_hash.clone(),
+            page.session.challenge_expires_at,
+        ) else {
             return Ok(HostedStep::Retry(RetryReason::StartAgain));
         };
         let now = self.clock().now();
-        let matches = bool::from(Sha256::digest(otp.trim().as_bytes()).as_slice().ct_eq(hash));
-        if matches && now < expires {
-            let card = self
-                .open_checkout_card(id)
-                .await?
-                .ok_or_else(|| InternalError::Invariant("a challenged payment has no sealed card".into()))?;
-            let installment = page.payment.installment;
-            return self.authenticate_and_finish(page, card, installment).await;
+        if page.session.challenge_attempts >= CHALLENGE_ATTEMPTS_MAX || now >= expires {
+            return self.fail_challenge(&page.payment, &page.session).await;
         }
         let mut session = page.session.clone();
         session.challenge_attempts = session.challenge_attempts.saturating_add(1);
         session.version += 1;
-        self.store().update_checkout_session(&session).await?;
-        if session.challenge_attempts < CHALLENGE_ATTEMPTS_MAX && now < expires {
+        match self.store().update_checkout_session(&session).await {
+            Ok(()) => {}
+            // Another answer was counted first; this one is not compared. The page shows where the payment stands.
+            Err(StoreError::Conflict(_)) => return self.current_step(id).await,
+            Err(other) => return Err(other.into()),
+        }
+        let matches = bool::from(Sha256::digest(otp.trim().as_bytes()).as_slice().ct_eq(&hash));
+        if matches {
+            // A concurrent last wrong answer may have failed the payment (and deleted the card) meanwhile.
+            let Some(card) = self.open_checkout_card(id).await? else {
+                return self.current_step(id).await;
+            };
+            let installment = page.payment.installment;
+            let page = HostedPage { session, ..page };
+            return self.authenticate_and_finish(page, card, installment).await;
+        }
+        if session.challenge_attempts < CHALLENGE_ATTEMPTS_MAX {
             return Ok(HostedStep::Retry(RetryReason::OtpMismatch));
         }
+        self.fail_challenge(&page.payment, &session).await
+    }
+
+    /// No try left, or too late: the payment fails with `AUTHENTICATION_FAILED`.
+    async fn fail_challenge(&self, payment: &Payment, session: &CheckoutSession) -> Result<HostedStep, PaymentError> {
         let failure = Failure {
             code: "AUTHENTICATION_FAILED".into(),
             message: "the buyer could not authenticate the card".into(),
             acquirer_code: None,
         };
-        let payment = self.record_failure_from_ready(&page.payment, failure).await?;
-        self.result_step(&payment, &session).await
+        let payment = self.record_failure_from_ready(payment, failure).await?;
+        self.result_step(&payment, session).await
     }
 
     async fn record_failure_from_ready(&self, payment: &Payment, failure: Failure) -> Result<Payment, PaymentError> {
@@ -417,7 +494,7 @@ impl App {
         }
         let order_id = next.order_id.clone();
         let amount = next.total();
-        match self.confirm_payment(next.clone(), &order_id, amount).await {
+        match self.confirm_payment(next.clone(), &order_id, amount, None).await {
             Ok(_) | Err(PaymentError::Declined { .. }) | Err(PaymentError::AcquirerUnavailable { .. }) => {}
             Err(PaymentError::Concurrent) => {}
             Err(other) => return Err(other),
@@ -449,7 +526,9 @@ impl App {
                             "the payment did not complete".to_owned(),
                         ),
                     };
-                    let url = session.fail_url.clone().unwrap_or_default();
+                    let Some(url) = session.fail_url.clone() else {
+                        return Ok(HostedStep::Outcome(HostedOutcome::Failed { code }));
+                    };
                     Ok(HostedStep::Redirect(append_query(
                         &url,
                         &[
@@ -459,8 +538,13 @@ impl App {
                         ],
                     )))
                 }
-                _ => {
-                    let url = session.success_url.clone().unwrap_or_default();
+                status => {
+                    let Some(url) = session.success_url.clone() else {
+                        return Ok(HostedStep::Outcome(match status {
+                            PaymentStatus::InProgress => HostedOutcome::Authenticated,
+                            _ => HostedOutcome::Approved,
+                        }));
+                    };
                     Ok(HostedStep::Redirect(append_query(
                         &url,
                         &[

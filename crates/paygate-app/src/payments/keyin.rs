@@ -9,10 +9,11 @@ use paygate_domain::order::{OrderId, OrderName};
 use paygate_domain::payment::{NewPayment, Payment};
 use paygate_domain::time::DurationMs;
 use paygate_domain::vat::VatSplit;
-use paygate_store::InsertPaymentOutcome;
+use paygate_store::{IdempotencyResource, InsertPaymentOutcome, PaymentInsert, StoreError};
 
-use super::{PaymentError, PaymentView};
+use super::{PaymentAnswer, PaymentClaim, PaymentError, PaymentIdempotency, PaymentView, Start};
 use crate::auth::Caller;
+use crate::idempotency::{Answer, IdempotencyRefusal};
 use crate::App;
 
 /// The card as the merchant sent it, in clear fields or decrypted from `encData`.
@@ -157,11 +158,21 @@ impl App {
     }
 
     /// Approves a key-in payment. Returns the payment DONE, or IN_PROGRESS with an unknown outcome; a decline is
-    /// an error that still carries the (ABORTED) payment.
-    pub async fn key_in(&self, caller: &Caller, request: KeyInRequest) -> Result<PaymentView, PaymentError> {
+    /// an error that still carries the (ABORTED) payment. Under an `Idempotency-Key`, the key is claimed with the
+    /// payment's first write and the answer stored with its outcome (two commits in all).
+    pub async fn key_in(
+        &self,
+        caller: &Caller,
+        request: KeyInRequest,
+        idempotency: Option<PaymentIdempotency>,
+    ) -> PaymentAnswer {
         if caller.key.kind != paygate_domain::api_key::KeyKind::Secret {
             return Err(PaymentError::Forbidden);
         }
+        let claim = match self.start_payment_request(caller, idempotency).await? {
+            Start::Run(claim) => claim,
+            Start::Answer(answer) => return Ok(*answer),
+        };
         let amounts = self.parse_amounts(request.amount, request.tax_free_amount, request.vat)?;
         let installment = Installment::new(request.installment_months)
             .map_err(|e| invalid("INVALID_FIELD_VALUE", "cardInstallmentPlan", e.to_string()))?;
@@ -183,12 +194,45 @@ impl App {
         let inquire_after = new
             .now
             .saturating_add(DurationMs::from_millis(self.payments.first_inquiry_delay_ms));
+        let now = new.now;
         let payment = Payment::key_in(new, card.number.summary(), route, inquire_after);
-        match self.store().insert_payment(&payment, None).await? {
-            InsertPaymentOutcome::Inserted => {}
-            InsertPaymentOutcome::DuplicateOrderId => return Err(PaymentError::DuplicateOrderId),
+        let mut insert = PaymentInsert::new(payment.clone());
+        insert.idempotency = claim.as_ref().map(|c| {
+            c.claim(
+                IdempotencyResource {
+                    payment_id: payment.id,
+                    focus: None,
+                },
+                now,
+            )
+        });
+        if let Some(answer) = self.insert_claimed(caller, &insert, claim.as_ref()).await? {
+            return Ok(answer);
         }
-        let payment = self.run_approval(payment, card.data, false).await?;
-        self.view(payment).await
+        let payment = self.run_approval(payment, card.data, false, claim.as_ref()).await?;
+        self.view(payment).await.map(Answer::Fresh)
+    }
+
+    /// Inserts a new payment with its claim. `Some` when the request must answer otherwise: its key went to a
+    /// concurrent request (the same request retried, typically), which decides the answer.
+    pub(crate) async fn insert_claimed(
+        &self,
+        caller: &Caller,
+        insert: &PaymentInsert,
+        claim: Option<&PaymentClaim>,
+    ) -> Result<Option<Answer<PaymentView>>, PaymentError> {
+        let lost = match self.store().insert_payment(insert).await {
+            Ok(InsertPaymentOutcome::Inserted) => return Ok(None),
+            Ok(InsertPaymentOutcome::DuplicateOrderId) => PaymentError::DuplicateOrderId,
+            Err(StoreError::IdempotencyConflict) => PaymentError::Idempotency(IdempotencyRefusal::InFlight),
+            Err(other) => return Err(other.into()),
+        };
+        let Some(claim) = claim else {
+            return Err(lost);
+        };
+        match self.restart_payment_request(caller, claim).await? {
+            Some(answer) => Ok(Some(answer)),
+            None => Err(lost),
+        }
     }
 }

@@ -157,6 +157,10 @@ pub enum PaymentError {
     AcquirerUnavailable { payment: Option<Box<Payment>> },
     #[error("no acquirer serves this card for the merchant")]
     NoRoute,
+    #[error("the payment has nothing left to cancel")]
+    NotCancelable {
+        status: paygate_domain::payment::PaymentStatus,
+    },
     #[error("the acquirer refused the cancel: {message}")]
     CancelRefused { message: String, acquirer_code: String },
     #[error("the encrypted card data could not be used: {0}")]
@@ -164,7 +168,88 @@ pub enum PaymentError {
     #[error("client keys can only start payments")]
     Forbidden,
     #[error(transparent)]
+    Idempotency(#[from] crate::idempotency::IdempotencyRefusal),
+    #[error(transparent)]
     Internal(#[from] InternalError),
+}
+
+impl PaymentError {
+    /// A copy to render an answer from (the edge renders the same error live and for the stored answer). An
+    /// internal cause keeps only its description, which is logged and never sent.
+    pub fn clone_for_answer(&self) -> PaymentError {
+        match self {
+            PaymentError::Invalid { code, param, message } => PaymentError::Invalid {
+                code,
+                param,
+                message: message.clone(),
+            },
+            PaymentError::DuplicateOrderId => PaymentError::DuplicateOrderId,
+            PaymentError::NotFound => PaymentError::NotFound,
+            PaymentError::Rule(rule) => PaymentError::Rule(rule.clone()),
+            PaymentError::Concurrent => PaymentError::Concurrent,
+            PaymentError::Declined {
+                payment,
+                code,
+                message,
+                acquirer_code,
+            } => PaymentError::Declined {
+                payment: payment.clone(),
+                code: code.clone(),
+                message: message.clone(),
+                acquirer_code: acquirer_code.clone(),
+            },
+            PaymentError::AcquirerUnavailable { payment } => PaymentError::AcquirerUnavailable {
+                payment: payment.clone(),
+            },
+            PaymentError::NoRoute => PaymentError::NoRoute,
+            PaymentError::NotCancelable { status } => PaymentError::NotCancelable { status: *status },
+            PaymentError::CancelRefused { message, acquirer_code } => PaymentError::CancelRefused {
+                message: message.clone(),
+                acquirer_code: acquirer_code.clone(),
+            },
+            PaymentError::EncData(error) => PaymentError::EncData(error.clone()),
+            PaymentError::Forbidden => PaymentError::Forbidden,
+            PaymentError::Idempotency(refusal) => PaymentError::Idempotency(*refusal),
+            PaymentError::Internal(internal) => PaymentError::Internal(InternalError::Invariant(internal.to_string())),
+        }
+    }
+
+    /// Whether a retry of the same request could get another answer: such answers are never stored under an
+    /// `Idempotency-Key`.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            PaymentError::Concurrent | PaymentError::Idempotency(_) | PaymentError::Internal(_)
+        )
+    }
+}
+
+/// A payment request's `Idempotency-Key`, and how its answer is rendered.
+pub type PaymentIdempotency = crate::idempotency::Idempotent<PaymentView, PaymentError>;
+pub(crate) type PaymentClaim = crate::idempotency::Claim<PaymentView, PaymentError>;
+/// What a payment use case run under a key answers.
+pub type PaymentAnswer = Result<crate::idempotency::Answer<PaymentView>, PaymentError>;
+
+/// Whether a result is the request's final answer (stored under its key) rather than a pending or transient one.
+pub(crate) fn is_final(result: &Result<PaymentView, PaymentError>) -> bool {
+    match result {
+        Ok(view) => !view.outcome_pending(),
+        Err(error) => !error.is_transient(),
+    }
+}
+
+/// The idempotency part of an outcome's transaction: the answer when it is final, else the end of the claim.
+pub(crate) fn answer_write(
+    claim: Option<&PaymentClaim>,
+    result: &Result<PaymentView, PaymentError>,
+    now: UnixMillis,
+) -> Option<paygate_store::IdempotencyWrite> {
+    let claim = claim?;
+    Some(if is_final(result) {
+        claim.complete(result, now)
+    } else {
+        claim.detach(now)
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +307,57 @@ impl PaymentView {
     }
 }
 
+/// What a payment request under a key does first: run (with the key to claim), or answer at once.
+pub(crate) enum Start {
+    Run(Option<PaymentClaim>),
+    Answer(Box<crate::idempotency::Answer<PaymentView>>),
+}
+
 impl App {
+    /// Looks the request's key up (step 1 of `crate::idempotency`).
+    pub(crate) async fn start_payment_request(
+        &self,
+        caller: &Caller,
+        idempotency: Option<PaymentIdempotency>,
+    ) -> Result<Start, PaymentError> {
+        let begin = self.idempotency_begin(caller, idempotency).await?;
+        self.started(caller, begin).await
+    }
+
+    /// After a write lost the request's key (or its orderId) to a concurrent request: what to answer instead.
+    /// `None` if the key is free after all (then the original error stands).
+    pub(crate) async fn restart_payment_request(
+        &self,
+        caller: &Caller,
+        claim: &PaymentClaim,
+    ) -> Result<Option<crate::idempotency::Answer<PaymentView>>, PaymentError> {
+        let Some(begin) = self.idempotency_after_conflict(claim).await? else {
+            return Ok(None);
+        };
+        match self.started(caller, begin).await? {
+            Start::Answer(answer) => Ok(Some(*answer)),
+            Start::Run(_) => Err(crate::idempotency::IdempotencyRefusal::InFlight.into()),
+        }
+    }
+
+    async fn started(
+        &self,
+        caller: &Caller,
+        begin: crate::idempotency::Begin<PaymentView, PaymentError>,
+    ) -> Result<Start, PaymentError> {
+        use crate::idempotency::{Answer, Begin};
+        match begin {
+            Begin::Run(claim) => Ok(Start::Run(claim)),
+            Begin::Replay(stored) => Ok(Start::Answer(Box::new(Answer::Replay(stored)))),
+            Begin::Refused(refusal) => Err(refusal.into()),
+            Begin::Recover(resource) => {
+                let mut view = self.get_payment(caller, resource.payment_id).await?;
+                view.focus = resource.focus;
+                Ok(Start::Answer(Box::new(Answer::Fresh(view))))
+            }
+        }
+    }
+
     pub fn payment_config(&self) -> &PaymentConfig {
         &self.payments
     }

@@ -2,26 +2,12 @@
 //! `GET /v1/payments/{paymentKey}` returns).
 
 use paygate_domain::payment::TransactionKind;
-use paygate_domain::time::UnixMillis;
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
 
 use super::PaymentView;
+/// `2026-11-23T16:04:52.123+09:00`, always three fractional digits.
+pub use crate::instant::rfc3339;
 use crate::App;
-
-/// Korea Standard Time, the offset Korean PG APIs (Toss included) print instants in.
-const KST: UtcOffset = time::macros::offset!(+9);
-
-/// `2026-11-23T16:04:52.123+09:00`.
-pub fn rfc3339(at: UnixMillis) -> String {
-    let nanos = i128::from(at.as_millis()) * 1_000_000;
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map(|t| t.to_offset(KST))
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -110,7 +110,7 @@ impl App {
                 }
             };
             counts.attempted += 1;
-            match self.send_cancel(payment, transaction).await {
+            match self.send_cancel(payment, transaction, None).await {
                 Ok(_) | Err(PaymentError::CancelRefused { .. }) | Err(PaymentError::AcquirerUnavailable { .. }) => {}
                 Err(error) => {
                     counts.errors += 1;

@@ -10,7 +10,7 @@ use crate::StoreError;
 
 /// Maps a driver error. Messages carry the SQLSTATE and the server's message, never the `DETAIL` (which holds row
 /// values) nor query parameters.
-pub(super) fn pg_error(error: tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
     let Some(db) = error.as_db_error() else {
         // No server answer: the connection broke, timed out or never came up.
         return if error.is_closed() || io_caused(&error) {

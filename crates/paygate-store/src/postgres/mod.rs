@@ -20,29 +20,30 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
 use paygate_domain::api_key::{ApiKey, KeyHash, Mode};
 use paygate_domain::id::{ApiKeyId, EventId, MerchantId, PaymentId, WebhookEndpointId};
-use paygate_domain::idempotency::{decide, IdempotencyDecision};
 use paygate_domain::merchant::Merchant;
 use paygate_domain::order::OrderId;
 use paygate_domain::payment::{Payment, PaymentTransaction};
 use paygate_domain::time::UnixMillis;
 use tokio_postgres::{IsolationLevel, NoTls};
 
-use self::error::{config_error, describe_target, pg_error, pool_error};
-use self::rows::{ATTEMPT_COLUMNS, KEY_COLUMNS, KEY_COLUMN_COUNT, MERCHANT_COLUMNS};
+pub(crate) use self::error::pg_error;
+use self::error::{config_error, describe_target, pool_error};
+use self::rows::{KEY_COLUMNS, KEY_COLUMN_COUNT, MERCHANT_COLUMNS};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::outbox::{
     Attempt, AttemptOutcome, ClaimedDelivery, Delivery, MerchantSettings, NewEvent, NotificationTarget, StoredEvent,
     WebhookEndpoint,
 };
 use crate::payments::{
-    AcquirerContract, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
+    AcquirerContract, InsertPaymentOutcome, LedgerAudit, PaymentInsert, PaymentUpdate, Sealed, StoredEncKey,
+    TransactionQuery,
 };
 use crate::{
-    Backend, IdempotencyClaim, IdempotencyClaimOutcome, IdempotencyScope, NewApiKey, PoolStats, Store, StoreError,
-    StoreOptions, StoredResponse,
+    Backend, IdempotencyRecord, IdempotencyScope, IdempotencyWrite, NewApiKey, PoolStats, Store, StoreError,
+    StoreOptions,
 };
 
-pub(crate) const MIGRATIONS: [Migration; 4] = [
+pub(crate) const MIGRATIONS: [Migration; 6] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -63,13 +64,20 @@ pub(crate) const MIGRATIONS: [Migration; 4] = [
         name: "checkout",
         sql: include_str!("../../migrations/postgres/0004_checkout.sql"),
     },
+    Migration {
+        version: 5,
+        name: "idempotency_in_use_cases",
+        sql: include_str!("../../migrations/postgres/0005_idempotency_in_use_cases.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "redirect_origins",
+        sql: include_str!("../../migrations/postgres/0006_redirect_origins.sql"),
+    },
 ];
 
 /// The `pg_advisory_xact_lock` key that serialises migrations between processes ("paygate1" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7061_7967_6174_6531;
-
-/// How often a claim retries when the record it conflicted with is released before it could be read.
-const CLAIM_ATTEMPTS: usize = 3;
 
 pub struct PostgresStore {
     pool: Pool,
@@ -216,90 +224,6 @@ async fn insert_key(tx: &Transaction<'_>, key: &NewApiKey) -> Result<(), StoreEr
     .await
     .map_err(pg_error)?;
     Ok(())
-}
-
-/// The claim itself, inside `tx`; see [`Store::idempotency_claim`] on [`PostgresStore`].
-async fn claim_in(tx: &Transaction<'_>, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError> {
-    let scope = &claim.scope;
-    let (merchant_id, mode, key) = (scope.merchant_id.to_string(), scope.mode.as_str(), scope.key.as_str());
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO idempotency_keys
-                 (merchant_id, mode, idempotency_key, fingerprint, state, lock_token, locked_until, created_at)
-             VALUES ($1, $2, $3, $4, 'IN_FLIGHT', $5, $6, $7)
-             ON CONFLICT (merchant_id, mode, idempotency_key) DO NOTHING",
-        )
-        .await
-        .map_err(pg_error)?;
-    let select = tx
-        .prepare_cached(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM idempotency_keys
-             WHERE merchant_id = $1 AND mode = $2 AND idempotency_key = $3 FOR UPDATE"
-        ))
-        .await
-        .map_err(pg_error)?;
-    for _ in 0..CLAIM_ATTEMPTS {
-        // A concurrent inserter makes this wait for its transaction; once it commits, nothing is inserted here.
-        let inserted = tx
-            .execute(
-                &insert,
-                &[
-                    &merchant_id,
-                    &mode,
-                    &key,
-                    &claim.fingerprint.0.as_slice(),
-                    &claim.lock_token,
-                    &claim.locked_until.as_millis(),
-                    &claim.now.as_millis(),
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        if inserted == 1 {
-            return Ok(IdempotencyClaimOutcome::Claimed);
-        }
-        // READ COMMITTED: this statement sees the row that blocked the insert, and locks it until we commit.
-        let Some(row) = tx
-            .query_opt(&select, &[&merchant_id, &mode, &key])
-            .await
-            .map_err(pg_error)?
-        else {
-            continue; // released in between: try to insert again
-        };
-        let (stored, response) = rows::attempt(&row)?;
-        return match decide(&stored, claim.fingerprint, claim.now) {
-            IdempotencyDecision::Replay => response
-                .map(IdempotencyClaimOutcome::Replay)
-                .ok_or_else(|| StoreError::Corrupt("completed idempotency record without a response".into())),
-            IdempotencyDecision::RejectReused => Ok(IdempotencyClaimOutcome::Reused),
-            IdempotencyDecision::RejectInFlight => Ok(IdempotencyClaimOutcome::InFlight),
-            IdempotencyDecision::TakeOver { stale_lock_token } => {
-                let changed = tx
-                    .execute(
-                        "UPDATE idempotency_keys SET lock_token = $5, locked_until = $6
-                         WHERE merchant_id = $1 AND mode = $2 AND idempotency_key = $3
-                           AND state = 'IN_FLIGHT' AND lock_token = $4",
-                        &[
-                            &merchant_id,
-                            &mode,
-                            &key,
-                            &stale_lock_token,
-                            &claim.lock_token,
-                            &claim.locked_until.as_millis(),
-                        ],
-                    )
-                    .await
-                    .map_err(pg_error)?;
-                Ok(if changed == 1 {
-                    IdempotencyClaimOutcome::Claimed
-                } else {
-                    IdempotencyClaimOutcome::InFlight
-                })
-            }
-        };
-    }
-    // The key was claimed and released under us again and again: someone else is working on it.
-    Ok(IdempotencyClaimOutcome::InFlight)
 }
 
 #[async_trait]
@@ -477,82 +401,14 @@ impl Store for PostgresStore {
         rows::key(&row.ok_or(StoreError::NotFound)?, 0)
     }
 
-    /// `INSERT … ON CONFLICT DO NOTHING`; if another request got there first, the stored record is locked
-    /// (`FOR UPDATE`) and judged by `paygate_domain::idempotency::decide` in the same transaction, and an expired
-    /// claim is taken over conditionally on its lock token. Concurrent claims of one key, from any number of
-    /// processes, yield exactly one `Claimed`.
-    async fn idempotency_claim(&self, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let outcome = claim_in(&tx, claim).await?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(outcome)
-    }
-
-    async fn idempotency_complete(
-        &self,
-        scope: &IdempotencyScope,
-        lock_token: i64,
-        response: &StoredResponse,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
+    async fn idempotency_record(&self, scope: &IdempotencyScope) -> Result<Option<IdempotencyRecord>, StoreError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "UPDATE idempotency_keys
-                 SET state = 'COMPLETED', response_status = $5, response_content_type = $6,
-                     response_body = $7, completed_at = $8
-                 WHERE merchant_id = $1 AND mode = $2 AND idempotency_key = $3
-                   AND state = 'IN_FLIGHT' AND lock_token = $4",
-            )
-            .await
-            .map_err(pg_error)?;
-        let changed = client
-            .execute(
-                &statement,
-                &[
-                    &scope.merchant_id.to_string(),
-                    &scope.mode.as_str(),
-                    &scope.key.as_str(),
-                    &lock_token,
-                    &i32::from(response.status),
-                    &response.content_type,
-                    &response.body,
-                    &now.as_millis(),
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict("the idempotency claim was lost"))
-        }
+        crate::idempotency::postgres::record(&client, scope).await
     }
 
     async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "DELETE FROM idempotency_keys
-                 WHERE merchant_id = $1 AND mode = $2 AND idempotency_key = $3
-                   AND state = 'IN_FLIGHT' AND lock_token = $4",
-            )
-            .await
-            .map_err(pg_error)?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &scope.merchant_id.to_string(),
-                    &scope.mode.as_str(),
-                    &scope.key.as_str(),
-                    &lock_token,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(())
+        crate::idempotency::postgres::release(&client, scope, lock_token).await
     }
 
     async fn idempotency_reap(&self, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError> {
@@ -589,14 +445,10 @@ impl Store for PostgresStore {
         payments::contracts(&client, merchant_id, mode).await
     }
 
-    async fn insert_payment(
-        &self,
-        payment: &Payment,
-        checkout_card: Option<&Sealed>,
-    ) -> Result<InsertPaymentOutcome, StoreError> {
+    async fn insert_payment(&self, insert: &PaymentInsert) -> Result<InsertPaymentOutcome, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        let outcome = payments::insert_payment(&tx, payment, checkout_card).await?;
+        let outcome = payments::insert_payment(&tx, insert).await?;
         match outcome {
             InsertPaymentOutcome::Inserted => tx.commit().await.map_err(pg_error)?,
             // The failed INSERT aborted the transaction; nothing was written.
@@ -711,9 +563,13 @@ impl Store for PostgresStore {
         mode: Mode,
         key: &StoredEncKey,
         retire_previous_at: UnixMillis,
+        idempotency: Option<&IdempotencyWrite>,
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
+        if let Some(write) = idempotency {
+            crate::idempotency::postgres::apply(&tx, write).await?;
+        }
         payments::add_enc_key(&tx, merchant_id, mode, key, retire_previous_at).await?;
         tx.commit().await.map_err(pg_error)
     }
@@ -748,9 +604,16 @@ impl Store for PostgresStore {
         outbox::set_merchant_settings(&client, merchant_id, mode, settings, now).await
     }
 
-    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+    async fn insert_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        idempotency: Option<&IdempotencyWrite>,
+    ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
+        if let Some(write) = idempotency {
+            crate::idempotency::postgres::apply(&tx, write).await?;
+        }
         outbox::insert_endpoint(&tx, endpoint).await?;
         tx.commit().await.map_err(pg_error)
     }
@@ -781,9 +644,16 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+    async fn update_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        idempotency: Option<&IdempotencyWrite>,
+    ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
+        if let Some(write) = idempotency {
+            crate::idempotency::postgres::apply(&tx, write).await?;
+        }
         outbox::update_endpoint(&tx, endpoint).await?;
         tx.commit().await.map_err(pg_error)
     }
@@ -886,9 +756,13 @@ impl Store for PostgresStore {
         notification: Option<&NotificationTarget>,
         resend: u32,
         now: UnixMillis,
+        idempotency: Option<&IdempotencyWrite>,
     ) -> Result<u32, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
+        if let Some(write) = idempotency {
+            crate::idempotency::postgres::apply(&tx, write).await?;
+        }
         let created = outbox::resend(&tx, event, notification, resend, now).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(created)
@@ -896,27 +770,7 @@ impl Store for PostgresStore {
 
     async fn insert_checkout_session(&self, session: &crate::CheckoutSession) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO checkout_sessions (payment_id, entry, return_url, success_url, fail_url, challenge_otp_hash,
-                     challenge_attempts, challenge_expires_at, created_at, version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    &session.payment_id.to_string(),
-                    &session.entry.as_str(),
-                    &session.return_url,
-                    &session.success_url,
-                    &session.fail_url,
-                    &session.challenge_otp_hash,
-                    &i32::try_from(session.challenge_attempts).unwrap_or(i32::MAX),
-                    &session.challenge_expires_at.map(UnixMillis::as_millis),
-                    &session.created_at.as_millis(),
-                    &session.version,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(())
+        insert_checkout_session(&client, session).await
     }
 
     async fn checkout_session(
@@ -976,6 +830,34 @@ impl Store for PostgresStore {
             Err(StoreError::Conflict("the checkout session changed since it was read"))
         }
     }
+}
+
+/// Writes a new checkout session inside the caller's transaction (or on its own).
+pub(super) async fn insert_checkout_session(
+    client: &impl deadpool_postgres::GenericClient,
+    session: &crate::CheckoutSession,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO checkout_sessions (payment_id, entry, return_url, success_url, fail_url, challenge_otp_hash,
+                         challenge_attempts, challenge_expires_at, created_at, version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &session.payment_id.to_string(),
+                &session.entry.as_str(),
+                &session.return_url,
+                &session.success_url,
+                &session.fail_url,
+                &session.challenge_otp_hash,
+                &i32::try_from(session.challenge_attempts).unwrap_or(i32::MAX),
+                &session.challenge_expires_at.map(UnixMillis::as_millis),
+                &session.created_at.as_millis(),
+                &session.version,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(())
 }
 
 /// Needs a server: `PAYGATE_TEST_DATABASE_URL` (only connects; creates nothing).

@@ -278,7 +278,8 @@ pub(super) async fn merchant_settings(
 ) -> Result<MerchantSettings, StoreError> {
     let statement = client
         .prepare_cached(
-            "SELECT notification_url, notification_format FROM merchant_settings WHERE merchant_id = $1 AND mode = $2",
+            "SELECT notification_url, notification_format, redirect_origins FROM merchant_settings
+             WHERE merchant_id = $1 AND mode = $2",
         )
         .await
         .map_err(pg_error)?;
@@ -293,6 +294,7 @@ pub(super) async fn merchant_settings(
         notification_url: get(&row, 0)?,
         notification_format: NotificationFormat::parse(get(&row, 1)?)
             .ok_or_else(|| corrupt("merchant_settings.notification_format"))?,
+        redirect_origins: MerchantSettings::parse_redirect_origins(get(&row, 2)?),
     })
 }
 
@@ -305,10 +307,12 @@ pub(super) async fn set_merchant_settings(
 ) -> Result<(), StoreError> {
     let statement = client
         .prepare_cached(
-            "INSERT INTO merchant_settings (merchant_id, mode, notification_url, notification_format, updated_at)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO merchant_settings
+                 (merchant_id, mode, notification_url, notification_format, updated_at, redirect_origins)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (merchant_id, mode) DO UPDATE SET notification_url = excluded.notification_url,
-                 notification_format = excluded.notification_format, updated_at = excluded.updated_at",
+                 notification_format = excluded.notification_format, updated_at = excluded.updated_at,
+                 redirect_origins = excluded.redirect_origins",
         )
         .await
         .map_err(pg_error)?;
@@ -321,6 +325,7 @@ pub(super) async fn set_merchant_settings(
                 &settings.notification_url,
                 &settings.notification_format.as_str(),
                 &now.as_millis(),
+                &settings.redirect_origins_text(),
             ],
         )
         .await

@@ -24,8 +24,8 @@ use tokio_postgres::Row;
 use super::error::pg_error;
 use super::rows::{corrupt, get, parsed};
 use crate::payments::{
-    AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey,
-    TransactionQuery,
+    AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, LedgerAudit, PaymentInsert, PaymentUpdate, Sealed,
+    StoredEncKey, TransactionQuery,
 };
 use crate::StoreError;
 
@@ -381,9 +381,9 @@ fn is_duplicate_order_id(error: &tokio_postgres::Error) -> bool {
 /// rolls it back.
 pub(super) async fn insert_payment(
     tx: &Transaction<'_>,
-    payment: &Payment,
-    checkout_card: Option<&Sealed>,
+    insert: &PaymentInsert,
 ) -> Result<InsertPaymentOutcome, StoreError> {
+    let payment = &insert.payment;
     let statement = tx
         .prepare_cached(&format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({})",
@@ -397,8 +397,15 @@ pub(super) async fn insert_payment(
         Err(error) if is_duplicate_order_id(&error) => return Ok(InsertPaymentOutcome::DuplicateOrderId),
         Err(error) => return Err(pg_error(error)),
     }
-    if let Some(sealed) = checkout_card {
+    if let Some(sealed) = &insert.checkout_card {
         store_checkout_card(tx, &values.id, sealed, payment.requested_at).await?;
+    }
+    if let Some(session) = &insert.checkout_session {
+        super::insert_checkout_session(tx, session).await?;
+    }
+    // Last: the payment's own INSERT decides DuplicateOrderId first, whichever request holds the key.
+    if let Some(write) = &insert.idempotency {
+        crate::idempotency::postgres::apply(tx, write).await?;
     }
     Ok(InsertPaymentOutcome::Inserted)
 }
@@ -555,6 +562,9 @@ pub(super) async fn update_payment(tx: &Transaction<'_>, update: &PaymentUpdate)
     // The events the change causes, and their deliveries, commit or roll back with it.
     for event in &update.events {
         super::outbox::insert_new_event(tx, event).await?;
+    }
+    if let Some(write) = &update.idempotency {
+        crate::idempotency::postgres::apply(tx, write).await?;
     }
     match &update.checkout_card {
         CheckoutCardChange::Keep => {}

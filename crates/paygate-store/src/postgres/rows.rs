@@ -2,20 +2,17 @@
 
 use paygate_domain::api_key::{ApiKey, KeyKind, Mode};
 use paygate_domain::id::{ApiKeyId, MerchantId};
-use paygate_domain::idempotency::{RequestFingerprint, StoredAttempt};
 use paygate_domain::merchant::{Merchant, MerchantName, MerchantStatus};
 use paygate_domain::time::UnixMillis;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
-use crate::{StoreError, StoredResponse};
+use crate::StoreError;
 
 pub(super) const MERCHANT_COLUMNS: &str = "m.id, m.name, m.status, m.created_at";
 pub(super) const KEY_COLUMNS: &str =
     "k.id, k.merchant_id, k.mode, k.kind, k.display_prefix, k.created_at, k.revoked_at";
 pub(super) const KEY_COLUMN_COUNT: usize = 7;
-pub(super) const ATTEMPT_COLUMNS: &str =
-    "fingerprint, state, lock_token, locked_until, response_status, response_content_type, response_body";
 
 pub(super) fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, StoreError> {
     row.try_get(index).map_err(|error| {
@@ -47,34 +44,6 @@ pub(super) fn key(row: &Row, at: usize) -> Result<ApiKey, StoreError> {
         created_at: UnixMillis::new(get(row, at + 5)?),
         revoked_at: get::<Option<i64>>(row, at + 6)?.map(UnixMillis::new),
     })
-}
-
-/// An idempotency record read with [`ATTEMPT_COLUMNS`]: what `decide` needs, and the response to replay.
-pub(super) fn attempt(row: &Row) -> Result<(StoredAttempt, Option<StoredResponse>), StoreError> {
-    let fingerprint: Vec<u8> = get(row, 0)?;
-    let fingerprint = RequestFingerprint(
-        fingerprint
-            .try_into()
-            .map_err(|_| corrupt("idempotency_keys.fingerprint is not 32 bytes"))?,
-    );
-    let attempt = match get::<&str>(row, 1)? {
-        "IN_FLIGHT" => StoredAttempt::InFlight {
-            fingerprint,
-            lock_token: get(row, 2)?,
-            locked_until: UnixMillis::new(get(row, 3)?),
-        },
-        "COMPLETED" => StoredAttempt::Completed { fingerprint },
-        other => return Err(StoreError::Corrupt(format!("idempotency_keys.state = {other}"))),
-    };
-    let response = match (get::<Option<i32>>(row, 4)?, get(row, 5)?, get(row, 6)?) {
-        (Some(status), Some(content_type), Some(body)) => Some(StoredResponse {
-            status: u16::try_from(status).map_err(|_| corrupt("idempotency_keys.response_status"))?,
-            content_type,
-            body,
-        }),
-        _ => None,
-    };
-    Ok((attempt, response))
 }
 
 pub(super) fn corrupt(what: &str) -> StoreError {

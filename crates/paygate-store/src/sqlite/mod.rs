@@ -16,7 +16,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use paygate_domain::api_key::{ApiKey, KeyHash, KeyKind, Mode};
 use paygate_domain::id::{ApiKeyId, EventId, MerchantId, PaymentId, WebhookEndpointId};
-use paygate_domain::idempotency::{decide, IdempotencyDecision, RequestFingerprint, StoredAttempt};
 use paygate_domain::merchant::{Merchant, MerchantName, MerchantStatus};
 use paygate_domain::order::OrderId;
 use paygate_domain::payment::{Payment, PaymentTransaction};
@@ -29,18 +28,18 @@ use crate::outbox::{
     WebhookEndpoint,
 };
 use crate::payments::{
-    AcquirerContract, CheckoutSession, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey,
-    TransactionQuery,
+    AcquirerContract, CheckoutSession, InsertPaymentOutcome, LedgerAudit, PaymentInsert, PaymentUpdate, Sealed,
+    StoredEncKey, TransactionQuery,
 };
 use crate::{
-    Backend, IdempotencyClaim, IdempotencyClaimOutcome, IdempotencyScope, NewApiKey, OpenMode, PoolStats, Store,
-    StoreError, StoreOptions, StoredResponse,
+    Backend, IdempotencyRecord, IdempotencyScope, IdempotencyWrite, NewApiKey, OpenMode, PoolStats, Store, StoreError,
+    StoreOptions,
 };
 use runtime::Runtime;
 
 /// Statement-cached `execute` and `query_row`: rusqlite's own parse the SQL on every call, which profiling showed
 /// as the largest single cost of the write path. Every statement in this backend goes through the cache.
-pub(super) trait Cached {
+pub(crate) trait Cached {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
     fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
     where
@@ -74,7 +73,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 4] = [
+pub(crate) const MIGRATIONS: [Migration; 6] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -94,6 +93,16 @@ pub(crate) const MIGRATIONS: [Migration; 4] = [
         version: 4,
         name: "checkout",
         sql: include_str!("../../migrations/sqlite/0004_checkout.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "idempotency_in_use_cases",
+        sql: include_str!("../../migrations/sqlite/0005_idempotency_in_use_cases.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "redirect_origins",
+        sql: include_str!("../../migrations/sqlite/0006_redirect_origins.sql"),
     },
 ];
 
@@ -308,7 +317,7 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-fn backend(error: rusqlite::Error) -> StoreError {
+pub(crate) fn backend(error: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, _) = &error {
         match code.code {
             rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
@@ -395,13 +404,6 @@ fn insert_key(conn: &Connection, key: &NewApiKey) -> Result<(), StoreError> {
     )
     .map_err(backend)?;
     Ok(())
-}
-
-fn fingerprint_from(bytes: Vec<u8>) -> Result<RequestFingerprint, StoreError> {
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("idempotency_keys.fingerprint is not 32 bytes".into()))?;
-    Ok(RequestFingerprint(array))
 }
 
 #[async_trait]
@@ -567,68 +569,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn idempotency_claim(&self, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError> {
-        let claim = claim.clone();
-        self.runtime.write(move |conn| claim_blocking(conn, &claim)).await
-    }
-
-    async fn idempotency_complete(
-        &self,
-        scope: &IdempotencyScope,
-        lock_token: i64,
-        response: &StoredResponse,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
+    async fn idempotency_record(&self, scope: &IdempotencyScope) -> Result<Option<IdempotencyRecord>, StoreError> {
         let scope = scope.clone();
-        let response = response.clone();
         self.runtime
-            .write(move |conn| {
-                let changed = conn
-                    .exec(
-                        "UPDATE idempotency_keys
-                         SET state = 'COMPLETED', response_status = ?5, response_content_type = ?6,
-                             response_body = ?7, completed_at = ?8
-                         WHERE merchant_id = ?1 AND mode = ?2 AND idempotency_key = ?3
-                           AND state = 'IN_FLIGHT' AND lock_token = ?4",
-                        params![
-                            scope.merchant_id.to_string(),
-                            scope.mode.as_str(),
-                            scope.key.as_str(),
-                            lock_token,
-                            response.status,
-                            response.content_type,
-                            response.body,
-                            now.as_millis()
-                        ],
-                    )
-                    .map_err(backend)?;
-                if changed == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::Conflict("the idempotency claim was lost"))
-                }
-            })
+            .read(move |conn| crate::idempotency::sqlite::record(conn, &scope))
             .await
     }
 
     async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
         let scope = scope.clone();
         self.runtime
-            .write(move |conn| {
-                conn.exec(
-                    "DELETE FROM idempotency_keys
-                     WHERE merchant_id = ?1 AND mode = ?2 AND idempotency_key = ?3
-                       AND state = 'IN_FLIGHT' AND lock_token = ?4",
-                    params![
-                        scope.merchant_id.to_string(),
-                        scope.mode.as_str(),
-                        scope.key.as_str(),
-                        lock_token
-                    ],
-                )
-                .map_err(backend)?;
-                Ok(())
-            })
+            .write(move |conn| crate::idempotency::sqlite::release(conn, &scope, lock_token))
             .await
     }
 
@@ -665,15 +616,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_payment(
-        &self,
-        payment: &Payment,
-        checkout_card: Option<&Sealed>,
-    ) -> Result<InsertPaymentOutcome, StoreError> {
-        let payment = payment.clone();
-        let card = checkout_card.cloned();
+    async fn insert_payment(&self, insert: &PaymentInsert) -> Result<InsertPaymentOutcome, StoreError> {
+        let insert = insert.clone();
         self.runtime
-            .write(move |conn| payments::insert_payment(conn, &payment, card.as_ref()))
+            .write(move |conn| payments::insert_payment(conn, &insert))
             .await
     }
 
@@ -796,10 +742,17 @@ impl Store for SqliteStore {
         mode: Mode,
         key: &StoredEncKey,
         retire_previous_at: UnixMillis,
+        idempotency: Option<&IdempotencyWrite>,
     ) -> Result<(), StoreError> {
         let key = key.clone();
+        let idempotency = idempotency.cloned();
         self.runtime
-            .write(move |conn| payments::add_enc_key(conn, merchant_id, mode, &key, retire_previous_at))
+            .write(move |conn| {
+                if let Some(write) = &idempotency {
+                    crate::idempotency::sqlite::apply(conn, write)?;
+                }
+                payments::add_enc_key(conn, merchant_id, mode, &key, retire_previous_at)
+            })
             .await
     }
 
@@ -826,10 +779,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+    async fn insert_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        idempotency: Option<&IdempotencyWrite>,
+    ) -> Result<(), StoreError> {
         let endpoint = endpoint.clone();
+        let idempotency = idempotency.cloned();
         self.runtime
-            .write(move |conn| outbox::insert_endpoint(conn, &endpoint))
+            .write(move |conn| {
+                if let Some(write) = &idempotency {
+                    crate::idempotency::sqlite::apply(conn, write)?;
+                }
+                outbox::insert_endpoint(conn, &endpoint)
+            })
             .await
     }
 
@@ -856,10 +819,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+    async fn update_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        idempotency: Option<&IdempotencyWrite>,
+    ) -> Result<(), StoreError> {
         let endpoint = endpoint.clone();
+        let idempotency = idempotency.cloned();
         self.runtime
-            .write(move |conn| outbox::update_endpoint(conn, &endpoint))
+            .write(move |conn| {
+                if let Some(write) = &idempotency {
+                    crate::idempotency::sqlite::apply(conn, write)?;
+                }
+                outbox::update_endpoint(conn, &endpoint)
+            })
             .await
     }
 
@@ -965,11 +938,18 @@ impl Store for SqliteStore {
         notification: Option<&NotificationTarget>,
         resend: u32,
         now: UnixMillis,
+        idempotency: Option<&IdempotencyWrite>,
     ) -> Result<u32, StoreError> {
         let event = event.clone();
         let notification = notification.cloned();
+        let idempotency = idempotency.cloned();
         self.runtime
-            .write(move |conn| outbox::resend(conn, &event, notification.as_ref(), resend, now))
+            .write(move |conn| {
+                if let Some(write) = &idempotency {
+                    crate::idempotency::sqlite::apply(conn, write)?;
+                }
+                outbox::resend(conn, &event, notification.as_ref(), resend, now)
+            })
             .await
     }
 
@@ -985,97 +965,5 @@ impl Store for SqliteStore {
     async fn update_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError> {
         let session = session.clone();
         self.runtime.write(move |conn| checkout::update(conn, &session)).await
-    }
-}
-
-fn claim_blocking(conn: &Connection, claim: &IdempotencyClaim) -> Result<IdempotencyClaimOutcome, StoreError> {
-    let scope = &claim.scope;
-    let inserted = conn
-        .exec(
-            "INSERT INTO idempotency_keys
-                 (merchant_id, mode, idempotency_key, fingerprint, state, lock_token, locked_until, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'IN_FLIGHT', ?5, ?6, ?7)
-             ON CONFLICT (merchant_id, mode, idempotency_key) DO NOTHING",
-            params![
-                scope.merchant_id.to_string(),
-                scope.mode.as_str(),
-                scope.key.as_str(),
-                claim.fingerprint.0.as_slice(),
-                claim.lock_token,
-                claim.locked_until.as_millis(),
-                claim.now.as_millis()
-            ],
-        )
-        .map_err(backend)?;
-    if inserted == 1 {
-        return Ok(IdempotencyClaimOutcome::Claimed);
-    }
-    type Existing = (Vec<u8>, String, i64, i64, Option<u16>, Option<String>, Option<Vec<u8>>);
-    let existing: Existing = conn
-        .row(
-            "SELECT fingerprint, state, lock_token, locked_until, response_status, response_content_type, response_body
-             FROM idempotency_keys WHERE merchant_id = ?1 AND mode = ?2 AND idempotency_key = ?3",
-            params![scope.merchant_id.to_string(), scope.mode.as_str(), scope.key.as_str()],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                ))
-            },
-        )
-        .map_err(backend)?;
-    let (fingerprint, state, lock_token, locked_until, status, content_type, body) = existing;
-    let fingerprint = fingerprint_from(fingerprint)?;
-    let stored = match state.as_str() {
-        "IN_FLIGHT" => StoredAttempt::InFlight {
-            fingerprint,
-            lock_token,
-            locked_until: UnixMillis::new(locked_until),
-        },
-        "COMPLETED" => StoredAttempt::Completed { fingerprint },
-        other => return Err(StoreError::Corrupt(format!("idempotency_keys.state = {other}"))),
-    };
-    match decide(&stored, claim.fingerprint, claim.now) {
-        IdempotencyDecision::Replay => {
-            let (Some(status), Some(content_type), Some(body)) = (status, content_type, body) else {
-                return Err(StoreError::Corrupt(
-                    "completed idempotency record without a response".into(),
-                ));
-            };
-            Ok(IdempotencyClaimOutcome::Replay(StoredResponse {
-                status,
-                content_type,
-                body,
-            }))
-        }
-        IdempotencyDecision::RejectReused => Ok(IdempotencyClaimOutcome::Reused),
-        IdempotencyDecision::RejectInFlight => Ok(IdempotencyClaimOutcome::InFlight),
-        IdempotencyDecision::TakeOver { stale_lock_token } => {
-            let changed = conn
-                .exec(
-                    "UPDATE idempotency_keys SET lock_token = ?5, locked_until = ?6
-                     WHERE merchant_id = ?1 AND mode = ?2 AND idempotency_key = ?3
-                       AND state = 'IN_FLIGHT' AND lock_token = ?4",
-                    params![
-                        scope.merchant_id.to_string(),
-                        scope.mode.as_str(),
-                        scope.key.as_str(),
-                        stale_lock_token,
-                        claim.lock_token,
-                        claim.locked_until.as_millis()
-                    ],
-                )
-                .map_err(backend)?;
-            Ok(if changed == 1 {
-                IdempotencyClaimOutcome::Claimed
-            } else {
-                IdempotencyClaimOutcome::InFlight
-            })
-        }
     }
 }

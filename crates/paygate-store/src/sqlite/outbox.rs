@@ -206,20 +206,22 @@ pub(super) fn merchant_settings(
     merchant: MerchantId,
     mode: Mode,
 ) -> Result<MerchantSettings, StoreError> {
-    let row: Option<(Option<String>, String)> = conn
+    let row: Option<(Option<String>, String, String)> = conn
         .row(
-            "SELECT notification_url, notification_format FROM merchant_settings WHERE merchant_id = ?1 AND mode = ?2",
+            "SELECT notification_url, notification_format, redirect_origins FROM merchant_settings
+             WHERE merchant_id = ?1 AND mode = ?2",
             params![merchant.to_string(), mode.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .map_err(backend)?;
     match row {
         None => Ok(MerchantSettings::default()),
-        Some((url, format)) => Ok(MerchantSettings {
+        Some((url, format, origins)) => Ok(MerchantSettings {
             notification_url: url,
             notification_format: NotificationFormat::parse(&format)
                 .ok_or_else(|| StoreError::Corrupt("merchant_settings.notification_format".into()))?,
+            redirect_origins: MerchantSettings::parse_redirect_origins(&origins),
         }),
     }
 }
@@ -232,16 +234,19 @@ pub(super) fn set_merchant_settings(
     now: UnixMillis,
 ) -> Result<(), StoreError> {
     conn.exec(
-        "INSERT INTO merchant_settings (merchant_id, mode, notification_url, notification_format, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO merchant_settings
+             (merchant_id, mode, notification_url, notification_format, updated_at, redirect_origins)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (merchant_id, mode) DO UPDATE SET notification_url = excluded.notification_url,
-             notification_format = excluded.notification_format, updated_at = excluded.updated_at",
+             notification_format = excluded.notification_format, updated_at = excluded.updated_at,
+             redirect_origins = excluded.redirect_origins",
         params![
             merchant.to_string(),
             mode.as_str(),
             settings.notification_url,
             settings.notification_format.as_str(),
-            now.as_millis()
+            now.as_millis(),
+            settings.redirect_origins_text()
         ],
     )
     .map_err(backend)?;

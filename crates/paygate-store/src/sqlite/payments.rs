@@ -17,8 +17,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{backend, corrupt};
 use crate::payments::{
-    AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, LedgerAudit, PaymentUpdate, Sealed, StoredEncKey,
-    TransactionQuery,
+    AcquirerContract, CheckoutCardChange, InsertPaymentOutcome, LedgerAudit, PaymentInsert, PaymentUpdate, Sealed,
+    StoredEncKey, TransactionQuery,
 };
 use crate::StoreError;
 
@@ -226,11 +226,8 @@ fn payment_params(p: &Payment) -> Vec<Box<dyn rusqlite::ToSql>> {
     ]
 }
 
-pub(super) fn insert_payment(
-    conn: &Connection,
-    payment: &Payment,
-    checkout_card: Option<&Sealed>,
-) -> Result<InsertPaymentOutcome, StoreError> {
+pub(super) fn insert_payment(conn: &Connection, insert: &PaymentInsert) -> Result<InsertPaymentOutcome, StoreError> {
+    let payment = &insert.payment;
     let taken: Option<i64> = conn
         .row(
             "SELECT 1 FROM payments WHERE merchant_id = ?1 AND mode = ?2 AND order_id = ?3",
@@ -246,6 +243,9 @@ pub(super) fn insert_payment(
     if taken.is_some() {
         return Ok(InsertPaymentOutcome::DuplicateOrderId);
     }
+    if let Some(write) = &insert.idempotency {
+        crate::idempotency::sqlite::apply(conn, write)?;
+    }
     let placeholders: Vec<String> = (1..=34).map(|i| format!("?{i}")).collect();
     let values = payment_params(payment);
     conn.exec(
@@ -256,8 +256,11 @@ pub(super) fn insert_payment(
         rusqlite::params_from_iter(values.iter().map(|v| v.as_ref())),
     )
     .map_err(backend)?;
-    if let Some(sealed) = checkout_card {
+    if let Some(sealed) = &insert.checkout_card {
         store_checkout_card(conn, payment.id, sealed, payment.requested_at)?;
+    }
+    if let Some(session) = &insert.checkout_session {
+        super::checkout::insert(conn, session)?;
     }
     Ok(InsertPaymentOutcome::Inserted)
 }
@@ -376,6 +379,9 @@ pub(super) fn update_payment(conn: &Connection, update: &PaymentUpdate) -> Resul
     }
     for event in &update.events {
         super::outbox::insert_new_event(conn, event)?;
+    }
+    if let Some(write) = &update.idempotency {
+        crate::idempotency::sqlite::apply(conn, write)?;
     }
     match &update.checkout_card {
         CheckoutCardChange::Keep => {}

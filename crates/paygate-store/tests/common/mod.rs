@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use paygate_domain::api_key::{ApiKey, KeyHash, KeyKind, Mode};
-use paygate_domain::id::{ApiKeyId, MerchantId};
+use paygate_domain::id::{ApiKeyId, MerchantId, PaymentId};
 use paygate_domain::idempotency::{IdempotencyKey, RequestFingerprint};
 use paygate_domain::merchant::{Merchant, MerchantName, MerchantStatus};
+use paygate_domain::payment::Payment;
 use paygate_domain::time::UnixMillis;
 use paygate_store::{
-    Backend, DatabaseUrl, IdempotencyClaim, IdempotencyScope, MigrationReport, NewApiKey, OpenMode, Store, StoreError,
-    StoreOptions,
+    Backend, DatabaseUrl, IdempotencyResource, IdempotencyScope, IdempotencyWrite, MigrationReport, NewApiKey,
+    OpenMode, PaymentInsert, Sealed, Store, StoreError, StoreOptions,
 };
 use tempfile::TempDir;
 
@@ -295,17 +296,38 @@ pub fn scope(merchant_id: MerchantId, mode: Mode, key: &str) -> IdempotencyScope
     IdempotencyScope {
         merchant_id,
         mode,
+        key_kind: KeyKind::Secret,
         key: IdempotencyKey::parse(key).unwrap_or_else(|e| panic!("{e}")),
     }
 }
 
-/// A claim of `scope` for a request whose fingerprint is `[fingerprint; 32]`, at `now`, locked until `until`.
-pub fn claim(scope: &IdempotencyScope, fingerprint: u8, lock_token: i64, now: i64, until: i64) -> IdempotencyClaim {
-    IdempotencyClaim {
+/// A new payment's insert, with its sealed checkout card if any.
+pub fn payment_insert(payment: &Payment, card: Option<&Sealed>) -> PaymentInsert {
+    PaymentInsert {
+        checkout_card: card.cloned(),
+        ..PaymentInsert::new(payment.clone())
+    }
+}
+
+/// A claim of `scope` for a request whose fingerprint is `[fingerprint; 32]`, at `now`, locked until `until`,
+/// working on `payment_id`.
+pub fn claim(
+    scope: &IdempotencyScope,
+    fingerprint: u8,
+    lock_token: i64,
+    now: i64,
+    until: i64,
+    payment_id: PaymentId,
+) -> IdempotencyWrite {
+    IdempotencyWrite::Claim {
         scope: scope.clone(),
         fingerprint: RequestFingerprint([fingerprint; 32]),
         lock_token,
-        now: UnixMillis::new(now),
         locked_until: UnixMillis::new(until),
+        resource: IdempotencyResource {
+            payment_id,
+            focus: None,
+        },
+        now: UnixMillis::new(now),
     }
 }

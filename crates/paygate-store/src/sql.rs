@@ -1,0 +1,47 @@
+//! SQL text shared by both backends. Statements are written once, with SQLite's numbered placeholders (`?1`);
+//! PostgreSQL gets the same text with `$1` from [`postgres`], computed once per statement and cached.
+
+use std::borrow::Cow;
+
+/// `?N` → `$N`. A `?` not followed by a digit (none of paygate's statements has one, and none quotes one inside a
+/// string literal) is kept.
+pub(crate) fn postgres(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Declares `static NAME: LazyLock<String>` holding the PostgreSQL form of a shared statement.
+macro_rules! postgres_statement {
+    ($name:ident = $sql:expr) => {
+        static $name: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| $crate::sql::postgres($sql).into_owned());
+    };
+}
+pub(crate) use postgres_statement;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders() {
+        let cases = [
+            ("SELECT 1", "SELECT 1"),
+            ("a = ?1 AND b = ?12", "a = $1 AND b = $12"),
+            ("x ? y", "x ? y"),
+            ("(?1, ?2)", "($1, $2)"),
+        ];
+        for (sqlite, postgres) in cases {
+            assert_eq!(super::postgres(sqlite), postgres, "{sqlite}");
+        }
+    }
+}
