@@ -30,7 +30,7 @@ use middleware::rate_limit::{KeyLimiter, Limit};
 pub struct AppState {
     pub app: paygate_app::App,
     pub config: Arc<ApiConfig>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -38,7 +38,7 @@ impl AppState {
         Ok(AppState {
             app,
             config: Arc::new(config),
-            metrics: Metrics::new()?,
+            metrics: Arc::new(Metrics::new()?),
         })
     }
 }

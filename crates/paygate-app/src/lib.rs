@@ -64,9 +64,24 @@ pub enum AppError {
     Store(#[from] paygate_store::StoreError),
 }
 
-/// The gateway's services, shared by every entry point.
+/// The gateway's services, shared by every entry point. Cloning is one reference count: the edge clones the app
+/// for every request (axum state, detached use cases), and copying the acquirer maps and settings each time was
+/// measurable.
 #[derive(Clone)]
 pub struct App {
+    inner: Arc<AppInner>,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.inner
+    }
+}
+
+/// What an [`App`] shares; reached through `App`'s `Deref`.
+pub struct AppInner {
     store: Arc<dyn Store>,
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
@@ -120,19 +135,23 @@ impl App {
         })
         .map_err(|e| AppError::InvalidInput(format!("outbox: {e}")))?;
         Ok(App {
-            store,
-            hasher,
-            clock,
-            vault,
-            acquirers: options.acquirers,
-            payments: options.payments,
-            outbox,
-            idempotency: options.idempotency,
-            deliverer: Arc::new(deliverer),
-            receipt_key: derive_key(&secrets.api_key_pepper, b"paygate receipt and sandbox OTP key"),
+            inner: Arc::new(AppInner {
+                store,
+                hasher,
+                clock,
+                vault,
+                acquirers: options.acquirers,
+                payments: options.payments,
+                outbox,
+                idempotency: options.idempotency,
+                deliverer: Arc::new(deliverer),
+                receipt_key: derive_key(&secrets.api_key_pepper, b"paygate receipt and sandbox OTP key"),
+            }),
         })
     }
+}
 
+impl AppInner {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -105,8 +105,10 @@ pub enum OpenMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreOptions {
     pub open_mode: OpenMode,
-    /// SQLite: threads that each hold one read connection.
+    /// SQLite: threads that each hold one read connection (long reads, and short ones when the pool is busy).
     pub sqlite_reader_threads: u16,
+    /// SQLite: read connections that short reads use on the calling thread, without a hand-off to a reader thread.
+    pub sqlite_inline_readers: u16,
     /// SQLite: queued write jobs before callers wait.
     pub sqlite_write_queue_max: u32,
     /// SQLite: write jobs committed together in one transaction (group commit).
@@ -119,6 +121,8 @@ pub struct StoreOptions {
     pub sqlite_checkpoint_interval_ms: u32,
     /// SQLite: page cache per connection, in MiB.
     pub sqlite_cache_mib: u32,
+    /// SQLite: how much of the database file each read connection may map into memory, in MiB; 0 maps nothing.
+    pub sqlite_mmap_mib: u32,
     /// PostgreSQL: connections in the pool.
     pub postgres_pool_max: u32,
     /// PostgreSQL: how long to wait to connect, and for a free pooled connection.
@@ -132,11 +136,13 @@ impl Default for StoreOptions {
         StoreOptions {
             open_mode: OpenMode::ExistingOnly,
             sqlite_reader_threads: 4,
+            sqlite_inline_readers: 4,
             sqlite_write_queue_max: 4096,
             sqlite_write_batch_max: 256,
             sqlite_busy_timeout_ms: 5_000,
             sqlite_checkpoint_interval_ms: 0,
             sqlite_cache_mib: 16,
+            sqlite_mmap_mib: 0,
             postgres_pool_max: 16,
             postgres_connect_timeout_ms: 5_000,
             postgres_statement_timeout_ms: 10_000,

@@ -68,7 +68,7 @@ impl Metrics {
     }
 }
 
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<std::sync::Arc<Metrics>>, request: Request, next: Next) -> Response {
     // The matched route template, not the raw path, keeps label cardinality bounded.
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let route = route.unwrap_or_else(|| "unmatched".to_owned());

@@ -67,6 +67,14 @@ const STATEMENT_CACHE: usize = 256;
 /// The WAL file is truncated to this size when it restarts after a checkpoint.
 const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
+/// Lets a read connection map the database file instead of copying pages into its cache. In WAL mode a reader's
+/// page cache is emptied whenever another connection has committed since its last read (every read, under load), so
+/// without a map every page of every read is a `pread`.
+fn set_mmap(conn: &Connection, mib: u32) -> Result<(), StoreError> {
+    let bytes = i64::from(mib) * 1024 * 1024;
+    conn.pragma_update(None, "mmap_size", bytes).map_err(backend)
+}
+
 fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     // A negative cache_size is in KiB.
     let kib = -i64::from(mib.max(1)) * 1024;
@@ -118,7 +126,7 @@ impl SqliteStore {
         let opened = tokio::task::spawn_blocking(move || open_blocking(&path, &options).map(|parts| (parts, path)))
             .await
             .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
-        let ((writer, readers, report, options), path) = opened;
+        let ((writer, readers, inline, report, options), path) = opened;
         let checkpointer = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -127,6 +135,7 @@ impl SqliteStore {
         let runtime = Runtime::start(
             writer,
             readers,
+            inline,
             checkpointer,
             runtime::Limits {
                 write_queue_max: options.sqlite_write_queue_max,
@@ -143,7 +152,13 @@ impl SqliteStore {
     }
 }
 
-type Opened = (Connection, Vec<Connection>, MigrationReport, StoreOptions);
+type Opened = (
+    Connection,
+    Vec<Connection>,
+    Vec<Connection>,
+    MigrationReport,
+    StoreOptions,
+);
 
 fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreError> {
     let exists = path.exists();
@@ -191,8 +206,7 @@ fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreErr
         return Err(StoreError::Backend(format!("SQLite refused WAL mode (got {journal})")));
     }
     let report = run_migrations(&writer)?;
-    let mut readers = Vec::new();
-    for _ in 0..options.sqlite_reader_threads.max(1) {
+    let open_reader = || -> Result<Connection, StoreError> {
         let reader =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(unavailable)?;
@@ -200,9 +214,16 @@ fn open_blocking(path: &Path, options: &StoreOptions) -> Result<Opened, StoreErr
         reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         reader.pragma_update(None, "query_only", "ON").map_err(backend)?;
         set_cache(&reader, options.sqlite_cache_mib)?;
-        readers.push(reader);
-    }
-    Ok((writer, readers, report, options.clone()))
+        set_mmap(&reader, options.sqlite_mmap_mib)?;
+        Ok(reader)
+    };
+    let readers = (0..options.sqlite_reader_threads.max(1))
+        .map(|_| open_reader())
+        .collect::<Result<Vec<_>, _>>()?;
+    let inline = (0..options.sqlite_inline_readers)
+        .map(|_| open_reader())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((writer, readers, inline, report, options.clone()))
 }
 
 /// Creates missing directories owner-only (0700 on Unix): they will hold customers' names and emails.
@@ -757,7 +778,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError> {
-        self.runtime.read(|conn| payments::audit_ledger(conn)).await
+        self.runtime.read_long(|conn| payments::audit_ledger(conn)).await
     }
 
     async fn merchant_settings(&self, merchant_id: MerchantId, mode: Mode) -> Result<MerchantSettings, StoreError> {

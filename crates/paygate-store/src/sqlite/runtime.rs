@@ -6,7 +6,11 @@
 //! each caller: group commit. A job that fails rolls back to its savepoint without disturbing the others, and no
 //! caller hears "done" before its data is durable.
 //!
-//! Reads go to a fixed set of threads, each with its own read-only connection; WAL lets them run beside the writer.
+//! Reads run on the calling thread with a read-only connection taken from a small pool: a point read costs a few
+//! microseconds of SQLite work, much less than the two thread wake-ups of handing it to another thread (measured:
+//! five such hand-offs per key-in were a fifth of the gateway's CPU, see BENCHMARKS.md). Long reads (the ledger
+//! audit) and reads that find every pooled connection busy go to a fixed set of reader threads, each with its own
+//! read-only connection. WAL lets all of them run beside the writer and never wait for it.
 //!
 //! Checkpoints (copying the WAL back into the database file, with its own fsync) run on a thread of their own in
 //! PASSIVE mode, every `checkpoint_interval`: the writer's automatic checkpoint is off, so no commit ever waits for
@@ -78,6 +82,10 @@ pub(crate) struct Runtime {
     writer_tx: flume::Sender<Box<dyn WriteJob>>,
     reader_tx: flume::Sender<ReadJob>,
     reader_count: u32,
+    /// Read-only connections for reads on the calling thread. A connection is taken out for one read and put back;
+    /// the lock is held only for the take and the put.
+    inline: std::sync::Mutex<Vec<Connection>>,
+    inline_count: u32,
     /// Set by `close`: later calls fail fast instead of queueing behind a store that is going away.
     closed: std::sync::atomic::AtomicBool,
     _threads: Vec<JoinHandle<()>>,
@@ -87,6 +95,7 @@ impl Runtime {
     pub(crate) fn start(
         writer: Connection,
         readers: Vec<Connection>,
+        inline: Vec<Connection>,
         checkpointer: Connection,
         limits: Limits,
     ) -> Result<Runtime, StoreError> {
@@ -94,6 +103,7 @@ impl Runtime {
         let batch_max = usize::try_from(limits.write_batch_max).unwrap_or(1).max(1);
         let (writer_tx, writer_rx) = flume::bounded::<Box<dyn WriteJob>>(queue_len);
         let reader_count = u32::try_from(readers.len()).unwrap_or(u32::MAX);
+        let inline_count = u32::try_from(inline.len()).unwrap_or(u32::MAX);
         let (reader_tx, reader_rx) = flume::bounded::<ReadJob>(queue_len);
         let mut threads = Vec::new();
         let spawn_error = |e: std::io::Error| StoreError::Backend(format!("cannot start a SQLite thread: {e}"));
@@ -130,6 +140,8 @@ impl Runtime {
             writer_tx,
             reader_tx,
             reader_count,
+            inline: std::sync::Mutex::new(inline),
+            inline_count,
             closed: std::sync::atomic::AtomicBool::new(false),
             _threads: threads,
         })
@@ -158,7 +170,42 @@ impl Runtime {
             .map_err(|_| StoreError::Backend("the SQLite writer dropped a job".into()))?
     }
 
+    /// A short read (a lookup by key, a bounded page): on the calling thread when a pooled connection is free, on a
+    /// reader thread otherwise.
     pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.is_closed() {
+            return Err(StoreError::Overloaded("the store is closed"));
+        }
+        let Some(mut conn) = self.take_inline() else {
+            return self.read_long(work).await;
+        };
+        match catch_unwind(AssertUnwindSafe(|| work(&mut conn))) {
+            Ok(outcome) => {
+                self.put_inline(conn);
+                outcome
+            }
+            // The connection's state is unknown after a panic: it is dropped, and the pool is one smaller.
+            Err(_) => Err(StoreError::Backend("a read job panicked".into())),
+        }
+    }
+
+    fn take_inline(&self) -> Option<Connection> {
+        // A poisoned lock only means a panic between take and put, which cannot leave the Vec inconsistent.
+        let mut pool = self.inline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pool.pop()
+    }
+
+    fn put_inline(&self, conn: Connection) {
+        let mut pool = self.inline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pool.push(conn);
+    }
+
+    /// A read that may take long (a scan of a whole table): on a reader thread, never on the calling thread.
+    pub(crate) async fn read_long<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -185,8 +232,9 @@ impl Runtime {
         u32::try_from(self.writer_tx.len()).unwrap_or(u32::MAX)
     }
 
+    /// Read connections: the reader threads' and the pool's.
     pub(crate) fn reader_count(&self) -> u32 {
-        self.reader_count
+        self.reader_count.saturating_add(self.inline_count)
     }
 
     fn is_closed(&self) -> bool {
