@@ -2,7 +2,8 @@
 //!
 //! The edge parses the header and fingerprints the request ([`IdempotentRequest`]) and says how it would render a
 //! result ([`Render`]); it writes nothing. A use case then, in order:
-//! 1. looks the key up ([`App::idempotency_begin`]): a stored answer is replayed, another request under the key is
+//! 1. looks the key up ([`App::idempotency_begin`]; a use case that inserts what the key names skips the lookup,
+//!    [`App::idempotency_claim_first`], and looks only if the insert finds the key taken): a stored answer is replayed, another request under the key is
 //!    refused (`Reused`), a request still running is refused (`InFlight`), and a request that died (or whose
 //!    outcome is not final yet) is answered from the payment it was working on — never run twice;
 //! 2. claims the key in the same transaction as the first change it makes (the payment it creates, the cancel it
@@ -159,21 +160,8 @@ impl App {
         caller: &Caller,
         idempotency: Option<Idempotent<T, E>>,
     ) -> Result<Begin<T, E>, StoreError> {
-        let Some(Idempotent { request, render }) = idempotency else {
+        let Some(claim) = self.new_claim(caller, idempotency) else {
             return Ok(Begin::Run(None));
-        };
-        let scope = IdempotencyScope {
-            merchant_id: caller.merchant.id,
-            mode: caller.key.mode,
-            key_kind: caller.key.kind,
-            key: request.key,
-        };
-        let claim = Claim {
-            scope,
-            fingerprint: request.fingerprint,
-            lock_token: i64::from_le_bytes(crate::random_bytes()),
-            lock_ms: self.idempotency.in_flight_lock_ms,
-            render,
         };
         let Some(record) = self.store().idempotency_record(&claim.scope).await? else {
             return Ok(Begin::Run(Some(claim)));
@@ -192,6 +180,35 @@ impl App {
         }
     }
 
+    /// Step 1 for a use case whose first write inserts the resource the key will name (a new payment): the key is
+    /// not looked up first. The claim is written with the insert, which fails on a key already taken, and
+    /// [`App::idempotency_after_conflict`] then decides the answer. A replay costs a little more work this way; a
+    /// first request (the common case) costs one read less.
+    pub(crate) fn idempotency_claim_first<T, E>(
+        &self,
+        caller: &Caller,
+        idempotency: Option<Idempotent<T, E>>,
+    ) -> Begin<T, E> {
+        Begin::Run(self.new_claim(caller, idempotency))
+    }
+
+    fn new_claim<T, E>(&self, caller: &Caller, idempotency: Option<Idempotent<T, E>>) -> Option<Claim<T, E>> {
+        let Idempotent { request, render } = idempotency?;
+        let scope = IdempotencyScope {
+            merchant_id: caller.merchant.id,
+            mode: caller.key.mode,
+            key_kind: caller.key.kind,
+            key: request.key,
+        };
+        Some(Claim {
+            scope,
+            fingerprint: request.fingerprint,
+            lock_token: i64::from_le_bytes(crate::random_bytes()),
+            lock_ms: self.idempotency.in_flight_lock_ms,
+            render,
+        })
+    }
+
     /// After a write lost its key to a concurrent request (`IdempotencyConflict`, or `DuplicateOrderId` for its
     /// own order): what this request answers instead. `None` if the key is free after all.
     pub(crate) async fn idempotency_after_conflict<T, E>(
@@ -206,7 +223,11 @@ impl App {
             Verdict::Replay(stored) => Begin::Replay(stored),
             Verdict::Refused(refusal) => Begin::Refused(refusal),
             Verdict::Recover(resource) => Begin::Recover(resource),
-            Verdict::Abandoned { .. } => Begin::Refused(IdempotencyRefusal::InFlight),
+            Verdict::Abandoned { lock_token } => {
+                // A legacy claim whose request died: give the key back; the retry of this request then runs.
+                self.store().idempotency_release(&claim.scope, lock_token).await?;
+                Begin::Refused(IdempotencyRefusal::InFlight)
+            }
         }))
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use paygate_domain::event::{DeliveryKind, EventType, RetrySchedule};
 use paygate_domain::id::EventId;
-use paygate_domain::payment::{Payment, PaymentStatus, TransactionKind, TransactionStatus};
+use paygate_domain::payment::{Payment, PaymentStatus, PaymentTransaction, TransactionKind, TransactionStatus};
 use paygate_domain::time::DurationMs;
 use paygate_outbound::SsrfPolicy;
 use paygate_store::{NewEvent, NotificationTarget, PaymentUpdate, StoreError};
@@ -144,16 +144,39 @@ impl App {
             .as_ref()
             .is_some_and(|t| t.kind == TransactionKind::Cancel && t.status == TransactionStatus::Done);
         if update.payment.status != previous.status || cancel_completed {
-            let event = self.payment_event(previous, &update).await?;
+            let event = self.payment_event(previous, &update, None).await?;
             update.events.push(event);
         }
         self.store().update_payment(&update).await
     }
 
-    async fn payment_event(&self, previous: &Payment, update: &PaymentUpdate) -> Result<NewEvent, StoreError> {
+    /// [`App::commit`] for a change made while the payment's approval is pending (its outcome, failure, reversal or
+    /// postponement): a payment has no transactions before its approval, so none need to be read for the event.
+    pub(crate) async fn commit_before_approval(
+        &self,
+        previous: &Payment,
+        mut update: PaymentUpdate,
+    ) -> Result<(), StoreError> {
+        if update.payment.status != previous.status {
+            let event = self.payment_event(previous, &update, Some(Vec::new())).await?;
+            update.events.push(event);
+        }
+        self.store().update_payment(&update).await
+    }
+
+    /// `stored`: the payment's transactions before this update, when the caller knows them (else they are read).
+    async fn payment_event(
+        &self,
+        previous: &Payment,
+        update: &PaymentUpdate,
+        stored: Option<Vec<PaymentTransaction>>,
+    ) -> Result<NewEvent, StoreError> {
         let next = &update.payment;
         // The event shows the payment as it will be once this update commits.
-        let mut transactions = self.store().payment_transactions(next.id).await?;
+        let mut transactions = match stored {
+            Some(transactions) => transactions,
+            None => self.store().payment_transactions(next.id).await?,
+        };
         if let Some(changed) = &update.update_transaction {
             for t in transactions.iter_mut().filter(|t| t.key == changed.key) {
                 *t = changed.clone();

@@ -58,7 +58,7 @@ impl App {
         card: CardData,
         authenticated: bool,
         claim: Option<&PaymentClaim>,
-    ) -> Result<Payment, PaymentError> {
+    ) -> Result<PaymentView, PaymentError> {
         let acquirer = self.acquirer(&payment)?;
         let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
         let request = ApproveRequest {
@@ -117,10 +117,18 @@ impl App {
                         .outcome_unknown(now.saturating_add(DurationMs::from_millis(self.inquiry_backoff_ms(0))));
                     let mut update = PaymentUpdate::new(payment.version, next.clone());
                     update.idempotency = claim.map(|c| c.detach(now));
-                    match self.commit(&payment, update).await {
-                        Ok(()) => Ok(next),
+                    match self.commit_before_approval(&payment, update).await {
+                        // Still waiting for its approval: no transactions yet.
+                        Ok(()) => Ok(PaymentView {
+                            payment: next,
+                            transactions: Vec::new(),
+                            focus: None,
+                        }),
                         // The inquiry worker got there first; its answer stands.
-                        Err(StoreError::Conflict(_)) => self.reload(&payment).await,
+                        Err(StoreError::Conflict(_)) => {
+                            let current = self.reload(&payment).await?;
+                            self.view(current).await
+                        }
                         Err(other) => Err(other.into()),
                     }
                 }
@@ -142,10 +150,11 @@ impl App {
         payment: Payment,
         approval: Approval,
         claim: Option<&PaymentClaim>,
-    ) -> Result<Payment, PaymentError> {
+    ) -> Result<PaymentView, PaymentError> {
         let now = self.clock().now();
         if !payment.can_complete_at(now) {
-            return self.reverse_and_expire(payment, claim).await;
+            let expired = self.reverse_and_expire(payment, claim).await?;
+            return self.view(expired).await;
         }
         let route = payment.route.clone().ok_or(PaymentError::NoRoute)?;
         let details = ApprovalDetails {
@@ -183,28 +192,29 @@ impl App {
         });
         update.checkout_card = CheckoutCardChange::Delete;
         // An approval is a payment's first transaction: the answer shows the payment with it alone.
-        let answer = Ok(PaymentView {
-            payment: next.clone(),
+        let view = PaymentView {
+            payment: next,
             transactions: update.insert_transactions.clone(),
             focus: None,
-        });
+        };
+        let answer = Ok(view);
         update.idempotency = answer_write(claim, &answer, now);
-        match self.commit(&payment, update).await {
+        match self.commit_before_approval(&payment, update).await {
             Ok(()) => {
                 tracing::info!(payment_id = %payment.id, "payment approved");
                 crate::failpoint::hit("approve.after_outcome");
-                Ok(next)
+                answer
             }
             Err(StoreError::Conflict(_)) => {
                 // Someone else wrote the outcome first. If it is this approval, all is well; if the payment ended
                 // otherwise, the approval must not stand.
                 let current = self.reload(&payment).await?;
                 if current.status == PaymentStatus::Done || current.status.accepts_cancel() {
-                    return Ok(current);
+                    return self.view(current).await;
                 }
                 if current.status.is_terminal() {
                     self.reverse(&current).await?;
-                    return Ok(current);
+                    return self.view(current).await;
                 }
                 Err(PaymentError::Concurrent)
             }
@@ -223,7 +233,7 @@ impl App {
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Delete;
         update.idempotency = answer_write(claim, &Err(answer.error(next.clone())), self.clock().now());
-        match self.commit(payment, update).await {
+        match self.commit_before_approval(payment, update).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => self.reload(payment).await,
             Err(other) => Err(other.into()),
@@ -260,7 +270,7 @@ impl App {
             focus: None,
         });
         update.idempotency = answer_write(claim, &answer, self.clock().now());
-        match self.commit(&payment, update).await {
+        match self.commit_before_approval(&payment, update).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => self.reload(&payment).await,
             Err(other) => Err(other.into()),
@@ -277,7 +287,10 @@ impl App {
             .await;
         crate::failpoint::hit("inquiry.after_acquirer");
         match answer {
-            Ok(InquiryOutcome::Approved(approval)) => self.complete_approval(payment, approval, None).await,
+            Ok(InquiryOutcome::Approved(approval)) => self
+                .complete_approval(payment, approval, None)
+                .await
+                .map(|view| view.payment),
             Ok(InquiryOutcome::Declined(decline)) => {
                 let failure = Failure {
                     code: decline.code.as_str().to_owned(),

@@ -114,7 +114,7 @@ impl App {
         request: CreateRequest,
         idempotency: Option<PaymentIdempotency>,
     ) -> PaymentAnswer {
-        let claim = match self.start_payment_request(caller, idempotency).await? {
+        let claim = match self.start_creating_request(caller, idempotency).await? {
             Start::Run(claim) => claim,
             Start::Answer(answer) => return Ok(*answer),
         };
@@ -339,7 +339,7 @@ impl App {
         let order_id = OrderId::parse(order_id)
             .map_err(|_| PaymentError::Rule(paygate_domain::payment::PaymentRuleError::OrderMismatch))?;
         let amount = self.money(amount, "amount")?;
-        let payment = match self.confirm_payment(payment, &order_id, amount, claim.as_ref()).await {
+        let view = match self.confirm_payment(payment, &order_id, amount, claim.as_ref()).await {
             Err(PaymentError::Idempotency(_)) if claim.is_some() => {
                 let claim = claim.as_ref().ok_or(PaymentError::Concurrent)?;
                 return self
@@ -349,7 +349,7 @@ impl App {
             }
             other => other?,
         };
-        self.view(payment).await.map(Answer::Fresh)
+        Ok(Answer::Fresh(view))
     }
 
     /// Moves an authenticated payment to approval (only one caller ever gets past the version check), then calls
@@ -360,7 +360,7 @@ impl App {
         order_id: &OrderId,
         amount: paygate_domain::money::Money,
         claim: Option<&PaymentClaim>,
-    ) -> Result<Payment, PaymentError> {
+    ) -> Result<PaymentView, PaymentError> {
         let id = payment.id;
         let now = self.clock().now();
         let inquire_after = now.saturating_add(DurationMs::from_millis(self.payments.first_inquiry_delay_ms));
@@ -375,7 +375,7 @@ impl App {
                 now,
             )
         });
-        match self.commit(&payment, update).await {
+        match self.commit_before_approval(&payment, update).await {
             Ok(()) => {}
             Err(StoreError::IdempotencyConflict) => return Err(IdempotencyRefusal::InFlight.into()),
             // A concurrent confirm (or the expiry worker) won; only one approval is ever requested.

@@ -169,7 +169,7 @@ impl App {
         if caller.key.kind != paygate_domain::api_key::KeyKind::Secret {
             return Err(PaymentError::Forbidden);
         }
-        let claim = match self.start_payment_request(caller, idempotency).await? {
+        let claim = match self.start_creating_request(caller, idempotency).await? {
             Start::Run(claim) => claim,
             Start::Answer(answer) => return Ok(*answer),
         };
@@ -209,8 +209,9 @@ impl App {
         if let Some(answer) = self.insert_claimed(caller, &insert, claim.as_ref()).await? {
             return Ok(answer);
         }
-        let payment = self.run_approval(payment, card.data, false, claim.as_ref()).await?;
-        self.view(payment).await.map(Answer::Fresh)
+        self.run_approval(payment, card.data, false, claim.as_ref())
+            .await
+            .map(Answer::Fresh)
     }
 
     /// Inserts a new payment with its claim. `Some` when the request must answer otherwise: its key went to a

@@ -324,6 +324,17 @@ impl App {
         self.started(caller, begin).await
     }
 
+    /// Step 1 for a request that creates a payment: no lookup, the key is claimed with the insert (see
+    /// `App::idempotency_claim_first`).
+    pub(crate) async fn start_creating_request(
+        &self,
+        caller: &Caller,
+        idempotency: Option<PaymentIdempotency>,
+    ) -> Result<Start, PaymentError> {
+        let begin = self.idempotency_claim_first(caller, idempotency);
+        self.started(caller, begin).await
+    }
+
     /// After a write lost the request's key (or its orderId) to a concurrent request: what to answer instead.
     /// `None` if the key is free after all (then the original error stands).
     pub(crate) async fn restart_payment_request(
