@@ -27,7 +27,9 @@ impl CheckoutEntry {
     }
 
     pub fn parse(text: &str) -> Option<CheckoutEntry> {
-        [CheckoutEntry::Form, CheckoutEntry::Api].into_iter().find(|e| e.as_str() == text)
+        [CheckoutEntry::Form, CheckoutEntry::Api]
+            .into_iter()
+            .find(|e| e.as_str() == text)
     }
 }
 

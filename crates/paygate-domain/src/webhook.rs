@@ -27,9 +27,13 @@ impl EndpointStatus {
     }
 
     pub fn parse(text: &str) -> Option<EndpointStatus> {
-        [EndpointStatus::Enabled, EndpointStatus::Disabled, EndpointStatus::Deleted]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            EndpointStatus::Enabled,
+            EndpointStatus::Disabled,
+            EndpointStatus::Deleted,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -188,8 +192,15 @@ mod tests {
             MerchantId::new(UnixMillis::new(1), [2; 10]),
             Mode::Test,
             "https://hooks.example/a".into(),
-            vec![EventType::WebhookEndpointDisabled, EventType::PaymentStatusChanged, EventType::PaymentStatusChanged],
-            Sealed { key_version: 1, bytes: vec![1] },
+            vec![
+                EventType::WebhookEndpointDisabled,
+                EventType::PaymentStatusChanged,
+                EventType::PaymentStatusChanged,
+            ],
+            Sealed {
+                key_version: 1,
+                bytes: vec![1],
+            },
             UnixMillis::new(10),
         )
     }
@@ -198,8 +209,16 @@ mod tests {
     fn every_transition_is_the_next_version() {
         let e = endpoint();
         assert_eq!((e.version, e.status), (0, EndpointStatus::Enabled));
-        assert_eq!(e.event_types, vec![EventType::PaymentStatusChanged, EventType::WebhookEndpointDisabled]);
-        let paused = e.edited(None, Some(vec![EventType::PaymentStatusChanged]), Some(false), UnixMillis::new(20));
+        assert_eq!(
+            e.event_types,
+            vec![EventType::PaymentStatusChanged, EventType::WebhookEndpointDisabled]
+        );
+        let paused = e.edited(
+            None,
+            Some(vec![EventType::PaymentStatusChanged]),
+            Some(false),
+            UnixMillis::new(20),
+        );
         assert_eq!((paused.version, paused.updated_at), (1, UnixMillis::new(20)));
         assert_eq!(paused.status, EndpointStatus::Disabled);
         assert_eq!(paused.disabled_reason.as_deref(), Some(DISABLED_BY_MERCHANT));
@@ -209,8 +228,16 @@ mod tests {
             failing_since: Some(UnixMillis::new(15)),
             ..paused.fields().clone()
         });
-        let enabled = failing.edited(Some("https://hooks.example/b".into()), None, Some(true), UnixMillis::new(30));
-        assert_eq!((enabled.version, enabled.failing_since, enabled.disabled_reason.clone()), (2, None, None));
+        let enabled = failing.edited(
+            Some("https://hooks.example/b".into()),
+            None,
+            Some(true),
+            UnixMillis::new(30),
+        );
+        assert_eq!(
+            (enabled.version, enabled.failing_since, enabled.disabled_reason.clone()),
+            (2, None, None)
+        );
         assert_eq!(enabled.url, "https://hooks.example/b");
         assert!(enabled.receives(EventType::PaymentStatusChanged));
         assert_eq!(enabled.deleted(UnixMillis::new(40)).status, EndpointStatus::Deleted);
@@ -219,10 +246,16 @@ mod tests {
     #[test]
     fn a_rolled_secret_keeps_the_previous_one_signing_until_it_expires() {
         let e = endpoint();
-        let new = Sealed { key_version: 1, bytes: vec![2] };
+        let new = Sealed {
+            key_version: 1,
+            bytes: vec![2],
+        };
         let rolled = e.secret_rolled(new.clone(), UnixMillis::new(100), UnixMillis::new(20));
         assert_eq!(rolled.version, 1);
-        assert_eq!(rolled.signing_secrets(UnixMillis::new(99)), vec![new.clone(), e.secret.clone()]);
+        assert_eq!(
+            rolled.signing_secrets(UnixMillis::new(99)),
+            vec![new.clone(), e.secret.clone()]
+        );
         assert_eq!(rolled.signing_secrets(UnixMillis::new(100)), vec![new]);
     }
 }

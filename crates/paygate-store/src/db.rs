@@ -166,7 +166,15 @@ macro_rules! id_values {
         })*
     };
 }
-id_values!(MerchantId, ApiKeyId, PaymentId, EventId, WebhookEndpointId, TransactionKey, JournalId);
+id_values!(
+    MerchantId,
+    ApiKeyId,
+    PaymentId,
+    EventId,
+    WebhookEndpointId,
+    TransactionKey,
+    JournalId
+);
 
 /// A column's value as read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,7 +307,11 @@ impl Row {
         parse: impl FnOnce(&str) -> P,
     ) -> Result<Option<T>, StoreError> {
         self.opt_text(index)?
-            .map(|text| parse(text).parsed().ok_or_else(|| self.corrupt(index, "not a valid value")))
+            .map(|text| {
+                parse(text)
+                    .parsed()
+                    .ok_or_else(|| self.corrupt(index, "not a valid value"))
+            })
             .transpose()
     }
 

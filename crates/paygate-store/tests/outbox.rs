@@ -701,11 +701,14 @@ async fn claims_take_due_deliveries_in_order_and_hold_them_for_the_lease() {
     let ts = fresh_store().await;
     let (merchant, _) = seeded_merchant(&*ts, T0).await;
     // During a rotation the previous secret signs too, until it expires at T0 + 3000.
-    let hook = edited(&endpoint(&merchant, Mode::Test, &[PSC], EndpointStatus::Enabled, T0 + 1), |h| {
-        h.previous_secret = Some((sealed(1, 9), at(T0 + 3_000)));
-        h.secret = sealed(2, 4);
-        h.failing_since = Some(at(T0 - 500));
-    });
+    let hook = edited(
+        &endpoint(&merchant, Mode::Test, &[PSC], EndpointStatus::Enabled, T0 + 1),
+        |h| {
+            h.previous_secret = Some((sealed(1, 9), at(T0 + 3_000)));
+            h.secret = sealed(2, 4);
+            h.failing_since = Some(at(T0 - 500));
+        },
+    );
     ts.insert_endpoint(&hook, None).await.unwrap();
     let noti = target("https://shop.example/noti");
 

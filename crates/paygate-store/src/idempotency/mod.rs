@@ -187,7 +187,14 @@ fn insert_values(write: &IdempotencyWrite) -> Option<Vec<Value<'_>>> {
             now,
             lock_token,
             locked_until,
-        } => (scope, fingerprint, Some(*resource), *now, Some((*lock_token, *locked_until)), None),
+        } => (
+            scope,
+            fingerprint,
+            Some(*resource),
+            *now,
+            Some((*lock_token, *locked_until)),
+            None,
+        ),
         IdempotencyWrite::Record {
             scope,
             fingerprint,
@@ -257,12 +264,17 @@ pub(crate) async fn apply(db: &impl Db, write: &IdempotencyWrite) -> Result<(), 
 
 async fn release(db: &impl Db, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
     let [m, mode, kind, key] = scope_values(scope);
-    db.execute(sql::RELEASE, &[m, mode, kind, key, lock_token.into()]).await?;
+    db.execute(sql::RELEASE, &[m, mode, kind, key, lock_token.into()])
+        .await?;
     Ok(())
 }
 
 async fn idempotency_record(db: &impl Db, scope: IdempotencyScope) -> Result<Option<IdempotencyRecord>, StoreError> {
-    first(db, sql::SELECT, &scope_values(&scope)).await?.as_ref().map(record).transpose()
+    first(db, sql::SELECT, &scope_values(&scope))
+        .await?
+        .as_ref()
+        .map(record)
+        .transpose()
 }
 
 async fn idempotency_release(db: &impl Db, scope: IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {

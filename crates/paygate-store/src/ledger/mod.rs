@@ -106,7 +106,9 @@ async fn audit_ledger(db: &impl Db) -> Result<LedgerAudit, StoreError> {
         postings: counts.num(1)?,
         unbalanced_journals: all(db, sql::UNBALANCED, &[], |row| row.string(0)).await?,
         totals: all(db, sql::TOTALS, &[], |row| {
-            let currency: Currency = row.parse(0, str::parse::<Currency>).map_err(|_| corrupt("ledger currency"))?;
+            let currency: Currency = row
+                .parse(0, str::parse::<Currency>)
+                .map_err(|_| corrupt("ledger currency"))?;
             Ok(Money::new(row.int(1)?, currency))
         })
         .await?,

@@ -1,9 +1,9 @@
 //! Merchants and what belongs to each alone: API keys, acquirer contracts, encData keys and notification settings.
 
 use paygate_domain::api_key::{ApiKey, KeyHash, KeyKind, Mode};
+use paygate_domain::event::NotificationFormat;
 use paygate_domain::id::{ApiKeyId, MerchantId};
 use paygate_domain::merchant::{Merchant, MerchantName, MerchantSettings, MerchantStatus};
-use paygate_domain::event::NotificationFormat;
 use paygate_domain::routing::AcquirerContract;
 use paygate_domain::sealed::Sealed;
 use paygate_domain::time::UnixMillis;
@@ -83,8 +83,11 @@ const KEY_COLUMN_COUNT: usize = 7;
 mod sql {
     pub const INSERT_MERCHANT: &str = "INSERT INTO merchants (id, name, status, created_at) VALUES (?1, ?2, ?3, ?4)";
     pub const MERCHANT: &str = concat!("SELECT ", merchant_columns!(), " FROM merchants m WHERE m.id = ?1");
-    pub const MERCHANTS_AFTER: &str =
-        concat!("SELECT ", merchant_columns!(), " FROM merchants m WHERE m.id > ?1 ORDER BY m.id LIMIT ?2");
+    pub const MERCHANTS_AFTER: &str = concat!(
+        "SELECT ",
+        merchant_columns!(),
+        " FROM merchants m WHERE m.id > ?1 ORDER BY m.id LIMIT ?2"
+    );
     /// PostgreSQL only: makes writers of one merchant's settings (contracts, encData keys) take turns, as SQLite's
     /// single writer does. `FOR NO KEY UPDATE` does not block inserts that reference the merchant; a missing
     /// merchant locks nothing, and its inserts then fail on the foreign key.
@@ -94,8 +97,11 @@ mod sql {
         "INSERT INTO api_keys (id, merchant_id, mode, kind, key_hash, display_prefix, created_at, revoked_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     pub const KEY: &str = concat!("SELECT ", key_columns!(), " FROM api_keys k WHERE k.id = ?1");
-    pub const KEYS_OF: &str =
-        concat!("SELECT ", key_columns!(), " FROM api_keys k WHERE k.merchant_id = ?1 ORDER BY k.id");
+    pub const KEYS_OF: &str = concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM api_keys k WHERE k.merchant_id = ?1 ORDER BY k.id"
+    );
     pub const KEY_BY_HASH: &str = concat!(
         "SELECT ",
         key_columns!(),
@@ -183,7 +189,12 @@ async fn insert_merchant(db: &impl Db, merchant: Merchant, keys: Vec<NewApiKey>)
     if keys.iter().any(|key| key.record.merchant_id != merchant.id) {
         return Err(StoreError::Conflict("key belongs to another merchant"));
     }
-    let values = vals![merchant.id, merchant.name.as_str(), merchant.status.as_str(), merchant.created_at];
+    let values = vals![
+        merchant.id,
+        merchant.name.as_str(),
+        merchant.status.as_str(),
+        merchant.created_at
+    ];
     db.execute(sql::INSERT_MERCHANT, values).await?;
     for key in &keys {
         insert_key(db, key).await?;
@@ -192,7 +203,10 @@ async fn insert_merchant(db: &impl Db, merchant: Merchant, keys: Vec<NewApiKey>)
 }
 
 async fn merchant(db: &impl Db, id: MerchantId) -> Result<Option<Merchant>, StoreError> {
-    first(db, sql::MERCHANT, vals![id]).await?.map(|row| merchant_at(&row, 0)).transpose()
+    first(db, sql::MERCHANT, vals![id])
+        .await?
+        .map(|row| merchant_at(&row, 0))
+        .transpose()
 }
 
 async fn list_merchants(db: &impl Db, after: Option<MerchantId>, limit: u32) -> Result<Vec<Merchant>, StoreError> {
@@ -202,7 +216,8 @@ async fn list_merchants(db: &impl Db, after: Option<MerchantId>, limit: u32) -> 
 
 async fn key_by_hash(db: &impl Db, hash: KeyHash) -> Result<Option<(ApiKey, Merchant)>, StoreError> {
     let row = first(db, sql::KEY_BY_HASH, vals![hash.as_bytes().as_slice()]).await?;
-    row.map(|row| Ok((key_from(&row)?, merchant_at(&row, KEY_COLUMN_COUNT)?))).transpose()
+    row.map(|row| Ok((key_from(&row)?, merchant_at(&row, KEY_COLUMN_COUNT)?)))
+        .transpose()
 }
 
 async fn list_keys(db: &impl Db, merchant_id: MerchantId) -> Result<Vec<ApiKey>, StoreError> {
@@ -242,7 +257,13 @@ async fn set_contracts(
     lock_merchant(db, merchant_id).await?;
     db.execute(sql::DELETE_CONTRACTS, vals![merchant_id, mode]).await?;
     for c in &contracts {
-        let values = vals![merchant_id, mode, c.bin_prefix(), c.acquirer(), c.acquirer_merchant_id()];
+        let values = vals![
+            merchant_id,
+            mode,
+            c.bin_prefix(),
+            c.acquirer(),
+            c.acquirer_merchant_id()
+        ];
         db.execute(sql::INSERT_CONTRACT, values).await?;
     }
     Ok(())
@@ -283,7 +304,8 @@ async fn add_enc_key(
     }
     // Two rotations at once must not both leave their key unretired: they take turns.
     lock_merchant(db, merchant_id).await?;
-    db.execute(sql::RETIRE_ENC_KEYS, vals![merchant_id, mode, retire_previous_at]).await?;
+    db.execute(sql::RETIRE_ENC_KEYS, vals![merchant_id, mode, retire_previous_at])
+        .await?;
     let values = vals![
         merchant_id,
         mode,

@@ -262,8 +262,11 @@ mod sql {
              notification_format, status, attempts, next_attempt_at, created_at, updated_at)
          VALUES (CAST(?1 AS TEXT) || ':notification' || CAST(?2 AS TEXT), ?1, ?3, ?4, 'NOTIFICATION', NULL, ?5, ?6,
              'PENDING', 0, ?7, ?7, ?7)";
-    pub const EVENT: &str =
-        concat!("SELECT ", event_columns!(), " FROM events ev WHERE ev.id = ?1 AND ev.merchant_id = ?2 AND ev.mode = ?3");
+    pub const EVENT: &str = concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM events ev WHERE ev.id = ?1 AND ev.merchant_id = ?2 AND ev.mode = ?3"
+    );
     pub const EVENTS_BEFORE: &str = concat!(
         "SELECT ",
         event_columns!(),
@@ -289,8 +292,11 @@ mod sql {
     pub const DISABLE: &str = "UPDATE webhook_endpoints SET status = 'DISABLED', disabled_reason = ?2,
              updated_at = ?3, version = version + 1
          WHERE id = ?1 AND status = 'ENABLED' AND failing_since IS NOT NULL AND failing_since <= ?4";
-    pub const EVENT_DELIVERIES: &str =
-        concat!("SELECT ", delivery_columns!(), " FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.created_at, d.id");
+    pub const EVENT_DELIVERIES: &str = concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.created_at, d.id"
+    );
     pub const ENDPOINT_DELIVERIES: &str = concat!(
         "SELECT ",
         delivery_columns!(),
@@ -492,10 +498,25 @@ async fn insert_event_rows(
         event.created_at,
     ];
     db.execute(sql::INSERT_EVENT, values).await?;
-    let fan_out = vals![event.id, suffix, now, event.merchant_id, event.mode, event.event_type.as_str()];
+    let fan_out = vals![
+        event.id,
+        suffix,
+        now,
+        event.merchant_id,
+        event.mode,
+        event.event_type.as_str()
+    ];
     let mut created = u32::try_from(db.execute(sql::FAN_OUT, fan_out).await?).unwrap_or(u32::MAX);
     if let Some(target) = notification {
-        let values = vals![event.id, suffix, event.merchant_id, event.mode, &target.url, target.format.as_str(), now];
+        let values = vals![
+            event.id,
+            suffix,
+            event.merchant_id,
+            event.mode,
+            &target.url,
+            target.format.as_str(),
+            now
+        ];
         db.execute(sql::NOTIFY, values).await?;
         created = created.saturating_add(1);
     }
@@ -614,8 +635,11 @@ async fn complete_delivery(
     let Some(endpoint_id) = completed.opt_string(0)? else {
         return Ok(());
     };
-    db.execute(sql::STREAK, vals![&endpoint_id, outcome.endpoint_failing_since, attempt.succeeded])
-        .await?;
+    db.execute(
+        sql::STREAK,
+        vals![&endpoint_id, outcome.endpoint_failing_since, attempt.succeeded],
+    )
+    .await?;
     if let Some(disable) = &outcome.disable_endpoint {
         let values = vals![&endpoint_id, &disable.reason, now, disable.streak_started_by];
         // Tell the merchant once, in the same transaction that disables the endpoint. On PostgreSQL the row lock
@@ -636,10 +660,18 @@ async fn list_events(
 ) -> Result<Vec<StoredEvent>, StoreError> {
     // "~" sorts after every ULID character (byte order, on both backends), so no cursor means "from the newest".
     let before = before.map_or_else(|| "evt_~".to_owned(), |id| id.to_string());
-    all(db, sql::EVENTS_BEFORE, vals![merchant_id, mode, before, limit], |row| event_at(row, 0)).await
+    all(db, sql::EVENTS_BEFORE, vals![merchant_id, mode, before, limit], |row| {
+        event_at(row, 0)
+    })
+    .await
 }
 
-async fn event(db: &impl Db, merchant_id: MerchantId, mode: Mode, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+async fn event(
+    db: &impl Db,
+    merchant_id: MerchantId,
+    mode: Mode,
+    id: EventId,
+) -> Result<Option<StoredEvent>, StoreError> {
     let row = first(db, sql::EVENT, vals![id, merchant_id, mode]).await?;
     row.map(|row| event_at(&row, 0)).transpose()
 }

@@ -242,7 +242,12 @@ fn payment_from(row: &Row) -> Result<Payment, StoreError> {
         }),
         _ => None,
     };
-    let approval = match (row.opt_string(19)?, row.opt_string(20)?, row.opt_string(21)?, row.opt_millis(22)?) {
+    let approval = match (
+        row.opt_string(19)?,
+        row.opt_string(20)?,
+        row.opt_string(21)?,
+        row.opt_millis(22)?,
+    ) {
         (Some(approval_number), Some(issuer_code), Some(acquirer_transaction_id), Some(approved_at)) => {
             Some(ApprovalDetails {
                 approval_number,
@@ -273,7 +278,8 @@ fn payment_from(row: &Row) -> Result<Payment, StoreError> {
         amounts,
         balance: money(12)?,
         card,
-        installment: Installment::new(row.num(16)?).map_err(|_| StoreError::Corrupt("payments.installment_months".into()))?,
+        installment: Installment::new(row.num(16)?)
+            .map_err(|_| StoreError::Corrupt("payments.installment_months".into()))?,
         route,
         approval,
         customer_name: row.opt_string(23)?,
@@ -290,7 +296,12 @@ fn payment_from(row: &Row) -> Result<Payment, StoreError> {
 
 /// A payment's values in `payment_columns!()` order (`?1` to `?34`).
 fn payment_values(p: &Payment) -> Vec<Value<'_>> {
-    let (card, route, approval, failure) = (p.card.as_ref(), p.route.as_ref(), p.approval.as_ref(), p.failure.as_ref());
+    let (card, route, approval, failure) = (
+        p.card.as_ref(),
+        p.route.as_ref(),
+        p.approval.as_ref(),
+        p.failure.as_ref(),
+    );
     vals![
         p.id,
         p.merchant_id,
@@ -372,8 +383,11 @@ async fn insert_transaction(db: &impl Db, t: &PaymentTransaction) -> Result<(), 
 }
 
 async fn store_checkout_card(db: &impl Db, id: PaymentId, sealed: &Sealed, at: UnixMillis) -> Result<(), StoreError> {
-    db.execute(sql::STORE_CHECKOUT_CARD, vals![id, sealed.key_version, &sealed.bytes, at])
-        .await?;
+    db.execute(
+        sql::STORE_CHECKOUT_CARD,
+        vals![id, sealed.key_version, &sealed.bytes, at],
+    )
+    .await?;
     Ok(())
 }
 
@@ -443,13 +457,22 @@ async fn update_payment(db: &impl Db, update: PaymentUpdate) -> Result<(), Store
     Ok(())
 }
 
-async fn payment(db: &impl Db, merchant_id: MerchantId, mode: Mode, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+async fn payment(
+    db: &impl Db,
+    merchant_id: MerchantId,
+    mode: Mode,
+    id: PaymentId,
+) -> Result<Option<Payment>, StoreError> {
     let found = payment_by_id(db, id).await?;
     Ok(found.filter(|p| p.merchant_id == merchant_id && p.mode == mode))
 }
 
 async fn payment_by_id(db: &impl Db, id: PaymentId) -> Result<Option<Payment>, StoreError> {
-    first(db, sql::PAYMENT_BY_ID, vals![id]).await?.as_ref().map(payment_from).transpose()
+    first(db, sql::PAYMENT_BY_ID, vals![id])
+        .await?
+        .as_ref()
+        .map(payment_from)
+        .transpose()
 }
 
 async fn payment_by_order(

@@ -186,7 +186,6 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-
 /// A pooled connection, or a transaction on one, as a [`Db`]. Statements are the shared SQLite text with `?N`
 /// rewritten to `$N`, prepared once per connection (deadpool's statement cache).
 pub(crate) struct Pg<'a, C>(pub &'a C);
@@ -197,13 +196,21 @@ impl<C: GenericClient + Sync> Db for Pg<'_, C> {
     }
 
     async fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
-        let statement = self.0.prepare_cached(&crate::sql::postgres(sql)).await.map_err(pg_error)?;
+        let statement = self
+            .0
+            .prepare_cached(&crate::sql::postgres(sql))
+            .await
+            .map_err(pg_error)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         self.0.execute(&statement, &params).await.map_err(pg_error)
     }
 
     async fn query(&self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, StoreError> {
-        let statement = self.0.prepare_cached(&crate::sql::postgres(sql)).await.map_err(pg_error)?;
+        let statement = self
+            .0
+            .prepare_cached(&crate::sql::postgres(sql))
+            .await
+            .map_err(pg_error)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         let rows = self.0.query(&statement, &params).await.map_err(pg_error)?;
         let columns: Arc<[String]> = statement.columns().iter().map(|c| c.name().to_owned()).collect();
@@ -218,10 +225,18 @@ fn pg_row(row: &tokio_postgres::Row, columns: &Arc<[String]>) -> Result<Row, Sto
         .enumerate()
         .map(|(index, column)| {
             let cell = match *column.type_() {
-                Type::INT8 => row.try_get::<_, Option<i64>>(index).map(|v| v.map_or(Cell::Null, Cell::Int)),
-                Type::INT4 => row.try_get::<_, Option<i32>>(index).map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
-                Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(index).map(|v| v.map_or(Cell::Null, Cell::Blob)),
-                _ => row.try_get::<_, Option<String>>(index).map(|v| v.map_or(Cell::Null, Cell::Text)),
+                Type::INT8 => row
+                    .try_get::<_, Option<i64>>(index)
+                    .map(|v| v.map_or(Cell::Null, Cell::Int)),
+                Type::INT4 => row
+                    .try_get::<_, Option<i32>>(index)
+                    .map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
+                Type::BYTEA => row
+                    .try_get::<_, Option<Vec<u8>>>(index)
+                    .map(|v| v.map_or(Cell::Null, Cell::Blob)),
+                _ => row
+                    .try_get::<_, Option<String>>(index)
+                    .map(|v| v.map_or(Cell::Null, Cell::Text)),
             };
             cell.map_err(|e| StoreError::Corrupt(format!("column {}: {e}", column.name())))
         })
@@ -310,7 +325,6 @@ impl Store for PostgresStore {
     async fn close(&self) {
         self.pool.close();
     }
-
 }
 
 /// Needs a server: `PAYGATE_TEST_DATABASE_URL` (only connects; creates nothing).

@@ -307,7 +307,6 @@ fn unavailable(error: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-
 /// One connection as a [`Db`]: the statements run at once, on the thread that owns the connection, so the futures of
 /// an operation never wait and [`run`] completes them in one poll.
 pub(crate) struct SqliteDb<'c>(&'c Connection);
