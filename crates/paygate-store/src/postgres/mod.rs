@@ -159,7 +159,7 @@ impl PostgresStore {
                     &migration.version,
                     &migration.name,
                     &migrate::checksum(migration.sql),
-                    &now_millis(),
+                    &migrate::now_millis(),
                 ],
             )
             .await
@@ -172,14 +172,6 @@ impl PostgresStore {
         }
         Ok(report)
     }
-}
-
-/// Migration bookkeeping is the only place that reads the clock, and only for a human-readable `applied_at`.
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn count(n: usize) -> u32 {

@@ -255,7 +255,7 @@ fn run_migrations(conn: &Connection) -> Result<MigrationReport, StoreError> {
                     migration.version,
                     migration.name,
                     migrate::checksum(migration.sql),
-                    now_millis()
+                    migrate::now_millis()
                 ],
             )
             .map_err(backend)?;
@@ -273,14 +273,6 @@ fn run_migrations(conn: &Connection) -> Result<MigrationReport, StoreError> {
             Err(error)
         }
     }
-}
-
-/// Migration bookkeeping is the only place that reads the clock, and only for a human-readable `applied_at`.
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 pub(crate) fn backend(error: rusqlite::Error) -> StoreError {
