@@ -210,6 +210,23 @@ impl<T, E> Parsed<T> for Result<T, E> {
     }
 }
 
+thread_local! {
+    static COLUMNS: std::cell::RefCell<std::collections::HashMap<String, Arc<[String]>>> = Default::default();
+}
+
+/// A statement's column names, for [`Row`]'s error messages: computed once per statement text and thread (reads
+/// are hot, and the statements are a fixed set), not once per query.
+pub(crate) fn columns(sql: &str, names: impl FnOnce() -> Vec<String>) -> Arc<[String]> {
+    COLUMNS.with(|cache| {
+        if let Some(known) = cache.borrow().get(sql) {
+            return Arc::clone(known);
+        }
+        let names: Arc<[String]> = names().into();
+        cache.borrow_mut().insert(sql.to_owned(), Arc::clone(&names));
+        names
+    })
+}
+
 impl Row {
     pub(crate) fn new(columns: Arc<[String]>, cells: Vec<Cell>) -> Row {
         Row { columns, cells }

@@ -205,7 +205,9 @@ impl<C: GenericClient + Sync> Db for Pg<'_, C> {
             .map_err(pg_error)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         let rows = self.0.query(&statement, &params).await.map_err(pg_error)?;
-        let columns: Arc<[String]> = statement.columns().iter().map(|c| c.name().to_owned()).collect();
+        let columns = crate::db::columns(sql, || {
+            statement.columns().iter().map(|c| c.name().to_owned()).collect()
+        });
         rows.iter().map(|row| pg_row(row, &columns)).collect()
     }
 }

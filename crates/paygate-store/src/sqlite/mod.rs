@@ -9,7 +9,6 @@ mod runtime;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -319,7 +318,9 @@ impl Db for SqliteDb<'_> {
 
     async fn query(&self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, StoreError> {
         let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
-        let columns: Arc<[String]> = statement.column_names().into_iter().map(str::to_owned).collect();
+        let columns = crate::db::columns(sql, || {
+            statement.column_names().into_iter().map(str::to_owned).collect()
+        });
         let mut rows = statement.query(rusqlite::params_from_iter(params)).map_err(backend)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(backend)? {
