@@ -29,6 +29,29 @@ impl EventType {
     }
 }
 
+/// How the notification URL (노티) receives its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationFormat {
+    /// `application/x-www-form-urlencoded`, the Korean PG convention.
+    Form,
+    Json,
+}
+
+impl NotificationFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationFormat::Form => "FORM",
+            NotificationFormat::Json => "JSON",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NotificationFormat> {
+        [NotificationFormat::Form, NotificationFormat::Json]
+            .into_iter()
+            .find(|f| f.as_str() == text)
+    }
+}
+
 /// Where a delivery goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliveryKind {

@@ -5,6 +5,7 @@
 
 pub mod api_key;
 pub mod card;
+pub mod checkout;
 pub mod customer;
 pub mod event;
 pub mod id;
@@ -14,5 +15,8 @@ pub mod merchant;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod routing;
+pub mod sealed;
 pub mod time;
 pub mod vat;
+pub mod webhook;

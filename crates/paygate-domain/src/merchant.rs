@@ -1,5 +1,6 @@
 //! Merchants (가맹점).
 
+use crate::event::NotificationFormat;
 use crate::id::MerchantId;
 use crate::time::UnixMillis;
 
@@ -76,6 +77,36 @@ pub struct Merchant {
     pub name: MerchantName,
     pub status: MerchantStatus,
     pub created_at: UnixMillis,
+}
+
+/// A merchant's defaults for one mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MerchantSettings {
+    pub notification_url: Option<String>,
+    pub notification_format: NotificationFormat,
+    /// Origins (`scheme://host[:port]`, lowercase) that client-key payments may send the browser back to.
+    pub redirect_origins: Vec<String>,
+}
+
+impl MerchantSettings {
+    /// The stored form of `redirect_origins`: one per line (an origin holds no line break).
+    pub fn redirect_origins_text(&self) -> String {
+        self.redirect_origins.join("\n")
+    }
+
+    pub fn parse_redirect_origins(text: &str) -> Vec<String> {
+        text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    }
+}
+
+impl Default for MerchantSettings {
+    fn default() -> Self {
+        MerchantSettings {
+            notification_url: None,
+            notification_format: NotificationFormat::Form,
+            redirect_origins: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

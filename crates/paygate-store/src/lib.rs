@@ -9,10 +9,14 @@
 //! Every method that changes state does all of its writes in one transaction, and state changes are conditional
 //! on the state they came from (`UPDATE … WHERE id = ? AND state = ?`), so a lost race is reported, not overwritten.
 
-pub mod idempotency;
+mod checkout;
+mod db;
+mod idempotency;
+mod ledger;
+mod merchants;
 mod migrate;
-pub mod outbox;
-pub mod payments;
+mod outbox;
+mod payments;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -23,28 +27,31 @@ mod url;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use paygate_domain::api_key::Mode;
-use paygate_domain::api_key::{ApiKey, KeyHash};
-use paygate_domain::id::{ApiKeyId, MerchantId};
-use paygate_domain::id::{EventId, PaymentId, WebhookEndpointId};
-use paygate_domain::merchant::Merchant;
-use paygate_domain::order::OrderId;
-use paygate_domain::payment::{Payment, PaymentTransaction};
-use paygate_domain::time::UnixMillis;
 
+pub use checkout::CheckoutStore;
 pub use idempotency::{
-    IdempotencyRecord, IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyWrite, StoredResponse,
+    IdempotencyRecord, IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyStore, IdempotencyWrite,
+    StoredResponse,
 };
+pub use ledger::{JournalEntry, LedgerAudit, LedgerStore};
+pub use merchants::{MerchantStore, NewApiKey, StoredEncKey};
 pub use migrate::MigrationReport;
 pub use outbox::{
-    Attempt, AttemptOutcome, ClaimedDelivery, Delivery, DisableEndpoint, EndpointStatus, MerchantSettings, NewEvent,
-    NotificationFormat, NotificationTarget, StoredEvent, WebhookEndpoint,
+    Attempt, AttemptOutcome, ClaimedDelivery, Delivery, DisableEndpoint, NewEvent, NotificationTarget, OutboxStore,
+    StoredEvent,
 };
 pub use payments::{
-    AcquirerContract, CheckoutCardChange, CheckoutEntry, CheckoutSession, InsertPaymentOutcome, JournalEntry,
-    LedgerAudit, PaymentInsert, PaymentUpdate, Sealed, StoredEncKey, TransactionQuery,
+    CheckoutCardChange, InsertPaymentOutcome, PaymentInsert, PaymentStore, PaymentUpdate, TransactionQuery,
 };
 pub use url::{DatabaseUrl, DatabaseUrlError};
+// Domain entities the store's traits take and return, re-exported so that callers which used to import them from
+// here keep compiling; new code imports them from `paygate_domain`.
+pub use paygate_domain::checkout::{CheckoutEntry, CheckoutSession};
+pub use paygate_domain::event::NotificationFormat;
+pub use paygate_domain::merchant::MerchantSettings;
+pub use paygate_domain::routing::AcquirerContract;
+pub use paygate_domain::sealed::Sealed;
+pub use paygate_domain::webhook::{EndpointStatus, WebhookEndpoint};
 
 /// Which implementation is behind a [`Store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,15 +166,12 @@ pub struct PoolStats {
     pub waiting: u32,
 }
 
-/// A key to store beside its record: only the keyed hash, never the key.
-#[derive(Clone, Debug)]
-pub struct NewApiKey {
-    pub record: ApiKey,
-    pub hash: KeyHash,
-}
-
+/// The whole storage seam: every aggregate's trait, and the lifecycle of the connection behind them. Callers that
+/// need one aggregate only may take its trait instead.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    MerchantStore + PaymentStore + CheckoutStore + LedgerStore + OutboxStore + IdempotencyStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
 
     /// A cheap round trip, for readiness.
@@ -177,216 +181,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stops background threads after queued writes are committed. Idempotent.
     async fn close(&self);
-
-    // Merchants and keys.
-
-    /// Inserts a merchant together with its first keys, atomically.
-    async fn insert_merchant(&self, merchant: &Merchant, keys: &[NewApiKey]) -> Result<(), StoreError>;
-
-    async fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError>;
-
-    /// Merchants in ID (creation) order, after a cursor; `limit` is capped by the caller.
-    async fn list_merchants(&self, after: Option<MerchantId>, limit: u32) -> Result<Vec<Merchant>, StoreError>;
-
-    /// The key with this hash and its merchant, revoked or not: the caller tells revoked from unknown.
-    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<(ApiKey, Merchant)>, StoreError>;
-
-    async fn list_keys(&self, merchant_id: MerchantId) -> Result<Vec<ApiKey>, StoreError>;
-
-    /// One key record by its ID, revoked or not.
-    async fn key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
-
-    /// Adds `new` and schedules `old` to stop working at `old_revoked_at`, atomically. Fails with `Conflict` if
-    /// `old` is already revoked, and `NotFound` if it does not exist; `new` must have the same merchant, mode and
-    /// kind as `old`.
-    async fn rotate_key(&self, old: ApiKeyId, old_revoked_at: UnixMillis, new: &NewApiKey) -> Result<(), StoreError>;
-
-    /// Revokes a key at `at` (or keeps an earlier revocation instant). `NotFound` if it does not exist.
-    async fn revoke_key(&self, id: ApiKeyId, at: UnixMillis) -> Result<ApiKey, StoreError>;
-
-    // Idempotency. Records are written only inside other writes (`IdempotencyWrite`), never on their own.
-
-    /// The record under a key, if any.
-    async fn idempotency_record(&self, scope: &IdempotencyScope) -> Result<Option<IdempotencyRecord>, StoreError>;
-
-    /// Deletes a claim that has no resource to answer from (a legacy claim whose request died), conditionally on
-    /// its lock token, so the key may be used again.
-    async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError>;
-
-    /// Deletes at most `limit` records created before `created_before`; returns how many.
-    async fn idempotency_reap(&self, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError>;
-
-    // Acquirer routing.
-
-    /// Replaces a merchant's contracts for one mode, atomically.
-    async fn set_contracts(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        contracts: &[AcquirerContract],
-    ) -> Result<(), StoreError>;
-
-    async fn contracts(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<AcquirerContract>, StoreError>;
-
-    // Payments.
-
-    /// Inserts a new payment (version 0) with what belongs to it (checkout card and session, idempotency claim) in
-    /// one transaction. `IdempotencyConflict` if the claim's key was taken; nothing is written then.
-    async fn insert_payment(&self, insert: &PaymentInsert) -> Result<InsertPaymentOutcome, StoreError>;
-
-    /// A payment of this merchant and mode (another merchant's payment is `None`).
-    async fn payment(&self, merchant_id: MerchantId, mode: Mode, id: PaymentId) -> Result<Option<Payment>, StoreError>;
-
-    /// A payment by ID alone, for workers.
-    async fn payment_by_id(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
-
-    async fn payment_by_order(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        order_id: &OrderId,
-    ) -> Result<Option<Payment>, StoreError>;
-
-    /// Applies a state change and its effects in one transaction. `Conflict` if the payment's version moved
-    /// (another request or worker won) or a transaction to update is no longer pending; nothing is written then.
-    async fn update_payment(&self, update: &PaymentUpdate) -> Result<(), StoreError>;
-
-    /// A payment's approval and cancels, oldest first.
-    async fn payment_transactions(&self, payment_id: PaymentId) -> Result<Vec<PaymentTransaction>, StoreError>;
-
-    async fn list_transactions(&self, query: &TransactionQuery) -> Result<Vec<PaymentTransaction>, StoreError>;
-
-    async fn checkout_card(&self, payment_id: PaymentId) -> Result<Option<Sealed>, StoreError>;
-
-    // Work for the background workers, oldest due first, at most `limit`.
-
-    /// Payments whose approval was requested or is unknown, with `next_inquiry_at <= now`.
-    async fn due_inquiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError>;
-
-    /// READY or IN_PROGRESS payments whose approval was never requested, past `expires_at`.
-    async fn due_expiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError>;
-
-    /// Pending cancels with `next_attempt_at <= now`.
-    async fn due_cancel_retries(&self, now: UnixMillis, limit: u32) -> Result<Vec<PaymentTransaction>, StoreError>;
-
-    // encData keys.
-
-    async fn enc_keys(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<StoredEncKey>, StoreError>;
-
-    /// Adds a key version; earlier versions without a retirement get `retire_previous_at`.
-    async fn add_enc_key(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        key: &StoredEncKey,
-        retire_previous_at: UnixMillis,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError>;
-
-    // Ledger.
-
-    async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError>;
-
-    // Outbox: events and their deliveries (webhooks, notification URLs).
-
-    /// A merchant's notification settings for one mode (defaults when never set).
-    async fn merchant_settings(&self, merchant_id: MerchantId, mode: Mode) -> Result<MerchantSettings, StoreError>;
-
-    async fn set_merchant_settings(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        settings: &MerchantSettings,
-        now: UnixMillis,
-    ) -> Result<(), StoreError>;
-
-    async fn insert_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError>;
-
-    async fn endpoint(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        id: WebhookEndpointId,
-    ) -> Result<Option<WebhookEndpoint>, StoreError>;
-
-    /// A merchant's endpoints in one mode, deleted ones excluded, oldest first.
-    async fn list_endpoints(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<WebhookEndpoint>, StoreError>;
-
-    /// Writes a changed endpoint (subscriptions included), conditional on the stored version being
-    /// `endpoint.version - 1`; `Conflict` otherwise.
-    async fn update_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError>;
-
-    /// Writes an event on its own (not tied to a payment change), with its deliveries.
-    async fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError>;
-
-    /// Claims up to `limit` due deliveries until `lease_until`: no other worker (in any process) takes them before
-    /// then. Completion is conditional on `lock_token`.
-    async fn claim_deliveries(
-        &self,
-        now: UnixMillis,
-        lease_until: UnixMillis,
-        lock_token: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
-
-    /// Records an attempt and its consequences in one transaction. `Conflict` if the claim was lost.
-    async fn complete_delivery(
-        &self,
-        lock_token: i64,
-        outcome: &AttemptOutcome,
-        now: UnixMillis,
-    ) -> Result<(), StoreError>;
-
-    /// A merchant's events in one mode, newest first, before a cursor.
-    async fn list_events(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        before: Option<EventId>,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
-
-    async fn event(&self, merchant_id: MerchantId, mode: Mode, id: EventId) -> Result<Option<StoredEvent>, StoreError>;
-
-    /// An event's deliveries, oldest first.
-    async fn event_deliveries(&self, event_id: EventId) -> Result<Vec<Delivery>, StoreError>;
-
-    /// An endpoint's deliveries, newest first, at most `limit`.
-    async fn endpoint_deliveries(
-        &self,
-        endpoint_id: WebhookEndpointId,
-        limit: u32,
-    ) -> Result<Vec<Delivery>, StoreError>;
-
-    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError>;
-
-    // Hosted checkout.
-
-    async fn insert_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError>;
-
-    async fn checkout_session(&self, payment_id: PaymentId) -> Result<Option<CheckoutSession>, StoreError>;
-
-    /// Writes a changed session, conditional on the stored version being `session.version - 1`.
-    async fn update_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError>;
-
-    /// Creates fresh deliveries of an event to the endpoints subscribed now and to `notification` if given;
-    /// returns how many. `resend` numbers the round so delivery IDs stay unique.
-    async fn resend_event(
-        &self,
-        event: &StoredEvent,
-        notification: Option<&NotificationTarget>,
-        resend: u32,
-        now: UnixMillis,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<u32, StoreError>;
 }
 
 /// Opens (and migrates) the database the URL names.

@@ -23,6 +23,14 @@ pub struct MigrationReport {
     pub was_empty: bool,
 }
 
+/// Migration bookkeeping is the only place that reads the clock, and only for a human-readable `applied_at`.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 pub(crate) fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }

@@ -1,5 +1,5 @@
 //! SQL text shared by both backends. Statements are written once, with SQLite's numbered placeholders (`?1`);
-//! PostgreSQL gets the same text with `$1` from [`postgres`], computed once per statement and cached.
+//! PostgreSQL gets the same text with `$1` from [`postgres`].
 
 use std::borrow::Cow;
 
@@ -20,15 +20,6 @@ pub(crate) fn postgres(sql: &str) -> Cow<'_, str> {
     }
     Cow::Owned(out)
 }
-
-/// Declares `static NAME: LazyLock<String>` holding the PostgreSQL form of a shared statement.
-macro_rules! postgres_statement {
-    ($name:ident = $sql:expr) => {
-        static $name: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| $crate::sql::postgres($sql).into_owned());
-    };
-}
-pub(crate) use postgres_statement;
 
 #[cfg(test)]
 mod tests {

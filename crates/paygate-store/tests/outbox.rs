@@ -19,6 +19,7 @@ use paygate_domain::order::{OrderId, OrderName};
 use paygate_domain::payment::{Failure, NewPayment, Payment, Route};
 use paygate_domain::time::UnixMillis;
 use paygate_domain::vat::VatSplit;
+use paygate_domain::webhook::EndpointFields;
 use paygate_store::{
     Attempt, AttemptOutcome, Backend, ClaimedDelivery, DatabaseUrl, Delivery, DisableEndpoint, EndpointStatus,
     InsertPaymentOutcome, MerchantSettings, NewEvent, NotificationFormat, NotificationTarget, PaymentUpdate, Sealed,
@@ -62,7 +63,7 @@ fn endpoint(
     let mut event_types = types.to_vec();
     // Stored subscriptions are read back sorted.
     event_types.sort_by_key(|t| t.as_str());
-    WebhookEndpoint {
+    WebhookEndpoint::restore(EndpointFields {
         id: WebhookEndpointId::new(at(millis), entropy()),
         merchant_id: merchant.id,
         mode,
@@ -76,7 +77,15 @@ fn endpoint(
         created_at: at(millis),
         updated_at: at(millis),
         version: 0,
-    }
+    })
+}
+
+/// An endpoint with some stored fields changed, in any combination a test needs (the store writes what it is
+/// given; the domain's transitions are tested in `paygate_domain::webhook`).
+fn edited(e: &WebhookEndpoint, change: impl FnOnce(&mut EndpointFields)) -> WebhookEndpoint {
+    let mut fields = e.fields().clone();
+    change(&mut fields);
+    WebhookEndpoint::restore(fields)
 }
 
 async fn add_endpoint(
@@ -307,9 +316,13 @@ async fn endpoints_round_trip_list_and_update_conditionally() {
     let (merchant, _) = seeded_merchant(&*ts, T0).await;
     let (other, _) = seeded_merchant(&*ts, T0 + 1).await;
 
-    let mut first = endpoint(&merchant, Mode::Test, &[WED, PSC], EndpointStatus::Enabled, T0 + 10);
-    first.previous_secret = Some((sealed(1, 5), at(T0 + 86_400_000)));
-    first.failing_since = Some(at(T0 + 5));
+    let first = edited(
+        &endpoint(&merchant, Mode::Test, &[WED, PSC], EndpointStatus::Enabled, T0 + 10),
+        |f| {
+            f.previous_secret = Some((sealed(1, 5), at(T0 + 86_400_000)));
+            f.failing_since = Some(at(T0 + 5));
+        },
+    );
     ts.insert_endpoint(&first, None).await.unwrap();
     let second = add_endpoint(&*ts, &merchant, Mode::Test, &[PSC], EndpointStatus::Disabled, T0 + 20).await;
     let none = add_endpoint(&*ts, &merchant, Mode::Test, &[], EndpointStatus::Enabled, T0 + 30).await;
@@ -339,52 +352,56 @@ async fn endpoints_round_trip_list_and_update_conditionally() {
     assert!(is_conflict(&ts.insert_endpoint(&first, None).await));
 
     // A full rewrite: every field and the subscriptions.
-    let mut changed = first.clone();
-    changed.url = "https://hooks.example/moved".into();
-    changed.event_types = vec![WED];
-    changed.status = EndpointStatus::Disabled;
-    changed.disabled_reason = Some("failing since yesterday".into());
-    changed.secret = sealed(2, 11);
-    changed.previous_secret = Some((sealed(1, 3), at(T0 + 99)));
-    changed.failing_since = None;
-    changed.updated_at = at(T0 + 1_000);
-    changed.version = first.version + 1;
+    let changed = edited(&first, |c| {
+        c.url = "https://hooks.example/moved".into();
+        c.event_types = vec![WED];
+        c.status = EndpointStatus::Disabled;
+        c.disabled_reason = Some("failing since yesterday".into());
+        c.secret = sealed(2, 11);
+        c.previous_secret = Some((sealed(1, 3), at(T0 + 99)));
+        c.failing_since = None;
+        c.updated_at = at(T0 + 1_000);
+        c.version = first.version + 1;
+    });
     ts.update_endpoint(&changed, None).await.unwrap();
     // The failure streak belongs to the delivery worker: a merchant's update leaves it as stored…
-    let mut expected = changed.clone();
-    expected.failing_since = first.failing_since;
+    let expected = edited(&changed, |e| e.failing_since = first.failing_since);
     assert_eq!(stored_endpoint(&*ts, &first).await, expected);
     let changed = expected;
 
     // Stale (computed from the version before) or skipping a version: refused, nothing written.
-    let mut stale = first.clone();
-    stale.version = first.version + 1;
-    stale.url = "https://hooks.example/stale".into();
-    stale.event_types = vec![PSC, WED];
+    let stale = edited(&first, |s| {
+        s.version = first.version + 1;
+        s.url = "https://hooks.example/stale".into();
+        s.event_types = vec![PSC, WED];
+    });
     assert!(is_conflict(&ts.update_endpoint(&stale, None).await));
-    let mut skipping = changed.clone();
-    skipping.version = changed.version + 2;
-    skipping.event_types = vec![];
-    skipping.url = "https://hooks.example/skipping".into();
+    let skipping = edited(&changed, |s| {
+        s.version = changed.version + 2;
+        s.event_types = vec![];
+        s.url = "https://hooks.example/skipping".into();
+    });
     assert!(is_conflict(&ts.update_endpoint(&skipping, None).await));
     assert_eq!(stored_endpoint(&*ts, &first).await, changed);
 
     // Back: subscriptions are replaced again, the previous secret cleared.
-    let mut again = changed.clone();
-    again.event_types = vec![PSC, WED];
-    again.status = EndpointStatus::Enabled;
-    again.disabled_reason = None;
-    again.previous_secret = None;
-    again.version = changed.version + 1;
+    let again = edited(&changed, |a| {
+        a.event_types = vec![PSC, WED];
+        a.status = EndpointStatus::Enabled;
+        a.disabled_reason = None;
+        a.previous_secret = None;
+        a.version = changed.version + 1;
+    });
     ts.update_endpoint(&again, None).await.unwrap();
     // …and only re-enabling a disabled endpoint clears it.
-    again.failing_since = None;
+    let again = edited(&again, |a| a.failing_since = None);
     assert_eq!(stored_endpoint(&*ts, &first).await, again);
 
     // Deleting is an update too; the endpoint is then no longer listed but can still be read.
-    let mut gone = second.clone();
-    gone.status = EndpointStatus::Deleted;
-    gone.version = second.version + 1;
+    let gone = edited(&second, |g| {
+        g.status = EndpointStatus::Deleted;
+        g.version = second.version + 1;
+    });
     ts.update_endpoint(&gone, None).await.unwrap();
     assert_eq!(
         ts.list_endpoints(merchant.id, Mode::Test).await.unwrap(),
@@ -683,11 +700,15 @@ async fn events_page_newest_first() {
 async fn claims_take_due_deliveries_in_order_and_hold_them_for_the_lease() {
     let ts = fresh_store().await;
     let (merchant, _) = seeded_merchant(&*ts, T0).await;
-    let mut hook = endpoint(&merchant, Mode::Test, &[PSC], EndpointStatus::Enabled, T0 + 1);
     // During a rotation the previous secret signs too, until it expires at T0 + 3000.
-    hook.previous_secret = Some((sealed(1, 9), at(T0 + 3_000)));
-    hook.secret = sealed(2, 4);
-    hook.failing_since = Some(at(T0 - 500));
+    let hook = edited(
+        &endpoint(&merchant, Mode::Test, &[PSC], EndpointStatus::Enabled, T0 + 1),
+        |h| {
+            h.previous_secret = Some((sealed(1, 9), at(T0 + 3_000)));
+            h.secret = sealed(2, 4);
+            h.failing_since = Some(at(T0 - 500));
+        },
+    );
     ts.insert_endpoint(&hook, None).await.unwrap();
     let noti = target("https://shop.example/noti");
 
@@ -1006,14 +1027,13 @@ async fn disabling_an_endpoint_writes_its_event_once() {
     ts.complete_delivery(31, &outcome, at(now + 10)).await.unwrap();
     assert_eq!(
         stored_endpoint(&*ts, &failing).await,
-        WebhookEndpoint {
-            status: EndpointStatus::Disabled,
-            disabled_reason: Some("failing for three days".into()),
-            failing_since: Some(at(T0 - 86_400_000)),
-            updated_at: at(now + 10),
-            version: failing.version + 1,
-            ..failing.clone()
-        }
+        edited(&failing, |f| {
+            f.status = EndpointStatus::Disabled;
+            f.disabled_reason = Some("failing for three days".into());
+            f.failing_since = Some(at(T0 - 86_400_000));
+            f.updated_at = at(now + 10);
+            f.version = failing.version + 1;
+        })
     );
     assert_eq!(
         ts.event(merchant.id, Mode::Test, disabled_event.id).await.unwrap(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use common::*;
 use paygate_domain::api_key::Mode;
 use paygate_domain::card::{CardSummary, Installment};
+use paygate_domain::checkout::CheckoutSessionFields;
 use paygate_domain::id::{JournalId, PaymentId, TransactionKey};
 use paygate_domain::ledger::Journal;
 use paygate_domain::merchant::Merchant;
@@ -228,10 +229,8 @@ async fn stored(store: &dyn Store, id: PaymentId) -> Payment {
 async fn contracts_are_replaced_per_merchant_and_mode() {
     let ts = fresh_store().await;
     let (merchant, _) = seeded_merchant(&*ts, T0).await;
-    let contract = |prefix: &str, acquirer: &str| AcquirerContract {
-        bin_prefix: prefix.into(),
-        acquirer: acquirer.into(),
-        acquirer_merchant_id: format!("{acquirer}-{prefix}"),
+    let contract = |prefix: &str, acquirer: &str| {
+        AcquirerContract::new(prefix.into(), acquirer.into(), format!("{acquirer}-{prefix}"))
     };
     assert_eq!(ts.contracts(merchant.id, Mode::Test).await.unwrap(), vec![]);
     let test = vec![contract("94", "C"), contract("", "A"), contract("4330", "B")];
@@ -273,11 +272,7 @@ async fn concurrent_contract_replacements_leave_one_whole_set() {
     let set = |i: usize| -> Vec<AcquirerContract> {
         ["", "4", "54"]
             .iter()
-            .map(|prefix| AcquirerContract {
-                bin_prefix: (*prefix).into(),
-                acquirer: format!("ACQ{i}"),
-                acquirer_merchant_id: format!("M{i}"),
-            })
+            .map(|prefix| AcquirerContract::new((*prefix).into(), format!("ACQ{i}"), format!("M{i}")))
             .collect()
     };
     let tasks: Vec<_> = (0..12)
@@ -1135,7 +1130,7 @@ async fn concurrent_checkout_session_updates_have_one_winner() {
     let (merchant, _) = seeded_merchant(&*ts, T0).await;
     let payment = checkout(&merchant, Mode::Test, "order-session.01", 5_000, T0, T0 + 60_000);
     insert(&*ts.store, &payment, None).await;
-    let session = CheckoutSession {
+    let session = CheckoutSession::restore(CheckoutSessionFields {
         payment_id: payment.id,
         entry: CheckoutEntry::Api,
         return_url: None,
@@ -1146,15 +1141,13 @@ async fn concurrent_checkout_session_updates_have_one_winner() {
         challenge_expires_at: Some(at(T0 + 300_000)),
         created_at: at(T0),
         version: 0,
-    };
+    });
     ts.insert_checkout_session(&session).await.unwrap();
     let stores = processes(&ts, 3).await;
     let tasks: Vec<_> = (0..24)
         .map(|i| {
             let store = Arc::clone(&stores[i % stores.len()]);
-            let mut next = session.clone();
-            next.challenge_attempts = 1;
-            next.version = 1;
+            let next = session.challenge_attempted();
             tokio::spawn(async move { store.update_checkout_session(&next).await })
         })
         .collect();
@@ -1170,9 +1163,7 @@ async fn concurrent_checkout_session_updates_have_one_winner() {
     let stored = ts.checkout_session(payment.id).await.unwrap().unwrap();
     assert_eq!((stored.challenge_attempts, stored.version), (1, 1));
     // A write computed from a stale version changes nothing.
-    let mut stale = session.clone();
-    stale.challenge_attempts = 0;
-    stale.version = 1;
+    let stale = session.challenge_started(vec![8; 32], at(T0 + 400_000));
     assert!(is_conflict(&ts.update_checkout_session(&stale).await));
     assert_eq!(
         ts.checkout_session(payment.id)

@@ -141,21 +141,7 @@ impl App {
         let sealed = self
             .vault
             .seal(&webhook_secret_purpose(&id.to_string()), secret.as_str().as_bytes())?;
-        let endpoint = WebhookEndpoint {
-            id,
-            merchant_id: caller.merchant.id,
-            mode: caller.key.mode,
-            url,
-            event_types,
-            status: EndpointStatus::Enabled,
-            disabled_reason: None,
-            secret: sealed,
-            previous_secret: None,
-            failing_since: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-        };
+        let endpoint = WebhookEndpoint::new(id, caller.merchant.id, caller.key.mode, url, event_types, sealed, now);
         let answer = Ok(EndpointWithSecret {
             endpoint: endpoint.clone(),
             secret: Some(secret.as_str().to_owned()),
@@ -196,32 +182,24 @@ impl App {
         patch: EndpointPatch,
     ) -> Result<WebhookEndpoint, WebhookError> {
         let current = self.get_endpoint(caller, id).await?;
-        let mut next = current.clone();
-        if let Some(url) = &patch.url {
-            next.url = self.checked_url(url).await?;
-        }
-        if let Some(types) = &patch.event_types {
-            next.event_types = parse_types(types)?;
-        }
-        match patch.status.as_deref() {
-            None => {}
-            Some("ENABLED") => {
-                next.status = EndpointStatus::Enabled;
-                next.disabled_reason = None;
-                next.failing_since = None;
-            }
-            Some("DISABLED") => {
-                next.status = EndpointStatus::Disabled;
-                next.disabled_reason = Some("disabled by the merchant".into());
-            }
+        let url = match &patch.url {
+            Some(url) => Some(self.checked_url(url).await?),
+            None => None,
+        };
+        let event_types = patch.event_types.as_deref().map(parse_types).transpose()?;
+        let enabled = match patch.status.as_deref() {
+            None => None,
+            Some("ENABLED") => Some(true),
+            Some("DISABLED") => Some(false),
             Some(_) => {
                 return Err(WebhookError::Invalid {
                     param: "status",
                     message: "status is ENABLED or DISABLED".into(),
                 })
             }
-        }
-        self.write_endpoint(next).await
+        };
+        self.write_endpoint(current.edited(url, event_types, enabled, self.clock().now()))
+            .await
     }
 
     pub async fn delete_endpoint(
@@ -229,9 +207,8 @@ impl App {
         caller: &Caller,
         id: WebhookEndpointId,
     ) -> Result<WebhookEndpoint, WebhookError> {
-        let mut next = self.get_endpoint(caller, id).await?;
-        next.status = EndpointStatus::Deleted;
-        self.write_endpoint(next).await
+        let current = self.get_endpoint(caller, id).await?;
+        self.write_endpoint(current.deleted(self.clock().now())).await
     }
 
     /// Issues a new secret; the previous one keeps signing too for the overlap, so receivers can switch safely.
@@ -248,16 +225,11 @@ impl App {
         };
         let now = self.clock().now();
         let secret = WebhookSecret::generate();
-        let mut next = current.clone();
-        next.secret = self
+        let sealed = self
             .vault
             .seal(&webhook_secret_purpose(&id.to_string()), secret.as_str().as_bytes())?;
-        next.previous_secret = Some((
-            current.secret.clone(),
-            now.saturating_add_secs(u64::from(self.outbox.webhook_secret_overlap_secs)),
-        ));
-        next.version += 1;
-        next.updated_at = now;
+        let overlap_until = now.saturating_add_secs(u64::from(self.outbox.webhook_secret_overlap_secs));
+        let next = current.secret_rolled(sealed, overlap_until, now);
         let answer = Ok(EndpointWithSecret {
             endpoint: next.clone(),
             secret: Some(secret.as_str().to_owned()),
@@ -274,9 +246,8 @@ impl App {
         }
     }
 
-    async fn write_endpoint(&self, mut next: WebhookEndpoint) -> Result<WebhookEndpoint, WebhookError> {
-        next.version += 1;
-        next.updated_at = self.clock().now();
+    /// Writes the next version of an endpoint, conditionally on the one it was computed from.
+    async fn write_endpoint(&self, next: WebhookEndpoint) -> Result<WebhookEndpoint, WebhookError> {
         match self.store().update_endpoint(&next, None).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict(_)) => Err(WebhookError::Concurrent),
@@ -386,7 +357,7 @@ impl App {
         let subscribed = self.store().list_endpoints(caller.merchant.id, caller.key.mode).await?;
         let expected = subscribed
             .iter()
-            .filter(|e| e.status == EndpointStatus::Enabled && e.event_types.contains(&event.event_type))
+            .filter(|e| e.receives(event.event_type))
             .count()
             .saturating_add(usize::from(notification.is_some()));
         let answer = Ok(u32::try_from(expected).unwrap_or(u32::MAX));

@@ -9,8 +9,8 @@ use paygate_domain::order::OrderId;
 use paygate_domain::payment::Payment;
 use paygate_domain::time::DurationMs;
 use paygate_store::{
-    CheckoutCardChange, CheckoutEntry, CheckoutSession, IdempotencyResource, InsertPaymentOutcome, PaymentInsert,
-    PaymentUpdate, StoreError,
+    CheckoutCardChange, CheckoutSession, IdempotencyResource, InsertPaymentOutcome, PaymentInsert, PaymentUpdate,
+    StoreError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -131,18 +131,7 @@ impl App {
             self.check_browser_request(caller, &request, [("successUrl", &success_url), ("failUrl", &fail_url)])
                 .await?;
         }
-        let session = |id| CheckoutSession {
-            payment_id: id,
-            entry: CheckoutEntry::Api,
-            return_url: None,
-            success_url: success_url.clone(),
-            fail_url: fail_url.clone(),
-            challenge_otp_hash: None,
-            challenge_attempts: 0,
-            challenge_expires_at: None,
-            created_at: self.clock().now(),
-            version: 0,
-        };
+        let session = |id| CheckoutSession::api(id, success_url.clone(), fail_url.clone(), self.clock().now());
         let created = self
             .create_checkout_for(
                 (caller.merchant.id, caller.key.mode),

@@ -282,18 +282,7 @@ impl App {
             fail_url: None,
         };
         let now = self.clock().now();
-        let session = |id| CheckoutSession {
-            payment_id: id,
-            entry: CheckoutEntry::Form,
-            return_url: return_url.clone(),
-            success_url: None,
-            fail_url: None,
-            challenge_otp_hash: None,
-            challenge_attempts: 0,
-            challenge_expires_at: None,
-            created_at: now,
-            version: 0,
-        };
+        let session = |id| CheckoutSession::form(id, return_url.clone(), now);
         // A form POST carries no Idempotency-Key: its orderId keeps a resubmitted form from paying twice.
         let payment = match self
             .create_checkout_for((merchant_id, mode), request, session, None)
@@ -379,11 +368,9 @@ impl App {
             let now = self.clock().now();
             let expires = now.saturating_add_secs(CHALLENGE_SECS);
             let otp = self.sandbox_otp(id, expires)?;
-            let mut session = page.session.clone();
-            session.challenge_otp_hash = Some(Sha256::digest(otp.as_bytes()).to_vec());
-            session.challenge_attempts = 0;
-            session.challenge_expires_at = Some(expires);
-            session.version += 1;
+            let session = page
+                .session
+                .challenge_started(Sha256::digest(otp.as_bytes()).to_vec(), expires);
             return match self.store().update_checkout_session(&session).await {
                 Ok(()) => Ok(HostedStep::Challenge),
                 Err(StoreError::Conflict(_)) => self.current_step(id).await,
@@ -413,9 +400,7 @@ impl App {
         if page.session.challenge_attempts >= CHALLENGE_ATTEMPTS_MAX || now >= expires {
             return self.fail_challenge(&page.payment, &page.session).await;
         }
-        let mut session = page.session.clone();
-        session.challenge_attempts = session.challenge_attempts.saturating_add(1);
-        session.version += 1;
+        let session = page.session.challenge_attempted();
         match self.store().update_checkout_session(&session).await {
             Ok(()) => {}
             // Another answer was counted first; this one is not compared. The page shows where the payment stands.

@@ -12,10 +12,8 @@ use crate::App;
 /// The sandbox contract every new merchant gets in test mode: 4330… → A, 5400… → B, 9400… → C, anything else → A.
 pub fn default_test_contracts(merchant: MerchantId) -> Vec<AcquirerContract> {
     let suffix: String = merchant.to_string().chars().rev().take(8).collect();
-    let contract = |prefix: &str, acquirer: &str| AcquirerContract {
-        bin_prefix: prefix.to_owned(),
-        acquirer: acquirer.to_owned(),
-        acquirer_merchant_id: format!("{acquirer}{suffix}"),
+    let contract = |prefix: &str, acquirer: &str| {
+        AcquirerContract::new(prefix.to_owned(), acquirer.to_owned(), format!("{acquirer}{suffix}"))
     };
     vec![
         contract("", "A"),
@@ -26,14 +24,7 @@ pub fn default_test_contracts(merchant: MerchantId) -> Vec<AcquirerContract> {
 }
 
 pub(crate) fn choose(contracts: &[AcquirerContract], card: &CardNumber) -> Option<Route> {
-    contracts
-        .iter()
-        .filter(|c| card.expose_digits().starts_with(&c.bin_prefix))
-        .max_by_key(|c| c.bin_prefix.len())
-        .map(|c| Route {
-            acquirer: c.acquirer.clone(),
-            acquirer_merchant_id: c.acquirer_merchant_id.clone(),
-        })
+    AcquirerContract::choose(contracts, card)
 }
 
 impl App {
@@ -72,7 +63,7 @@ mod tests {
             let card = CardNumber::parse(number).unwrap();
             assert_eq!(choose(&contracts, &card).unwrap().acquirer, acquirer, "{number}");
         }
-        let no_fallback: Vec<_> = contracts.into_iter().filter(|c| !c.bin_prefix.is_empty()).collect();
+        let no_fallback: Vec<_> = contracts.into_iter().filter(|c| !c.bin_prefix().is_empty()).collect();
         assert!(choose(&no_fallback, &CardNumber::parse("4111111111111111").unwrap()).is_none());
     }
 }

@@ -1,20 +1,32 @@
 //! Idempotency records: what a request sent with an `Idempotency-Key` claimed, and the answer to replay.
 //!
-//! This module is the layout every aggregate of the store follows: the types and the SQL text here, written once
-//! (SQLite's `?N` placeholders; PostgreSQL's `$N` are derived from the same text by [`crate::sql::postgres`]), and
-//! each backend's execution beside it (`sqlite.rs`, `postgres.rs`).
+//! Like every aggregate of the store, this module holds its types, its trait, its SQL (written once, with SQLite's
+//! `?N` placeholders) and its operations, which run on either backend through [`crate::db::Db`].
 //!
 //! No record is written on its own: a use case puts an [`IdempotencyWrite`] into the same transaction as the change
 //! it belongs to (the payment it creates, the outcome it records), so a key is claimed if and only if that change
 //! was committed, and an answer is stored if and only if the outcome it describes was.
 
-pub(crate) mod postgres;
-pub(crate) mod sqlite;
-
 use paygate_domain::api_key::{KeyKind, Mode};
 use paygate_domain::id::{MerchantId, PaymentId, TransactionKey};
 use paygate_domain::idempotency::{IdempotencyKey, RequestFingerprint};
 use paygate_domain::time::UnixMillis;
+
+use crate::db::{aggregate, first, vals, Db, Row, Value};
+use crate::StoreError;
+
+aggregate! {
+    /// Idempotency records. Records are written only inside other writes ([`IdempotencyWrite`]), never on their own.
+    pub trait IdempotencyStore {
+        /// The record under a key, if any.
+        read fn idempotency_record(scope: &IdempotencyScope) -> Option<IdempotencyRecord>;
+        /// Deletes a claim that has no resource to answer from (a legacy claim whose request died), conditionally
+        /// on its lock token, so the key may be used again.
+        write fn idempotency_release(scope: &IdempotencyScope, lock_token: i64) -> ();
+        /// Deletes at most `limit` records created before `created_before`; returns how many.
+        write fn idempotency_reap(created_before: UnixMillis, limit: u32) -> u64;
+    }
+}
 
 /// Who an idempotency key belongs to: keys are scoped per merchant, mode and key kind, so a browser holding the
 /// client key can never occupy (or read) a key the merchant's server uses with the secret key.
@@ -118,8 +130,8 @@ impl IdempotencyWrite {
     }
 }
 
-/// The statements, in SQLite's placeholder style.
-pub(crate) mod sql {
+/// The statements.
+mod sql {
     pub const INSERT: &str = "INSERT INTO idempotency_keys
              (merchant_id, mode, key_kind, idempotency_key, fingerprint, state, lock_token, locked_until,
               payment_id, focus_key, response_status, response_content_type, response_body, created_at, completed_at)
@@ -144,157 +156,166 @@ pub(crate) mod sql {
     pub const RELEASE: &str = "DELETE FROM idempotency_keys
          WHERE merchant_id = ?1 AND mode = ?2 AND key_kind = ?3 AND idempotency_key = ?4
            AND state = 'IN_FLIGHT' AND lock_token = ?5";
+
+    // Bounded, oldest first. The dialects differ: SQLite deletes by rowid (its single writer needs no locks);
+    // PostgreSQL skips rows another reaper (or a claim) holds rather than waiting for them.
+    pub const REAP_SQLITE: &str = "DELETE FROM idempotency_keys WHERE rowid IN (
+             SELECT rowid FROM idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)";
+    pub const REAP_POSTGRES: &str = "DELETE FROM idempotency_keys
+         WHERE (merchant_id, mode, key_kind, idempotency_key) IN (
+             SELECT merchant_id, mode, key_kind, idempotency_key FROM idempotency_keys
+             WHERE created_at < ?1 ORDER BY created_at LIMIT ?2 FOR UPDATE SKIP LOCKED)";
 }
 
-/// The values of [`sql::INSERT`], in order, as both backends bind them.
-pub(crate) struct InsertValues {
-    pub merchant_id: String,
-    pub mode: &'static str,
-    pub key_kind: &'static str,
-    pub key: String,
-    pub fingerprint: Vec<u8>,
-    pub state: &'static str,
-    pub lock_token: i64,
-    pub locked_until: i64,
-    pub payment_id: Option<String>,
-    pub focus_key: Option<String>,
-    pub response_status: Option<i64>,
-    pub response_content_type: Option<String>,
-    pub response_body: Option<Vec<u8>>,
-    pub created_at: i64,
-    pub completed_at: Option<i64>,
+/// The identity columns every statement starts with: merchant, mode, key kind, key (`?1` to `?4`).
+fn scope_values(scope: &IdempotencyScope) -> [Value<'_>; 4] {
+    [
+        scope.merchant_id.into(),
+        scope.mode.into(),
+        scope.key_kind.as_str().into(),
+        scope.key.as_str().into(),
+    ]
 }
 
-/// A stored row's columns, in [`sql::SELECT`]'s order, before they become a record.
-pub(crate) struct SelectedRow {
-    pub fingerprint: Vec<u8>,
-    pub state: String,
-    pub lock_token: i64,
-    pub locked_until: i64,
-    pub payment_id: Option<String>,
-    pub focus_key: Option<String>,
-    pub response_status: Option<i64>,
-    pub response_content_type: Option<String>,
-    pub response_body: Option<Vec<u8>>,
-    pub created_at: i64,
-}
-
-/// The identity columns shared by every statement: merchant, mode, key kind, key.
-pub(crate) fn scope_values(scope: &IdempotencyScope) -> (String, &'static str, &'static str, String) {
-    (
-        scope.merchant_id.to_string(),
-        scope.mode.as_str(),
-        scope.key_kind.as_str(),
-        scope.key.as_str().to_owned(),
-    )
-}
-
-impl InsertValues {
-    /// `None` for the writes that update an existing claim.
-    pub(crate) fn of(write: &IdempotencyWrite) -> Option<InsertValues> {
-        let (scope, fingerprint, resource, now) = match write {
-            IdempotencyWrite::Claim {
-                scope,
-                fingerprint,
-                resource,
-                now,
-                ..
-            } => (scope, fingerprint, Some(*resource), *now),
-            IdempotencyWrite::Record {
-                scope,
-                fingerprint,
-                resource,
-                now,
-                ..
-            } => (scope, fingerprint, *resource, *now),
-            IdempotencyWrite::Complete { .. } | IdempotencyWrite::Detach { .. } | IdempotencyWrite::Release { .. } => {
-                return None
-            }
-        };
-        let (merchant_id, mode, key_kind, key) = scope_values(scope);
-        let mut values = InsertValues {
-            merchant_id,
-            mode,
-            key_kind,
-            key,
-            fingerprint: fingerprint.0.to_vec(),
-            state: "IN_FLIGHT",
-            lock_token: 0,
-            locked_until: now.as_millis(),
-            payment_id: resource.map(|r| r.payment_id.to_string()),
-            focus_key: resource.and_then(|r| r.focus).map(|k| k.to_string()),
-            response_status: None,
-            response_content_type: None,
-            response_body: None,
-            created_at: now.as_millis(),
-            completed_at: None,
-        };
-        match write {
-            IdempotencyWrite::Claim {
-                lock_token,
-                locked_until,
-                ..
-            } => {
-                values.lock_token = *lock_token;
-                values.locked_until = locked_until.as_millis();
-            }
-            IdempotencyWrite::Record { response, .. } => {
-                values.state = "COMPLETED";
-                values.response_status = Some(i64::from(response.status));
-                values.response_content_type = Some(response.content_type.clone());
-                values.response_body = Some(response.body.clone());
-                values.completed_at = Some(now.as_millis());
-            }
-            IdempotencyWrite::Complete { .. } | IdempotencyWrite::Detach { .. } | IdempotencyWrite::Release { .. } => {}
-        }
-        Some(values)
-    }
-}
-
-impl SelectedRow {
-    pub(crate) fn into_record(self) -> Result<IdempotencyRecord, crate::StoreError> {
-        use crate::StoreError::Corrupt;
-        let fingerprint: [u8; 32] = self
-            .fingerprint
-            .try_into()
-            .map_err(|_| Corrupt("idempotency_keys.fingerprint is not 32 bytes".into()))?;
-        let state = match self.state.as_str() {
-            "IN_FLIGHT" => IdempotencyState::InFlight {
-                lock_token: self.lock_token,
-                locked_until: UnixMillis::new(self.locked_until),
-            },
-            "COMPLETED" => {
-                let (Some(status), Some(content_type), Some(body)) =
-                    (self.response_status, self.response_content_type, self.response_body)
-                else {
-                    return Err(Corrupt("a completed idempotency record has no response".into()));
-                };
-                let status = u16::try_from(status)
-                    .map_err(|_| Corrupt(format!("idempotency_keys.response_status = {status}")))?;
-                IdempotencyState::Completed(StoredResponse {
-                    status,
-                    content_type,
-                    body,
-                })
-            }
-            other => return Err(Corrupt(format!("idempotency_keys.state = {other}"))),
-        };
-        let resource = match self.payment_id {
-            Some(id) => Some(IdempotencyResource {
-                payment_id: PaymentId::parse(&id).map_err(|_| Corrupt("idempotency_keys.payment_id".into()))?,
-                focus: self
-                    .focus_key
-                    .map(|k| TransactionKey::parse(&k))
-                    .transpose()
-                    .map_err(|_| Corrupt("idempotency_keys.focus_key".into()))?,
-            }),
-            None => None,
-        };
-        Ok(IdempotencyRecord {
-            fingerprint: RequestFingerprint(fingerprint),
-            state,
+/// The values of [`sql::INSERT`] for the writes that insert a record (`None` for those that update a claim).
+fn insert_values(write: &IdempotencyWrite) -> Option<Vec<Value<'_>>> {
+    let (scope, fingerprint, resource, now, in_flight, response) = match write {
+        IdempotencyWrite::Claim {
+            scope,
+            fingerprint,
             resource,
-            created_at: UnixMillis::new(self.created_at),
-        })
+            now,
+            lock_token,
+            locked_until,
+        } => (
+            scope,
+            fingerprint,
+            Some(*resource),
+            *now,
+            Some((*lock_token, *locked_until)),
+            None,
+        ),
+        IdempotencyWrite::Record {
+            scope,
+            fingerprint,
+            resource,
+            response,
+            now,
+        } => (scope, fingerprint, *resource, *now, None, Some(response)),
+        IdempotencyWrite::Complete { .. } | IdempotencyWrite::Detach { .. } | IdempotencyWrite::Release { .. } => {
+            return None
+        }
+    };
+    let (lock_token, locked_until) = in_flight.unwrap_or((0, now));
+    let mut values = scope_values(scope).to_vec();
+    values.extend([
+        Value::from(fingerprint.0.as_slice()),
+        Value::from(if response.is_some() { "COMPLETED" } else { "IN_FLIGHT" }),
+        lock_token.into(),
+        locked_until.into(),
+        resource.map(|r| r.payment_id).into(),
+        resource.and_then(|r| r.focus).into(),
+        response.map(|r| r.status).into(),
+        response.map(|r| r.content_type.as_str()).into(),
+        response.map(|r| r.body.as_slice()).into(),
+        now.into(),
+        response.map(|_| now).into(),
+    ]);
+    Some(values)
+}
+
+/// Applies one write inside the caller's transaction.
+pub(crate) async fn apply(db: &impl Db, write: &IdempotencyWrite) -> Result<(), StoreError> {
+    if let Some(values) = insert_values(write) {
+        return match db.execute(sql::INSERT, &values).await? {
+            1 => Ok(()),
+            _ => Err(StoreError::IdempotencyConflict),
+        };
     }
+    match write {
+        IdempotencyWrite::Complete {
+            scope,
+            lock_token,
+            response,
+            now,
+        } => {
+            let mut values = scope_values(scope).to_vec();
+            values.extend([
+                Value::from(*lock_token),
+                response.status.into(),
+                response.content_type.as_str().into(),
+                response.body.as_slice().into(),
+                (*now).into(),
+            ]);
+            if db.execute(sql::COMPLETE, &values).await? != 1 {
+                tracing::warn!("the idempotency claim was gone when its answer was stored");
+            }
+        }
+        IdempotencyWrite::Detach { scope, lock_token, now } => {
+            let [m, mode, kind, key] = scope_values(scope);
+            db.execute(sql::DETACH, &[m, mode, kind, key, (*lock_token).into(), (*now).into()])
+                .await?;
+        }
+        IdempotencyWrite::Release { scope, lock_token } => release(db, scope, *lock_token).await?,
+        IdempotencyWrite::Claim { .. } | IdempotencyWrite::Record { .. } => {}
+    }
+    Ok(())
+}
+
+async fn release(db: &impl Db, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
+    let [m, mode, kind, key] = scope_values(scope);
+    db.execute(sql::RELEASE, &[m, mode, kind, key, lock_token.into()])
+        .await?;
+    Ok(())
+}
+
+async fn idempotency_record(db: &impl Db, scope: IdempotencyScope) -> Result<Option<IdempotencyRecord>, StoreError> {
+    first(db, sql::SELECT, &scope_values(&scope))
+        .await?
+        .as_ref()
+        .map(record)
+        .transpose()
+}
+
+async fn idempotency_release(db: &impl Db, scope: IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
+    release(db, &scope, lock_token).await
+}
+
+async fn idempotency_reap(db: &impl Db, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError> {
+    let reap = db.dialect().pick(sql::REAP_SQLITE, sql::REAP_POSTGRES);
+    db.execute(reap, vals![created_before, limit]).await
+}
+
+/// A row of [`sql::SELECT`].
+fn record(row: &Row) -> Result<IdempotencyRecord, StoreError> {
+    use crate::StoreError::Corrupt;
+    let fingerprint: [u8; 32] = row
+        .blob(0)?
+        .try_into()
+        .map_err(|_| Corrupt("idempotency_keys.fingerprint is not 32 bytes".into()))?;
+    let state = match row.text(1)? {
+        "IN_FLIGHT" => IdempotencyState::InFlight {
+            lock_token: row.int(2)?,
+            locked_until: row.millis(3)?,
+        },
+        "COMPLETED" => IdempotencyState::Completed(StoredResponse {
+            status: row.num(6)?,
+            content_type: row.string(7)?,
+            body: row.blob(8)?,
+        }),
+        other => return Err(Corrupt(format!("idempotency_keys.state = {other}"))),
+    };
+    let resource = match row.opt_parse(4, PaymentId::parse)? {
+        Some(payment_id) => Some(IdempotencyResource {
+            payment_id,
+            focus: row.opt_parse(5, TransactionKey::parse)?,
+        }),
+        None => None,
+    };
+    Ok(IdempotencyRecord {
+        fingerprint: RequestFingerprint(fingerprint),
+        state,
+        resource,
+        created_at: row.millis(9)?,
+    })
 }

@@ -9,41 +9,24 @@
 //! whatever the database's default collation.
 
 mod error;
-mod outbox;
-mod payments;
-mod rows;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
-use paygate_domain::api_key::{ApiKey, KeyHash, Mode};
-use paygate_domain::id::{ApiKeyId, EventId, MerchantId, PaymentId, WebhookEndpointId};
-use paygate_domain::merchant::Merchant;
-use paygate_domain::order::OrderId;
-use paygate_domain::payment::{Payment, PaymentTransaction};
-use paygate_domain::time::UnixMillis;
-use tokio_postgres::{IsolationLevel, NoTls};
+use bytes::BytesMut;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::NoTls;
 
 pub(crate) use self::error::pg_error;
 use self::error::{config_error, describe_target, pool_error};
-use self::rows::{KEY_COLUMNS, KEY_COLUMN_COUNT, MERCHANT_COLUMNS};
+use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
-use crate::outbox::{
-    Attempt, AttemptOutcome, ClaimedDelivery, Delivery, MerchantSettings, NewEvent, NotificationTarget, StoredEvent,
-    WebhookEndpoint,
-};
-use crate::payments::{
-    AcquirerContract, InsertPaymentOutcome, LedgerAudit, PaymentInsert, PaymentUpdate, Sealed, StoredEncKey,
-    TransactionQuery,
-};
-use crate::{
-    Backend, IdempotencyRecord, IdempotencyScope, IdempotencyWrite, NewApiKey, PoolStats, Store, StoreError,
-    StoreOptions,
-};
+use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 6] = [
+pub(crate) const MIGRATIONS: [Migration; 7] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -73,6 +56,11 @@ pub(crate) const MIGRATIONS: [Migration; 6] = [
         version: 6,
         name: "redirect_origins",
         sql: include_str!("../../migrations/postgres/0006_redirect_origins.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "integer_widths",
+        sql: include_str!("../../migrations/postgres/0007_integer_widths.sql"),
     },
 ];
 
@@ -127,7 +115,7 @@ impl PostgresStore {
         Ok(PostgresStore { pool, target })
     }
 
-    async fn client(&self) -> Result<Object, StoreError> {
+    pub(crate) async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| pool_error(e, &self.target))
     }
 
@@ -171,7 +159,7 @@ impl PostgresStore {
                     &migration.version,
                     &migration.name,
                     &migrate::checksum(migration.sql),
-                    &now_millis(),
+                    &migrate::now_millis(),
                 ],
             )
             .await
@@ -186,45 +174,127 @@ impl PostgresStore {
     }
 }
 
-/// Migration bookkeeping is the only place that reads the clock, and only for a human-readable `applied_at`.
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-async fn insert_key(tx: &Transaction<'_>, key: &NewApiKey) -> Result<(), StoreError> {
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO api_keys (id, merchant_id, mode, kind, key_hash, display_prefix, created_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await
-        .map_err(pg_error)?;
-    let r = &key.record;
-    let revoked_at = r.revoked_at.map(UnixMillis::as_millis);
-    tx.execute(
-        &statement,
-        &[
-            &r.id.to_string(),
-            &r.merchant_id.to_string(),
-            &r.mode.as_str(),
-            &r.kind.as_str(),
-            &key.hash.as_bytes().as_slice(),
-            &r.display_prefix,
-            &r.created_at.as_millis(),
-            &revoked_at,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
-    Ok(())
+/// A pooled connection, or a transaction on one, as a [`Db`]. Statements are the shared SQLite text with `?N`
+/// rewritten to `$N`, prepared once per connection (deadpool's statement cache).
+pub(crate) struct Pg<'a, C>(pub &'a C);
+
+impl<C: GenericClient + Sync> Db for Pg<'_, C> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        let statement = self
+            .0
+            .prepare_cached(&crate::sql::postgres(sql))
+            .await
+            .map_err(pg_error)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        self.0.execute(&statement, &params).await.map_err(pg_error)
+    }
+
+    async fn query(&self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, StoreError> {
+        let statement = self
+            .0
+            .prepare_cached(&crate::sql::postgres(sql))
+            .await
+            .map_err(pg_error)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let rows = self.0.query(&statement, &params).await.map_err(pg_error)?;
+        let columns = crate::db::columns(sql, || {
+            statement.columns().iter().map(|c| c.name().to_owned()).collect()
+        });
+        rows.iter().map(|row| pg_row(row, &columns)).collect()
+    }
 }
+
+fn pg_row(row: &tokio_postgres::Row, columns: &Arc<[String]>) -> Result<Row, StoreError> {
+    let cells = row
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(index, column)| {
+            let cell = match *column.type_() {
+                Type::INT8 => row
+                    .try_get::<_, Option<i64>>(index)
+                    .map(|v| v.map_or(Cell::Null, Cell::Int)),
+                Type::INT4 => row
+                    .try_get::<_, Option<i32>>(index)
+                    .map(|v| v.map_or(Cell::Null, |v| Cell::Int(v.into()))),
+                Type::BYTEA => row
+                    .try_get::<_, Option<Vec<u8>>>(index)
+                    .map(|v| v.map_or(Cell::Null, Cell::Blob)),
+                _ => row
+                    .try_get::<_, Option<String>>(index)
+                    .map(|v| v.map_or(Cell::Null, Cell::Text)),
+            };
+            cell.map_err(|e| StoreError::Corrupt(format!("column {}: {e}", column.name())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Row::new(columns.clone(), cells))
+}
+
+/// Integers bind as the type PostgreSQL inferred for the parameter: `BIGINT` for columns (all are), `INTEGER` for a
+/// comparison with a literal; one that does not fit is refused, never wrapped.
+impl ToSql for Value<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(value) => match *ty {
+                Type::INT8 => value.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*value)?.to_sql(ty, out),
+                Type::BOOL => (*value != 0).to_sql(ty, out),
+                _ => Err(format!("an integer cannot be bound as {ty}").into()),
+            },
+            Value::Text(text) => text.as_ref().to_sql(ty, out),
+            Value::Blob(bytes) => bytes.as_ref().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// The transactions of [`crate::db::aggregate!`]: `read` on a pooled connection, `snapshot` in one REPEATABLE READ
+/// read-only transaction, `write` in one transaction committed only if the operation returned `Ok` (an error, or a
+/// dropped future, rolls it back).
+macro_rules! transaction {
+    (read, $store:expr, |$db:ident| $operation:expr) => {{
+        let client = $store.client().await?;
+        let $db = &$crate::postgres::Pg(&client);
+        $operation.await
+    }};
+    (snapshot, $store:expr, |$db:ident| $operation:expr) => {{
+        let mut client = $store.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err($crate::postgres::pg_error)?;
+        let $db = &$crate::postgres::Pg(&tx);
+        let outcome = $operation.await?;
+        tx.commit().await.map_err($crate::postgres::pg_error)?;
+        Ok(outcome)
+    }};
+    (write, $store:expr, |$db:ident| $operation:expr) => {{
+        let mut client = $store.client().await?;
+        let tx = client.transaction().await.map_err($crate::postgres::pg_error)?;
+        let $db = &$crate::postgres::Pg(&tx);
+        let outcome = $operation.await?;
+        tx.commit().await.map_err($crate::postgres::pg_error)?;
+        Ok(outcome)
+    }};
+}
+pub(crate) use transaction;
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -249,615 +319,6 @@ impl Store for PostgresStore {
     async fn close(&self) {
         self.pool.close();
     }
-
-    async fn insert_merchant(&self, merchant: &Merchant, keys: &[NewApiKey]) -> Result<(), StoreError> {
-        if keys.iter().any(|key| key.record.merchant_id != merchant.id) {
-            return Err(StoreError::Conflict("key belongs to another merchant"));
-        }
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let statement = tx
-            .prepare_cached("INSERT INTO merchants (id, name, status, created_at) VALUES ($1, $2, $3, $4)")
-            .await
-            .map_err(pg_error)?;
-        let id = merchant.id.to_string();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
-            &id,
-            &merchant.name.as_str(),
-            &merchant.status.as_str(),
-            &merchant.created_at.as_millis(),
-        ];
-        tx.execute(&statement, &params).await.map_err(pg_error)?;
-        for key in keys {
-            insert_key(&tx, key).await?;
-        }
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!("SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id = $1"))
-            .await
-            .map_err(pg_error)?;
-        let row = client
-            .query_opt(&statement, &[&id.to_string()])
-            .await
-            .map_err(pg_error)?;
-        row.map(|row| rows::merchant(&row, 0)).transpose()
-    }
-
-    async fn list_merchants(&self, after: Option<MerchantId>, limit: u32) -> Result<Vec<Merchant>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id > $1 ORDER BY m.id LIMIT $2"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let after = after.map(|id| id.to_string()).unwrap_or_default();
-        let found = client
-            .query(&statement, &[&after, &i64::from(limit)])
-            .await
-            .map_err(pg_error)?;
-        found.iter().map(|row| rows::merchant(row, 0)).collect()
-    }
-
-    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<(ApiKey, Merchant)>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS}, {MERCHANT_COLUMNS} FROM api_keys k
-                 JOIN merchants m ON m.id = k.merchant_id WHERE k.key_hash = $1"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let row = client
-            .query_opt(&statement, &[&hash.as_bytes().as_slice()])
-            .await
-            .map_err(pg_error)?;
-        row.map(|row| Ok((rows::key(&row, 0)?, rows::merchant(&row, KEY_COLUMN_COUNT)?)))
-            .transpose()
-    }
-
-    async fn list_keys(&self, merchant_id: MerchantId) -> Result<Vec<ApiKey>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.merchant_id = $1 ORDER BY k.id"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let found = client
-            .query(&statement, &[&merchant_id.to_string()])
-            .await
-            .map_err(pg_error)?;
-        found.iter().map(|row| rows::key(row, 0)).collect()
-    }
-
-    async fn key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = $1"))
-            .await
-            .map_err(pg_error)?;
-        let row = client
-            .query_opt(&statement, &[&id.to_string()])
-            .await
-            .map_err(pg_error)?;
-        row.map(|row| rows::key(&row, 0)).transpose()
-    }
-
-    async fn rotate_key(&self, old: ApiKeyId, old_revoked_at: UnixMillis, new: &NewApiKey) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let old_id = old.to_string();
-        // The row lock makes concurrent rotations of one key take turns; the loser sees it revoked.
-        let existing = tx
-            .query_opt(
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = $1 FOR UPDATE"),
-                &[&old_id],
-            )
-            .await
-            .map_err(pg_error)?
-            .ok_or(StoreError::NotFound)?;
-        let existing = rows::key(&existing, 0)?;
-        let same_slot = existing.merchant_id == new.record.merchant_id
-            && existing.mode == new.record.mode
-            && existing.kind == new.record.kind;
-        if !same_slot {
-            return Err(StoreError::Conflict(
-                "the new key must have the old key's merchant, mode and kind",
-            ));
-        }
-        let changed = tx
-            .execute(
-                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                &[&old_id, &old_revoked_at.as_millis()],
-            )
-            .await
-            .map_err(pg_error)?;
-        if changed != 1 {
-            return Err(StoreError::Conflict("the key is already revoked"));
-        }
-        insert_key(&tx, new).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn revoke_key(&self, id: ApiKeyId, at: UnixMillis) -> Result<ApiKey, StoreError> {
-        let client = self.client().await?;
-        // One statement: an earlier revocation instant wins, so revoking never extends a key's life.
-        let statement = client
-            .prepare_cached(&format!(
-                "UPDATE api_keys k SET revoked_at = LEAST(COALESCE(k.revoked_at, $2), $2) WHERE k.id = $1
-                 RETURNING {KEY_COLUMNS}"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let row = client
-            .query_opt(&statement, &[&id.to_string(), &at.as_millis()])
-            .await
-            .map_err(pg_error)?;
-        rows::key(&row.ok_or(StoreError::NotFound)?, 0)
-    }
-
-    async fn idempotency_record(&self, scope: &IdempotencyScope) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let client = self.client().await?;
-        crate::idempotency::postgres::record(&client, scope).await
-    }
-
-    async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        crate::idempotency::postgres::release(&client, scope, lock_token).await
-    }
-
-    async fn idempotency_reap(&self, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        // Bounded, oldest first; rows another reaper (or a claim) holds are skipped rather than waited for.
-        let statement = client
-            .prepare_cached(
-                "DELETE FROM idempotency_keys WHERE (merchant_id, mode, idempotency_key) IN (
-                     SELECT merchant_id, mode, idempotency_key FROM idempotency_keys
-                     WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .await
-            .map_err(pg_error)?;
-        client
-            .execute(&statement, &[&created_before.as_millis(), &i64::from(limit)])
-            .await
-            .map_err(pg_error)
-    }
-
-    async fn set_contracts(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        contracts: &[AcquirerContract],
-    ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        payments::set_contracts(&tx, merchant_id, mode, contracts).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn contracts(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<AcquirerContract>, StoreError> {
-        let client = self.client().await?;
-        payments::contracts(&client, merchant_id, mode).await
-    }
-
-    async fn insert_payment(&self, insert: &PaymentInsert) -> Result<InsertPaymentOutcome, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let outcome = payments::insert_payment(&tx, insert).await?;
-        match outcome {
-            InsertPaymentOutcome::Inserted => tx.commit().await.map_err(pg_error)?,
-            // The failed INSERT aborted the transaction; nothing was written.
-            InsertPaymentOutcome::DuplicateOrderId => tx.rollback().await.map_err(pg_error)?,
-        }
-        Ok(outcome)
-    }
-
-    async fn payment(&self, merchant_id: MerchantId, mode: Mode, id: PaymentId) -> Result<Option<Payment>, StoreError> {
-        let client = self.client().await?;
-        // By the primary key alone, owner checked here: with `AND merchant_id = … AND mode = …` in the query, a
-        // planner without fresh statistics picked the (merchant_id, mode, order_id) index and filtered every
-        // payment of the merchant (BENCHMARKS.md, "lookup on PostgreSQL").
-        let found = payments::payment_where(&client, "id = $1", &[&id.to_string()]).await?;
-        Ok(found.filter(|p| p.merchant_id == merchant_id && p.mode == mode))
-    }
-
-    async fn payment_by_id(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
-        let client = self.client().await?;
-        payments::payment_where(&client, "id = $1", &[&id.to_string()]).await
-    }
-
-    async fn payment_by_order(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        order_id: &OrderId,
-    ) -> Result<Option<Payment>, StoreError> {
-        let client = self.client().await?;
-        payments::payment_where(
-            &client,
-            "merchant_id = $1 AND mode = $2 AND order_id = $3",
-            &[&merchant_id.to_string(), &mode.as_str(), &order_id.as_str()],
-        )
-        .await
-    }
-
-    /// One transaction: the conditional payment update, the pending transaction's conditional update, the new
-    /// transactions, the ledger postings, the events with their deliveries and the checkout card change. Any failure
-    /// (a lost race included) returns before the commit, and dropping the transaction rolls all of it back.
-    async fn update_payment(&self, update: &PaymentUpdate) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        payments::update_payment(&tx, update).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn payment_transactions(&self, payment_id: PaymentId) -> Result<Vec<PaymentTransaction>, StoreError> {
-        let client = self.client().await?;
-        payments::transactions_where(
-            &client,
-            "payment_id = $1 ORDER BY transaction_key",
-            &[&payment_id.to_string()],
-        )
-        .await
-    }
-
-    async fn list_transactions(&self, query: &TransactionQuery) -> Result<Vec<PaymentTransaction>, StoreError> {
-        let client = self.client().await?;
-        payments::list_transactions(&client, query).await
-    }
-
-    async fn checkout_card(&self, payment_id: PaymentId) -> Result<Option<Sealed>, StoreError> {
-        let client = self.client().await?;
-        payments::checkout_card(&client, payment_id).await
-    }
-
-    // The worker queues are plain reads: two workers may pick the same row, and the version check of
-    // `update_payment` lets only one of them act on it.
-
-    async fn due_inquiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError> {
-        let client = self.client().await?;
-        payments::payments_where(
-            &client,
-            "next_inquiry_at IS NOT NULL AND next_inquiry_at <= $1
-             AND approval_state IN ('REQUESTED', 'UNKNOWN') ORDER BY next_inquiry_at, id LIMIT $2",
-            &[&now.as_millis(), &i64::from(limit)],
-        )
-        .await
-    }
-
-    async fn due_expiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError> {
-        let client = self.client().await?;
-        payments::payments_where(
-            &client,
-            "expires_at IS NOT NULL AND expires_at <= $1 AND status IN ('READY', 'IN_PROGRESS')
-             AND approval_state = 'NOT_REQUESTED' ORDER BY expires_at, id LIMIT $2",
-            &[&now.as_millis(), &i64::from(limit)],
-        )
-        .await
-    }
-
-    async fn due_cancel_retries(&self, now: UnixMillis, limit: u32) -> Result<Vec<PaymentTransaction>, StoreError> {
-        let client = self.client().await?;
-        payments::transactions_where(
-            &client,
-            "next_attempt_at IS NOT NULL AND next_attempt_at <= $1 AND status = 'PENDING'
-             ORDER BY next_attempt_at, transaction_key LIMIT $2",
-            &[&now.as_millis(), &i64::from(limit)],
-        )
-        .await
-    }
-
-    async fn enc_keys(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<StoredEncKey>, StoreError> {
-        let client = self.client().await?;
-        payments::enc_keys(&client, merchant_id, mode).await
-    }
-
-    async fn add_enc_key(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        key: &StoredEncKey,
-        retire_previous_at: UnixMillis,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        if let Some(write) = idempotency {
-            crate::idempotency::postgres::apply(&tx, write).await?;
-        }
-        payments::add_enc_key(&tx, merchant_id, mode, key, retire_previous_at).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_error)?;
-        let audit = payments::audit_ledger(&tx).await?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(audit)
-    }
-
-    async fn merchant_settings(&self, merchant_id: MerchantId, mode: Mode) -> Result<MerchantSettings, StoreError> {
-        let client = self.client().await?;
-        outbox::merchant_settings(&client, merchant_id, mode).await
-    }
-
-    async fn set_merchant_settings(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        settings: &MerchantSettings,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        outbox::set_merchant_settings(&client, merchant_id, mode, settings, now).await
-    }
-
-    async fn insert_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        if let Some(write) = idempotency {
-            crate::idempotency::postgres::apply(&tx, write).await?;
-        }
-        outbox::insert_endpoint(&tx, endpoint).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn endpoint(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        id: WebhookEndpointId,
-    ) -> Result<Option<WebhookEndpoint>, StoreError> {
-        let client = self.client().await?;
-        let found = outbox::endpoints_where(
-            &client,
-            "e.id = $1 AND e.merchant_id = $2 AND e.mode = $3",
-            &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
-        )
-        .await?;
-        Ok(found.into_iter().next())
-    }
-
-    async fn list_endpoints(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        let client = self.client().await?;
-        outbox::endpoints_where(
-            &client,
-            "e.merchant_id = $1 AND e.mode = $2 AND e.status <> 'DELETED' ORDER BY e.id",
-            &[&merchant_id.to_string(), &mode.as_str()],
-        )
-        .await
-    }
-
-    async fn update_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        if let Some(write) = idempotency {
-            crate::idempotency::postgres::apply(&tx, write).await?;
-        }
-        outbox::update_endpoint(&tx, endpoint).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        outbox::insert_new_event(&tx, event).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    /// One `UPDATE … FOR UPDATE SKIP LOCKED` statement leases the rows, so claims from any number of processes never
-    /// take the same delivery; see `postgres/outbox.rs`.
-    async fn claim_deliveries(
-        &self,
-        now: UnixMillis,
-        lease_until: UnixMillis,
-        lock_token: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let claimed = outbox::claim(&tx, now, lease_until, lock_token, limit).await?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(claimed)
-    }
-
-    async fn complete_delivery(
-        &self,
-        lock_token: i64,
-        outcome: &AttemptOutcome,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        outbox::complete(&tx, lock_token, outcome, now).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn list_events(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        before: Option<EventId>,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let client = self.client().await?;
-        let before = before.map(|id| id.to_string());
-        outbox::events_where(
-            &client,
-            "merchant_id = $1 AND mode = $2 AND ($3::TEXT IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-            &[&merchant_id.to_string(), &mode.as_str(), &before, &i64::from(limit)],
-        )
-        .await
-    }
-
-    async fn event(&self, merchant_id: MerchantId, mode: Mode, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let client = self.client().await?;
-        let found = outbox::events_where(
-            &client,
-            "id = $1 AND merchant_id = $2 AND mode = $3",
-            &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
-        )
-        .await?;
-        Ok(found.into_iter().next())
-    }
-
-    async fn event_deliveries(&self, event_id: EventId) -> Result<Vec<Delivery>, StoreError> {
-        let client = self.client().await?;
-        outbox::deliveries_where(
-            &client,
-            "event_id = $1 ORDER BY created_at, id",
-            &[&event_id.to_string()],
-        )
-        .await
-    }
-
-    async fn endpoint_deliveries(
-        &self,
-        endpoint_id: WebhookEndpointId,
-        limit: u32,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let client = self.client().await?;
-        outbox::deliveries_where(
-            &client,
-            "endpoint_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
-            &[&endpoint_id.to_string(), &i64::from(limit)],
-        )
-        .await
-    }
-
-    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
-        let client = self.client().await?;
-        outbox::attempts(&client, delivery_id).await
-    }
-
-    async fn resend_event(
-        &self,
-        event: &StoredEvent,
-        notification: Option<&NotificationTarget>,
-        resend: u32,
-        now: UnixMillis,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<u32, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        if let Some(write) = idempotency {
-            crate::idempotency::postgres::apply(&tx, write).await?;
-        }
-        let created = outbox::resend(&tx, event, notification, resend, now).await?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(created)
-    }
-
-    async fn insert_checkout_session(&self, session: &crate::CheckoutSession) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        insert_checkout_session(&client, session).await
-    }
-
-    async fn checkout_session(
-        &self,
-        payment_id: paygate_domain::id::PaymentId,
-    ) -> Result<Option<crate::CheckoutSession>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT payment_id, entry, return_url, success_url, fail_url, challenge_otp_hash, challenge_attempts,
-                     challenge_expires_at, created_at, version
-                 FROM checkout_sessions WHERE payment_id = $1",
-                &[&payment_id.to_string()],
-            )
-            .await
-            .map_err(pg_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let corrupt = |what: &str| StoreError::Corrupt(format!("checkout_sessions.{what}"));
-        let id: String = row.try_get(0).map_err(pg_error)?;
-        let entry: String = row.try_get(1).map_err(pg_error)?;
-        let attempts: i32 = row.try_get(6).map_err(pg_error)?;
-        Ok(Some(crate::CheckoutSession {
-            payment_id: paygate_domain::id::PaymentId::parse(&id).map_err(|_| corrupt("payment_id"))?,
-            entry: crate::CheckoutEntry::parse(&entry).ok_or_else(|| corrupt("entry"))?,
-            return_url: row.try_get(2).map_err(pg_error)?,
-            success_url: row.try_get(3).map_err(pg_error)?,
-            fail_url: row.try_get(4).map_err(pg_error)?,
-            challenge_otp_hash: row.try_get(5).map_err(pg_error)?,
-            challenge_attempts: u32::try_from(attempts).map_err(|_| corrupt("challenge_attempts"))?,
-            challenge_expires_at: row.try_get::<_, Option<i64>>(7).map_err(pg_error)?.map(UnixMillis::new),
-            created_at: UnixMillis::new(row.try_get(8).map_err(pg_error)?),
-            version: row.try_get(9).map_err(pg_error)?,
-        }))
-    }
-
-    async fn update_checkout_session(&self, session: &crate::CheckoutSession) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let changed = client
-            .execute(
-                "UPDATE checkout_sessions SET challenge_otp_hash = $2, challenge_attempts = $3,
-                     challenge_expires_at = $4, version = $5
-                 WHERE payment_id = $1 AND version = $6",
-                &[
-                    &session.payment_id.to_string(),
-                    &session.challenge_otp_hash,
-                    &i32::try_from(session.challenge_attempts).unwrap_or(i32::MAX),
-                    &session.challenge_expires_at.map(UnixMillis::as_millis),
-                    &session.version,
-                    &(session.version - 1),
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict("the checkout session changed since it was read"))
-        }
-    }
-}
-
-/// Writes a new checkout session inside the caller's transaction (or on its own).
-pub(super) async fn insert_checkout_session(
-    client: &impl deadpool_postgres::GenericClient,
-    session: &crate::CheckoutSession,
-) -> Result<(), StoreError> {
-    client
-        .execute(
-            "INSERT INTO checkout_sessions (payment_id, entry, return_url, success_url, fail_url, challenge_otp_hash,
-                         challenge_attempts, challenge_expires_at, created_at, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                &session.payment_id.to_string(),
-                &session.entry.as_str(),
-                &session.return_url,
-                &session.success_url,
-                &session.fail_url,
-                &session.challenge_otp_hash,
-                &i32::try_from(session.challenge_attempts).unwrap_or(i32::MAX),
-                &session.challenge_expires_at.map(UnixMillis::as_millis),
-                &session.created_at.as_millis(),
-                &session.version,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(())
 }
 
 /// Needs a server: `PAYGATE_TEST_DATABASE_URL` (only connects; creates nothing).

@@ -5,61 +5,21 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so a second process fails fast on the lock instead of
 //! deadlocking on an upgrade from a read lock.
 
-mod checkout;
-mod outbox;
-mod payments;
 mod runtime;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use paygate_domain::api_key::{ApiKey, KeyHash, KeyKind, Mode};
-use paygate_domain::id::{ApiKeyId, EventId, MerchantId, PaymentId, WebhookEndpointId};
-use paygate_domain::merchant::{Merchant, MerchantName, MerchantStatus};
-use paygate_domain::order::OrderId;
-use paygate_domain::payment::{Payment, PaymentTransaction};
-use paygate_domain::time::UnixMillis;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OpenFlags};
 
+use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
-use crate::outbox::{
-    Attempt, AttemptOutcome, ClaimedDelivery, Delivery, MerchantSettings, NewEvent, NotificationTarget, StoredEvent,
-    WebhookEndpoint,
-};
-use crate::payments::{
-    AcquirerContract, CheckoutSession, InsertPaymentOutcome, LedgerAudit, PaymentInsert, PaymentUpdate, Sealed,
-    StoredEncKey, TransactionQuery,
-};
-use crate::{
-    Backend, IdempotencyRecord, IdempotencyScope, IdempotencyWrite, NewApiKey, OpenMode, PoolStats, Store, StoreError,
-    StoreOptions,
-};
+use crate::{Backend, OpenMode, PoolStats, Store, StoreError, StoreOptions};
 use runtime::Runtime;
-
-/// Statement-cached `execute` and `query_row`: rusqlite's own parse the SQL on every call, which profiling showed
-/// as the largest single cost of the write path. Every statement in this backend goes through the cache.
-pub(crate) trait Cached {
-    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
-    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>;
-}
-
-impl Cached for Connection {
-    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
-    }
-
-    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    {
-        self.prepare_cached(sql)?.query_row(params, f)
-    }
-}
 
 /// Distinct statements kept prepared per connection (the code base has about a hundred).
 const STATEMENT_CACHE: usize = 256;
@@ -81,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 6] = [
+pub(crate) const MIGRATIONS: [Migration; 7] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -111,6 +71,11 @@ pub(crate) const MIGRATIONS: [Migration; 6] = [
         version: 6,
         name: "redirect_origins",
         sql: include_str!("../../migrations/sqlite/0006_redirect_origins.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "integer_widths",
+        sql: include_str!("../../migrations/sqlite/0007_integer_widths.sql"),
     },
 ];
 
@@ -304,13 +269,13 @@ fn run_migrations(conn: &Connection) -> Result<MigrationReport, StoreError> {
         for migration in migrate::plan(&MIGRATIONS, &applied)? {
             conn.execute_batch(migration.sql)
                 .map_err(|e| StoreError::Schema(format!("migration {} failed: {e}", migration.version)))?;
-            conn.exec(
+            conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     migration.version,
                     migration.name,
                     migrate::checksum(migration.sql),
-                    now_millis()
+                    migrate::now_millis()
                 ],
             )
             .map_err(backend)?;
@@ -328,14 +293,6 @@ fn run_migrations(conn: &Connection) -> Result<MigrationReport, StoreError> {
             Err(error)
         }
     }
-}
-
-/// Migration bookkeeping is the only place that reads the clock, and only for a human-readable `applied_at`.
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 pub(crate) fn backend(error: rusqlite::Error) -> StoreError {
@@ -362,69 +319,111 @@ fn unavailable(error: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+/// One connection as a [`Db`]: the statements run at once, on the thread that owns the connection, so the futures of
+/// an operation never wait and [`run`] completes them in one poll.
+pub(crate) struct SqliteDb<'c>(&'c Connection);
+
+impl Db for SqliteDb<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        let changed = self
+            .0
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(params)))
+            .map_err(backend)?;
+        Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+    }
+
+    async fn query(&self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, StoreError> {
+        let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
+        let columns = crate::db::columns(sql, || {
+            statement.column_names().into_iter().map(str::to_owned).collect()
+        });
+        let mut rows = statement.query(rusqlite::params_from_iter(params)).map_err(backend)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(backend)? {
+            let cells = (0..columns.len())
+                .map(|index| {
+                    Ok(match row.get_ref(index).map_err(backend)? {
+                        ValueRef::Null => Cell::Null,
+                        ValueRef::Integer(value) => Cell::Int(value),
+                        ValueRef::Text(text) => Cell::Text(
+                            String::from_utf8(text.to_vec())
+                                .map_err(|_| StoreError::Corrupt(format!("column {}: not UTF-8", columns[index])))?,
+                        ),
+                        ValueRef::Blob(bytes) => Cell::Blob(bytes.to_vec()),
+                        ValueRef::Real(_) => {
+                            return Err(StoreError::Corrupt(format!("column {}: a real number", columns[index])))
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            out.push(Row::new(columns.clone(), cells));
+        }
+        Ok(out)
+    }
 }
 
-const MERCHANT_COLUMNS: &str = "m.id, m.name, m.status, m.created_at";
-const KEY_COLUMNS: &str = "k.id, k.merchant_id, k.mode, k.kind, k.display_prefix, k.created_at, k.revoked_at";
-
-fn merchant_from_row(row: &Row<'_>, offset: usize) -> rusqlite::Result<Merchant> {
-    let id: String = row.get(offset)?;
-    let name: String = row.get(offset + 1)?;
-    let status: String = row.get(offset + 2)?;
-    Ok(Merchant {
-        id: MerchantId::parse(&id).map_err(|_| corrupt("merchants.id"))?,
-        name: MerchantName::parse(&name).map_err(|_| corrupt("merchants.name"))?,
-        status: MerchantStatus::parse(&status).ok_or_else(|| corrupt("merchants.status"))?,
-        created_at: UnixMillis::new(row.get(offset + 3)?),
-    })
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(value) => ToSqlOutput::Borrowed(ValueRef::Integer(*value)),
+            Value::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Value::Blob(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+        })
+    }
 }
 
-fn key_from_row(row: &Row<'_>, offset: usize) -> rusqlite::Result<ApiKey> {
-    let id: String = row.get(offset)?;
-    let merchant_id: String = row.get(offset + 1)?;
-    let mode: String = row.get(offset + 2)?;
-    let kind: String = row.get(offset + 3)?;
-    Ok(ApiKey {
-        id: ApiKeyId::parse(&id).map_err(|_| corrupt("api_keys.id"))?,
-        merchant_id: MerchantId::parse(&merchant_id).map_err(|_| corrupt("api_keys.merchant_id"))?,
-        mode: Mode::parse(&mode).ok_or_else(|| corrupt("api_keys.mode"))?,
-        kind: KeyKind::parse(&kind).ok_or_else(|| corrupt("api_keys.kind"))?,
-        display_prefix: row.get(offset + 4)?,
-        created_at: UnixMillis::new(row.get(offset + 5)?),
-        revoked_at: row.get::<_, Option<i64>>(offset + 6)?.map(UnixMillis::new),
-    })
+/// Completes an operation's future on SQLite, where nothing it awaits ever waits (see [`SqliteDb`]).
+pub(crate) fn run<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let mut operation = std::pin::pin!(operation);
+    match operation.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(outcome) => outcome,
+        Poll::Pending => Err(StoreError::Backend("a SQLite operation waited".into())),
+    }
 }
 
-fn select_key(conn: &Connection, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-    conn.row(
-        &format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = ?1"),
-        params![id.to_string()],
-        |row| key_from_row(row, 0),
-    )
-    .optional()
-    .map_err(backend)
-}
+/// The transactions of [`crate::db::aggregate!`]: what an operation runs in.
+impl SqliteStore {
+    /// On the calling thread with a pooled read connection (a reader thread when every pooled one is busy); each
+    /// statement sees the latest commit. For short reads: lookups and bounded pages.
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteDb<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.runtime.read(move |conn| work(&SqliteDb(conn))).await
+    }
 
-fn insert_key(conn: &Connection, key: &NewApiKey) -> Result<(), StoreError> {
-    let record = &key.record;
-    conn.exec(
-        "INSERT INTO api_keys (id, merchant_id, mode, kind, key_hash, display_prefix, created_at, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            record.id.to_string(),
-            record.merchant_id.to_string(),
-            record.mode.as_str(),
-            record.kind.as_str(),
-            key.hash.as_bytes().as_slice(),
-            record.display_prefix,
-            record.created_at.as_millis(),
-            record.revoked_at.map(UnixMillis::as_millis),
-        ],
-    )
-    .map_err(backend)?;
-    Ok(())
+    /// On a reader thread, never the calling one (a snapshot may scan whole tables), in one read transaction:
+    /// every statement sees the same commit.
+    pub(crate) async fn snapshot<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteDb<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.runtime
+            .read_long(move |conn| {
+                conn.execute_batch("BEGIN").map_err(backend)?;
+                let outcome = work(&SqliteDb(conn));
+                conn.execute_batch("COMMIT").map_err(backend)?;
+                outcome
+            })
+            .await
+    }
+
+    /// On the writer thread, in a savepoint of its group commit: kept if `work` returns `Ok`, rolled back if not.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteDb<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.runtime.write(move |conn| work(&SqliteDb(conn))).await
+    }
 }
 
 #[async_trait]
@@ -435,7 +434,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.runtime
-            .read(|conn| conn.row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
             .await?;
         // The writer answers too: a stuck writer means the gateway cannot take payments.
         self.runtime.write(|_| Ok(())).await
@@ -451,540 +450,5 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.runtime.close().await;
-    }
-
-    async fn insert_merchant(&self, merchant: &Merchant, keys: &[NewApiKey]) -> Result<(), StoreError> {
-        let merchant = merchant.clone();
-        let keys = keys.to_vec();
-        self.runtime
-            .write(move |conn| {
-                conn.exec(
-                    "INSERT INTO merchants (id, name, status, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        merchant.id.to_string(),
-                        merchant.name.as_str(),
-                        merchant.status.as_str(),
-                        merchant.created_at.as_millis()
-                    ],
-                )
-                .map_err(backend)?;
-                for key in &keys {
-                    if key.record.merchant_id != merchant.id {
-                        return Err(StoreError::Conflict("key belongs to another merchant"));
-                    }
-                    insert_key(conn, key)?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    async fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                conn.row(
-                    &format!("SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id = ?1"),
-                    params![id.to_string()],
-                    |row| merchant_from_row(row, 0),
-                )
-                .optional()
-                .map_err(backend)
-            })
-            .await
-    }
-
-    async fn list_merchants(&self, after: Option<MerchantId>, limit: u32) -> Result<Vec<Merchant>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                let after = after.map(|id| id.to_string()).unwrap_or_default();
-                let mut stmt = conn
-                    .prepare_cached(&format!(
-                        "SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id > ?1 ORDER BY m.id LIMIT ?2"
-                    ))
-                    .map_err(backend)?;
-                let rows = stmt
-                    .query_map(params![after, limit], |row| merchant_from_row(row, 0))
-                    .map_err(backend)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
-            })
-            .await
-    }
-
-    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<(ApiKey, Merchant)>, StoreError> {
-        let hash = *hash;
-        self.runtime
-            .read(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(&format!(
-                        "SELECT {KEY_COLUMNS}, {MERCHANT_COLUMNS} FROM api_keys k
-                         JOIN merchants m ON m.id = k.merchant_id WHERE k.key_hash = ?1"
-                    ))
-                    .map_err(backend)?;
-                stmt.query_row(params![hash.as_bytes().as_slice()], |row| {
-                    Ok((key_from_row(row, 0)?, merchant_from_row(row, 7)?))
-                })
-                .optional()
-                .map_err(backend)
-            })
-            .await
-    }
-
-    async fn list_keys(&self, merchant_id: MerchantId) -> Result<Vec<ApiKey>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(&format!(
-                        "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.merchant_id = ?1 ORDER BY k.id"
-                    ))
-                    .map_err(backend)?;
-                let rows = stmt
-                    .query_map(params![merchant_id.to_string()], |row| key_from_row(row, 0))
-                    .map_err(backend)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
-            })
-            .await
-    }
-
-    async fn key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.runtime.read(move |conn| select_key(conn, id)).await
-    }
-
-    async fn rotate_key(&self, old: ApiKeyId, old_revoked_at: UnixMillis, new: &NewApiKey) -> Result<(), StoreError> {
-        let new = new.clone();
-        self.runtime
-            .write(move |conn| {
-                let existing = select_key(conn, old)?.ok_or(StoreError::NotFound)?;
-                let same_slot = existing.merchant_id == new.record.merchant_id
-                    && existing.mode == new.record.mode
-                    && existing.kind == new.record.kind;
-                if !same_slot {
-                    return Err(StoreError::Conflict(
-                        "the new key must have the old key's merchant, mode and kind",
-                    ));
-                }
-                let changed = conn
-                    .exec(
-                        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                        params![old.to_string(), old_revoked_at.as_millis()],
-                    )
-                    .map_err(backend)?;
-                if changed != 1 {
-                    return Err(StoreError::Conflict("the key is already revoked"));
-                }
-                insert_key(conn, &new)
-            })
-            .await
-    }
-
-    async fn revoke_key(&self, id: ApiKeyId, at: UnixMillis) -> Result<ApiKey, StoreError> {
-        self.runtime
-            .write(move |conn| {
-                // An earlier revocation instant wins: revoking never extends a key's life.
-                conn.exec(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)",
-                    params![id.to_string(), at.as_millis()],
-                )
-                .map_err(backend)?;
-                select_key(conn, id)?.ok_or(StoreError::NotFound)
-            })
-            .await
-    }
-
-    async fn idempotency_record(&self, scope: &IdempotencyScope) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let scope = scope.clone();
-        self.runtime
-            .read(move |conn| crate::idempotency::sqlite::record(conn, &scope))
-            .await
-    }
-
-    async fn idempotency_release(&self, scope: &IdempotencyScope, lock_token: i64) -> Result<(), StoreError> {
-        let scope = scope.clone();
-        self.runtime
-            .write(move |conn| crate::idempotency::sqlite::release(conn, &scope, lock_token))
-            .await
-    }
-
-    async fn idempotency_reap(&self, created_before: UnixMillis, limit: u32) -> Result<u64, StoreError> {
-        self.runtime
-            .write(move |conn| {
-                let deleted = conn
-                    .exec(
-                        "DELETE FROM idempotency_keys WHERE rowid IN (
-                             SELECT rowid FROM idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
-                        params![created_before.as_millis(), limit],
-                    )
-                    .map_err(backend)?;
-                Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
-            })
-            .await
-    }
-
-    async fn set_contracts(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        contracts: &[AcquirerContract],
-    ) -> Result<(), StoreError> {
-        let contracts = contracts.to_vec();
-        self.runtime
-            .write(move |conn| payments::set_contracts(conn, merchant_id, mode, &contracts))
-            .await
-    }
-
-    async fn contracts(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<AcquirerContract>, StoreError> {
-        self.runtime
-            .read(move |conn| payments::contracts(conn, merchant_id, mode))
-            .await
-    }
-
-    async fn insert_payment(&self, insert: &PaymentInsert) -> Result<InsertPaymentOutcome, StoreError> {
-        let insert = insert.clone();
-        self.runtime
-            .write(move |conn| payments::insert_payment(conn, &insert))
-            .await
-    }
-
-    async fn payment(&self, merchant_id: MerchantId, mode: Mode, id: PaymentId) -> Result<Option<Payment>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                payments::payment_where(
-                    conn,
-                    "id = ?1 AND merchant_id = ?2 AND mode = ?3",
-                    &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
-                )
-            })
-            .await
-    }
-
-    async fn payment_by_id(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
-        self.runtime
-            .read(move |conn| payments::payment_where(conn, "id = ?1", &[&id.to_string()]))
-            .await
-    }
-
-    async fn payment_by_order(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        order_id: &OrderId,
-    ) -> Result<Option<Payment>, StoreError> {
-        let order_id = order_id.as_str().to_owned();
-        self.runtime
-            .read(move |conn| {
-                payments::payment_where(
-                    conn,
-                    "merchant_id = ?1 AND mode = ?2 AND order_id = ?3",
-                    &[&merchant_id.to_string(), &mode.as_str(), &order_id],
-                )
-            })
-            .await
-    }
-
-    async fn update_payment(&self, update: &PaymentUpdate) -> Result<(), StoreError> {
-        let update = update.clone();
-        self.runtime
-            .write(move |conn| payments::update_payment(conn, &update))
-            .await
-    }
-
-    async fn payment_transactions(&self, payment_id: PaymentId) -> Result<Vec<PaymentTransaction>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                payments::transactions_where(
-                    conn,
-                    "payment_id = ?1 ORDER BY transaction_key",
-                    &[&payment_id.to_string()],
-                )
-            })
-            .await
-    }
-
-    async fn list_transactions(&self, query: &TransactionQuery) -> Result<Vec<PaymentTransaction>, StoreError> {
-        let query = query.clone();
-        self.runtime
-            .read(move |conn| payments::list_transactions(conn, &query))
-            .await
-    }
-
-    async fn checkout_card(&self, payment_id: PaymentId) -> Result<Option<Sealed>, StoreError> {
-        self.runtime
-            .read(move |conn| payments::checkout_card(conn, payment_id))
-            .await
-    }
-
-    async fn due_inquiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                payments::payments_where(
-                    conn,
-                    "next_inquiry_at IS NOT NULL AND next_inquiry_at <= ?1
-                     AND approval_state IN ('REQUESTED', 'UNKNOWN') ORDER BY next_inquiry_at LIMIT ?2",
-                    &[&now.as_millis(), &limit],
-                )
-            })
-            .await
-    }
-
-    async fn due_expiries(&self, now: UnixMillis, limit: u32) -> Result<Vec<Payment>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                payments::payments_where(
-                    conn,
-                    "expires_at IS NOT NULL AND expires_at <= ?1 AND status IN ('READY', 'IN_PROGRESS')
-                     AND approval_state = 'NOT_REQUESTED' ORDER BY expires_at LIMIT ?2",
-                    &[&now.as_millis(), &limit],
-                )
-            })
-            .await
-    }
-
-    async fn due_cancel_retries(&self, now: UnixMillis, limit: u32) -> Result<Vec<PaymentTransaction>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                payments::transactions_where(
-                    conn,
-                    "next_attempt_at IS NOT NULL AND next_attempt_at <= ?1 AND status = 'PENDING'
-                     ORDER BY next_attempt_at LIMIT ?2",
-                    &[&now.as_millis(), &limit],
-                )
-            })
-            .await
-    }
-
-    async fn enc_keys(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<StoredEncKey>, StoreError> {
-        self.runtime
-            .read(move |conn| payments::enc_keys(conn, merchant_id, mode))
-            .await
-    }
-
-    async fn add_enc_key(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        key: &StoredEncKey,
-        retire_previous_at: UnixMillis,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError> {
-        let key = key.clone();
-        let idempotency = idempotency.cloned();
-        self.runtime
-            .write(move |conn| {
-                if let Some(write) = &idempotency {
-                    crate::idempotency::sqlite::apply(conn, write)?;
-                }
-                payments::add_enc_key(conn, merchant_id, mode, &key, retire_previous_at)
-            })
-            .await
-    }
-
-    async fn audit_ledger(&self) -> Result<LedgerAudit, StoreError> {
-        self.runtime.read_long(|conn| payments::audit_ledger(conn)).await
-    }
-
-    async fn merchant_settings(&self, merchant_id: MerchantId, mode: Mode) -> Result<MerchantSettings, StoreError> {
-        self.runtime
-            .read(move |conn| outbox::merchant_settings(conn, merchant_id, mode))
-            .await
-    }
-
-    async fn set_merchant_settings(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        settings: &MerchantSettings,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let settings = settings.clone();
-        self.runtime
-            .write(move |conn| outbox::set_merchant_settings(conn, merchant_id, mode, &settings, now))
-            .await
-    }
-
-    async fn insert_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError> {
-        let endpoint = endpoint.clone();
-        let idempotency = idempotency.cloned();
-        self.runtime
-            .write(move |conn| {
-                if let Some(write) = &idempotency {
-                    crate::idempotency::sqlite::apply(conn, write)?;
-                }
-                outbox::insert_endpoint(conn, &endpoint)
-            })
-            .await
-    }
-
-    async fn endpoint(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        id: WebhookEndpointId,
-    ) -> Result<Option<WebhookEndpoint>, StoreError> {
-        self.runtime
-            .read(move |conn| outbox::endpoint_by_id(conn, merchant_id, mode, id))
-            .await
-    }
-
-    async fn list_endpoints(&self, merchant_id: MerchantId, mode: Mode) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                outbox::endpoints_where(
-                    conn,
-                    "merchant_id = ?1 AND mode = ?2 AND status <> 'DELETED' ORDER BY id",
-                    &[&merchant_id.to_string(), &mode.as_str()],
-                )
-            })
-            .await
-    }
-
-    async fn update_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<(), StoreError> {
-        let endpoint = endpoint.clone();
-        let idempotency = idempotency.cloned();
-        self.runtime
-            .write(move |conn| {
-                if let Some(write) = &idempotency {
-                    crate::idempotency::sqlite::apply(conn, write)?;
-                }
-                outbox::update_endpoint(conn, &endpoint)
-            })
-            .await
-    }
-
-    async fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError> {
-        let event = event.clone();
-        self.runtime
-            .write(move |conn| outbox::insert_new_event(conn, &event))
-            .await
-    }
-
-    async fn claim_deliveries(
-        &self,
-        now: UnixMillis,
-        lease_until: UnixMillis,
-        lock_token: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.runtime
-            .write(move |conn| outbox::claim(conn, now, lease_until, lock_token, limit))
-            .await
-    }
-
-    async fn complete_delivery(
-        &self,
-        lock_token: i64,
-        outcome: &AttemptOutcome,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let outcome = outcome.clone();
-        self.runtime
-            .write(move |conn| outbox::complete(conn, lock_token, &outcome, now))
-            .await
-    }
-
-    async fn list_events(
-        &self,
-        merchant_id: MerchantId,
-        mode: Mode,
-        before: Option<EventId>,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                // "~" sorts after every ULID character, so no cursor means "from the newest".
-                let before = before.map(|id| id.to_string()).unwrap_or_else(|| "evt_~".to_owned());
-                outbox::events_where(
-                    conn,
-                    "merchant_id = ?1 AND mode = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
-                    &[&merchant_id.to_string(), &mode.as_str(), &before, &limit],
-                )
-            })
-            .await
-    }
-
-    async fn event(&self, merchant_id: MerchantId, mode: Mode, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                Ok(outbox::events_where(
-                    conn,
-                    "id = ?1 AND merchant_id = ?2 AND mode = ?3",
-                    &[&id.to_string(), &merchant_id.to_string(), &mode.as_str()],
-                )?
-                .into_iter()
-                .next())
-            })
-            .await
-    }
-
-    async fn event_deliveries(&self, event_id: EventId) -> Result<Vec<Delivery>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                outbox::deliveries_where(conn, "event_id = ?1 ORDER BY created_at, id", &[&event_id.to_string()])
-            })
-            .await
-    }
-
-    async fn endpoint_deliveries(
-        &self,
-        endpoint_id: WebhookEndpointId,
-        limit: u32,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.runtime
-            .read(move |conn| {
-                outbox::deliveries_where(
-                    conn,
-                    "endpoint_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
-                    &[&endpoint_id.to_string(), &limit],
-                )
-            })
-            .await
-    }
-
-    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
-        let delivery_id = delivery_id.to_owned();
-        self.runtime
-            .read(move |conn| outbox::attempts(conn, &delivery_id))
-            .await
-    }
-
-    async fn resend_event(
-        &self,
-        event: &StoredEvent,
-        notification: Option<&NotificationTarget>,
-        resend: u32,
-        now: UnixMillis,
-        idempotency: Option<&IdempotencyWrite>,
-    ) -> Result<u32, StoreError> {
-        let event = event.clone();
-        let notification = notification.cloned();
-        let idempotency = idempotency.cloned();
-        self.runtime
-            .write(move |conn| {
-                if let Some(write) = &idempotency {
-                    crate::idempotency::sqlite::apply(conn, write)?;
-                }
-                outbox::resend(conn, &event, notification.as_ref(), resend, now)
-            })
-            .await
-    }
-
-    async fn insert_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError> {
-        let session = session.clone();
-        self.runtime.write(move |conn| checkout::insert(conn, &session)).await
-    }
-
-    async fn checkout_session(&self, payment_id: PaymentId) -> Result<Option<CheckoutSession>, StoreError> {
-        self.runtime.read(move |conn| checkout::get(conn, payment_id)).await
-    }
-
-    async fn update_checkout_session(&self, session: &CheckoutSession) -> Result<(), StoreError> {
-        let session = session.clone();
-        self.runtime.write(move |conn| checkout::update(conn, &session)).await
     }
 }

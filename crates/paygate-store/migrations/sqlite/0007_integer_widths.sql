@@ -1,0 +1,2 @@
+-- PostgreSQL's integer columns become BIGINT in its 0007, as wide as SQLite's INTEGER already is: nothing to change
+-- here. The file keeps the two migration lists in step.
