@@ -4,9 +4,14 @@
 //! * `storm`: 100 concurrent identical requests for each of 50 Idempotency-Keys over two gateway processes on one
 //!   database → exactly 50 approvals at the acquirer, one stored answer per key.
 //! * `kill9`: 20 deaths of the gateway under load — SIGKILL at random moments and aborts at fail points between
-//!   "acquirer called" and "result committed" — each followed by a restart; merchants retry with the same
-//!   Idempotency-Key. Afterwards: no acknowledged payment lost, no double approval at the acquirer, every payment
-//!   final and matching the acquirer's journal one for one, the ledger balanced.
+//!   "acquirer called" and "result committed", on the approval path and the cancel path in turn — each followed by
+//!   a restart; merchants retry with the same Idempotency-Key. Every 4th approved payment is canceled by its
+//!   merchant (fully, partially, partially twice, or partially then for the rest), each cancel under its own key and
+//!   retried until answered. Afterwards: no acknowledged payment lost, no double approval at the acquirer, no
+//!   order acknowledged only by a lookup, every payment final and matching the acquirer's journal one for one,
+//!   every acknowledged cancel applied exactly once at paygate and at the acquirer (same reference, same amount),
+//!   no cancel nobody asked for, no retry answered wrongly, balances and statuses following the cancels, the
+//!   ledger balanced.
 //! * `acquirer`: 10% timeouts and 10% lost answers → every payment final, the time it took, reconciled one for one.
 //! * `db-restart`: PostgreSQL stopped and started under load → no acknowledged payment missing, same checks.
 
@@ -447,7 +452,7 @@ fn cancel_plan(n: u64) -> &'static [CancelStep] {
         &[CancelStep::Partial { divisor: 3 }, CancelStep::Partial { divisor: 4 }],
         &[CancelStep::Partial { divisor: 4 }, CancelStep::Full],
     ];
-    if n % 4 != 0 {
+    if !n.is_multiple_of(4) {
         return &[];
     }
     PLANS[usize::try_from((n / 4) % 4).unwrap_or(0)]
@@ -1403,4 +1408,144 @@ async fn db_restart(
     drop(gateway);
     database.drop_database().await;
     Ok(verdict)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn payment(key: &str, total: i64, balance: i64, status: &str, cancels: Value) -> Value {
+        json!({"paymentKey": key, "totalAmount": total, "balanceAmount": balance, "status": status,
+               "approvedAt": "2026-12-02T11:00:00.000+09:00", "cancels": cancels})
+    }
+
+    fn cancel(reference: &str, reason: &str, amount: i64, status: &str) -> Value {
+        json!({"transactionKey": reference, "cancelReason": reason, "cancelAmount": amount, "status": status})
+    }
+
+    fn canceled(reference: &str, key: &str, amount: i64) -> Value {
+        json!({"kind": "CANCELED", "reference": reference, "approvalReference": key, "amount": amount})
+    }
+
+    /// Failures the cancel check reports for one payment of 9,000 with one acknowledged cancel of 3,000 asked.
+    fn failures(payment: Value, journal: Vec<Value>) -> Vec<String> {
+        let load = Load::new("http://127.0.0.1:9", "sk").unwrap();
+        load.merchants.cancels.asked.lock().unwrap().push(CancelAsk {
+            payment_key: "pay_1".into(),
+            reason: "r0".into(),
+            amount_minor: 3_000,
+            full: false,
+        });
+        load.merchants.cancels.acknowledged.lock().unwrap().insert("r0".into());
+        let finals = HashMap::from([("order".to_owned(), payment)]);
+        let mut verdict = Verdict::new("test");
+        verify_cancels(&load, &finals, &journal, &mut verdict);
+        verdict.failures
+    }
+
+    #[test]
+    fn cancel_check_passes_exactly_once_and_catches_the_rest() {
+        let once = json!([cancel("t1", "r0", 3_000, "DONE")]);
+        let cases: Vec<(&str, Value, Vec<Value>, bool)> = vec![
+            (
+                "applied once on both sides",
+                payment("pay_1", 9_000, 6_000, "PARTIAL_CANCELED", once.clone()),
+                vec![canceled("t1", "pay_1", 3_000)],
+                true,
+            ),
+            (
+                "a released cancel beside it, not at the acquirer",
+                payment(
+                    "pay_1",
+                    9_000,
+                    6_000,
+                    "PARTIAL_CANCELED",
+                    json!([cancel("t0", "r0", 3_000, "FAILED"), cancel("t1", "r0", 3_000, "DONE")]),
+                ),
+                vec![canceled("t1", "pay_1", 3_000)],
+                true,
+            ),
+            (
+                "applied twice at paygate",
+                payment(
+                    "pay_1",
+                    9_000,
+                    3_000,
+                    "PARTIAL_CANCELED",
+                    json!([cancel("t1", "r0", 3_000, "DONE"), cancel("t2", "r0", 3_000, "DONE")]),
+                ),
+                vec![canceled("t1", "pay_1", 3_000), canceled("t2", "pay_1", 3_000)],
+                false,
+            ),
+            (
+                "missing at the acquirer",
+                payment("pay_1", 9_000, 6_000, "PARTIAL_CANCELED", once.clone()),
+                vec![],
+                false,
+            ),
+            (
+                "another amount at the acquirer",
+                payment("pay_1", 9_000, 6_000, "PARTIAL_CANCELED", once.clone()),
+                vec![canceled("t1", "pay_1", 2_000)],
+                false,
+            ),
+            (
+                "a cancel at the acquirer paygate does not have",
+                payment("pay_1", 9_000, 6_000, "PARTIAL_CANCELED", once.clone()),
+                vec![canceled("t1", "pay_1", 3_000), canceled("t9", "pay_1", 3_000)],
+                false,
+            ),
+            (
+                "the acknowledged cancel never applied",
+                payment("pay_1", 9_000, 9_000, "DONE", json!([])),
+                vec![],
+                false,
+            ),
+            (
+                "a cancel nobody asked for",
+                payment(
+                    "pay_1",
+                    9_000,
+                    5_000,
+                    "PARTIAL_CANCELED",
+                    json!([cancel("t1", "r0", 3_000, "DONE"), cancel("t2", "other", 1_000, "DONE")]),
+                ),
+                vec![canceled("t1", "pay_1", 3_000), canceled("t2", "pay_1", 1_000)],
+                false,
+            ),
+            (
+                "the balance does not follow the cancels",
+                payment("pay_1", 9_000, 9_000, "PARTIAL_CANCELED", once.clone()),
+                vec![canceled("t1", "pay_1", 3_000)],
+                false,
+            ),
+            (
+                "the status does not follow the cancels",
+                payment("pay_1", 9_000, 6_000, "DONE", once),
+                vec![canceled("t1", "pay_1", 3_000)],
+                false,
+            ),
+        ];
+        for (name, payment, journal, pass) in cases {
+            let failures = failures(payment, journal);
+            assert_eq!(failures.is_empty(), pass, "{name}: {failures:?}");
+        }
+    }
+
+    #[test]
+    fn cancel_plans_never_exceed_the_amount() {
+        for n in 0..64u64 {
+            let amount = 1_000 + i64::try_from(n).unwrap();
+            let mut balance = amount;
+            for step in cancel_plan(n) {
+                balance -= match *step {
+                    CancelStep::Full => balance,
+                    CancelStep::Partial { divisor } => amount / divisor,
+                };
+                assert!(balance >= 0, "order {n}");
+            }
+            assert_eq!(cancel_plan(n).is_empty(), !n.is_multiple_of(4), "order {n}");
+        }
+    }
 }
