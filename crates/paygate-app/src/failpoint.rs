@@ -21,8 +21,12 @@ pub const POINTS: &[&str] = &[
     "approve.before_acquirer",
     // The acquirer answered an approval; the result is not committed.
     "approve.after_acquirer",
+    // A cancel is reserved (PENDING, its amount taken from the balance) and the acquirer is about to be called.
+    "cancel.before_acquirer",
     // The acquirer answered a cancel; the result is not committed.
     "cancel.after_acquirer",
+    // The cancel, with the request's idempotent answer, is committed; the HTTP answer is not sent yet.
+    "cancel.after_outcome",
     // The inquiry worker learned the acquirer's answer; the result is not committed.
     "inquiry.after_acquirer",
     // The approval, with the request's idempotent answer, is committed; the HTTP answer is not sent yet.

@@ -4,9 +4,14 @@
 //! * `storm`: 100 concurrent identical requests for each of 50 Idempotency-Keys over two gateway processes on one
 //!   database → exactly 50 approvals at the acquirer, one stored answer per key.
 //! * `kill9`: 20 deaths of the gateway under load — SIGKILL at random moments and aborts at fail points between
-//!   "acquirer called" and "result committed" — each followed by a restart; merchants retry with the same
-//!   Idempotency-Key. Afterwards: no acknowledged payment lost, no double approval at the acquirer, every payment
-//!   final and matching the acquirer's journal one for one, the ledger balanced.
+//!   "acquirer called" and "result committed", on the approval path and the cancel path in turn — each followed by
+//!   a restart; merchants retry with the same Idempotency-Key. Every 4th approved payment is canceled by its
+//!   merchant (fully, partially, partially twice, or partially then for the rest), each cancel under its own key and
+//!   retried until answered. Afterwards: no acknowledged payment lost, no double approval at the acquirer, no
+//!   order acknowledged only by a lookup, every payment final and matching the acquirer's journal one for one,
+//!   every acknowledged cancel applied exactly once at paygate and at the acquirer (same reference, same amount),
+//!   no cancel nobody asked for, no retry answered wrongly, balances and statuses following the cancels, the
+//!   ledger balanced.
 //! * `acquirer`: 10% timeouts and 10% lost answers → every payment final, the time it took, reconciled one for one.
 //! * `db-restart`: PostgreSQL stopped and started under load → no acknowledged payment missing, same checks.
 
@@ -395,6 +400,62 @@ struct Merchants {
     connection_errors: AtomicU64,
     server_errors: AtomicU64,
     unresolved: Mutex<Vec<String>>,
+    cancels: Cancels,
+}
+
+/// One cancel a merchant asked for, as the merchant saw it.
+#[derive(Clone, Debug)]
+struct CancelAsk {
+    payment_key: String,
+    /// Unique per request: paygate keeps it with the cancel, which is how the verdict finds the cancel again.
+    reason: String,
+    /// What the cancel must take: the amount sent, or (a full cancel) the balance left by the earlier ones.
+    amount_minor: i64,
+    /// The request omitted `cancelAmount` (cancel the whole balance).
+    full: bool,
+}
+
+/// The cancels the merchants sent, each under its own Idempotency-Key, and how they were answered.
+#[derive(Default)]
+struct Cancels {
+    /// Every cancel request, answered or not.
+    asked: Mutex<Vec<CancelAsk>>,
+    /// Acknowledged with 200 (the cancel DONE) …
+    done: AtomicU64,
+    /// … or with 202 (the cancel PENDING; the worker finishes it).
+    pending: AtomicU64,
+    /// The reasons of the acknowledged cancels.
+    acknowledged: Mutex<HashSet<String>>,
+    retries: AtomicU64,
+    /// 409 IDEMPOTENT_REQUEST_PROCESSING: the previous attempt's holder died with the key claimed.
+    in_flight: AtomicU64,
+    connection_errors: AtomicU64,
+    server_errors: AtomicU64,
+    /// A final answer that is not the cancel asked for (a refusal, DUPLICATED_…, a body without the cancel).
+    wrong: Mutex<Vec<String>>,
+    unresolved: Mutex<Vec<String>>,
+}
+
+/// What one cancel request does: cancel the rest of the balance, or this share of the payment's amount.
+#[derive(Clone, Copy)]
+enum CancelStep {
+    Full,
+    Partial { divisor: i64 },
+}
+
+/// The cancels of order number `n`: every 4th approved order is canceled, in turn fully, partially, partially
+/// twice, and partially then for the rest.
+fn cancel_plan(n: u64) -> &'static [CancelStep] {
+    const PLANS: [&[CancelStep]; 4] = [
+        &[CancelStep::Full],
+        &[CancelStep::Partial { divisor: 3 }],
+        &[CancelStep::Partial { divisor: 3 }, CancelStep::Partial { divisor: 4 }],
+        &[CancelStep::Partial { divisor: 4 }, CancelStep::Full],
+    ];
+    if !n.is_multiple_of(4) {
+        return &[];
+    }
+    PLANS[usize::try_from((n / 4) % 4).unwrap_or(0)]
 }
 
 struct Load {
@@ -449,8 +510,13 @@ impl Load {
                 }
                 match self.attempt(&order_id, amount).await {
                     Attempt::Ack(ack) => {
+                        let approved = ack.status == "DONE";
+                        let payment_key = ack.payment_key.clone();
                         if let Ok(mut acks) = self.merchants.acks.lock() {
                             acks.push(ack);
+                        }
+                        if approved {
+                            self.cancel_order(&order_id, &payment_key, amount, cancel_plan(n)).await;
                         }
                         break;
                     }
@@ -516,6 +582,124 @@ impl Load {
         }
     }
 
+    /// Sends the order's cancels one after the other, each retried under its own key until it is answered (or
+    /// 90 s pass).
+    async fn cancel_order(&self, order_id: &str, payment_key: &str, amount: i64, plan: &[CancelStep]) {
+        let cancels = &self.merchants.cancels;
+        let mut balance = amount;
+        for (index, step) in plan.iter().enumerate() {
+            let (amount_minor, full) = match *step {
+                CancelStep::Full => (balance, true),
+                CancelStep::Partial { divisor } => (amount / divisor, false),
+            };
+            balance -= amount_minor;
+            let ask = CancelAsk {
+                payment_key: payment_key.to_owned(),
+                reason: format!("kill9 {order_id} #{index}"),
+                amount_minor,
+                full,
+            };
+            if let Ok(mut asked) = cancels.asked.lock() {
+                asked.push(ask.clone());
+            }
+            let key = format!("ck-{order_id}-{index}");
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let mut first = true;
+            loop {
+                if !first {
+                    cancels.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                first = false;
+                if Instant::now() > deadline {
+                    if let Ok(mut list) = cancels.unresolved.lock() {
+                        list.push(ask.reason.clone());
+                    }
+                    return;
+                }
+                match self.cancel_attempt(&ask, &key).await {
+                    CancelAttempt::Acknowledged => break,
+                    // Later cancels of this order would be asked against a balance the merchant does not know.
+                    CancelAttempt::Wrong => return,
+                    CancelAttempt::Retry(pause) => tokio::time::sleep(pause).await,
+                }
+            }
+        }
+    }
+
+    async fn cancel_attempt(&self, ask: &CancelAsk, key: &str) -> CancelAttempt {
+        let cancels = &self.merchants.cancels;
+        let body = if ask.full {
+            json!({"cancelReason": ask.reason})
+        } else {
+            json!({"cancelReason": ask.reason, "cancelAmount": ask.amount_minor})
+        };
+        let response = self
+            .http
+            .post(format!("{}/v1/payments/{}/cancel", self.base(), ask.payment_key))
+            .header("authorization", &self.auth)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await;
+        let Ok(response) = response else {
+            cancels.connection_errors.fetch_add(1, Ordering::Relaxed);
+            return CancelAttempt::Retry(Duration::from_millis(100));
+        };
+        let status = response.status().as_u16();
+        let Ok(body) = response.json::<Value>().await else {
+            cancels.connection_errors.fetch_add(1, Ordering::Relaxed);
+            return CancelAttempt::Retry(Duration::from_millis(100));
+        };
+        let code = body["code"].as_str().unwrap_or_default();
+        let want = match status {
+            200 => "DONE",
+            202 => "PENDING",
+            409 if code == "IDEMPOTENT_REQUEST_PROCESSING" => {
+                cancels.in_flight.fetch_add(1, Ordering::Relaxed);
+                return CancelAttempt::Retry(Duration::from_millis(250));
+            }
+            500.. => {
+                cancels.server_errors.fetch_add(1, Ordering::Relaxed);
+                return CancelAttempt::Retry(Duration::from_millis(100));
+            }
+            _ => {
+                if let Ok(mut wrong) = cancels.wrong.lock() {
+                    wrong.push(format!("{}: {status} {code} {}", ask.reason, body["message"]));
+                }
+                return CancelAttempt::Wrong;
+            }
+        };
+        // The answer must show this request's cancel (found by its reason), once, in the state the status says;
+        // cancels the acquirer did not apply (FAILED) may sit beside it.
+        let mine: Vec<&Value> = body["cancels"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter(|c| c["cancelReason"].as_str() == Some(ask.reason.as_str()) && c["status"] != "FAILED")
+                    .collect()
+            })
+            .unwrap_or_default();
+        let shown = match mine.as_slice() {
+            [one] => one["status"] == want && one["cancelAmount"].as_i64() == Some(ask.amount_minor),
+            _ => false,
+        };
+        if !shown {
+            if let Ok(mut wrong) = cancels.wrong.lock() {
+                wrong.push(format!(
+                    "{}: {status} without its cancel ({} {want}) once: {}",
+                    ask.reason, ask.amount_minor, body["cancels"]
+                ));
+            }
+            return CancelAttempt::Wrong;
+        }
+        let counter = if status == 200 { &cancels.done } else { &cancels.pending };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut acknowledged) = cancels.acknowledged.lock() {
+            acknowledged.insert(ask.reason.clone());
+        }
+        CancelAttempt::Acknowledged
+    }
+
     async fn lookup(&self, base: &str, order_id: &str) -> Option<Value> {
         let response = self
             .http
@@ -533,6 +717,12 @@ impl Load {
 
 enum Attempt {
     Ack(Ack),
+    Retry(Duration),
+}
+
+enum CancelAttempt {
+    Acknowledged,
+    Wrong,
     Retry(Duration),
 }
 
@@ -560,8 +750,12 @@ async fn converge_and_verify(
             match load.lookup(base, order).await {
                 Some(payment) => {
                     let status = payment["status"].as_str().unwrap_or_default();
-                    if matches!(status, "DONE" | "ABORTED" | "EXPIRED" | "CANCELED")
+                    let cancel_pending = payment["cancels"]
+                        .as_array()
+                        .is_some_and(|list| list.iter().any(|c| c["status"] == "PENDING"));
+                    if matches!(status, "DONE" | "ABORTED" | "EXPIRED" | "CANCELED" | "PARTIAL_CANCELED")
                         && payment["outcomeUnknown"] == false
+                        && !cancel_pending
                     {
                         finals.insert(order.clone(), payment);
                     }
@@ -594,7 +788,7 @@ async fn converge_and_verify(
                         ack.order_id, ack.payment_key, payment["paymentKey"]
                     ));
                 }
-                if ack.status == "DONE" && payment["status"] != "DONE" {
+                if ack.status == "DONE" && !approved(payment) {
                     regressed.push(format!(
                         "{}: acknowledged DONE, now {}",
                         ack.order_id, payment["status"]
@@ -632,7 +826,7 @@ async fn converge_and_verify(
     for payment in finals.values() {
         let key = payment["paymentKey"].as_str().unwrap_or_default();
         let charged = approvals.contains_key(key) && !reversed.contains(key);
-        if charged != (payment["status"] == "DONE") {
+        if charged != approved(payment) {
             mismatched.push(format!(
                 "{key}: {} but the acquirer {}",
                 payment["status"],
@@ -640,7 +834,7 @@ async fn converge_and_verify(
             ));
         }
     }
-    let done = finals.values().filter(|p| p["status"] == "DONE").count();
+    let approved_count = finals.values().filter(|p| approved(p)).count();
     let by_lookup = acks.iter().filter(|a| a.by_lookup).count();
 
     // A retry under the order's own Idempotency-Key must get the payment (its stored answer, or its current state
@@ -661,10 +855,10 @@ async fn converge_and_verify(
         load.merchants.server_errors.load(Ordering::Relaxed)
     ));
     verdict.figure(format!(
-        "final: {} ({} DONE, {} not DONE), {} never recorded (unacknowledged), {} not final; all final {:.1} s after the load stopped ({:.1} s after it began)",
+        "final: {} ({} approved: DONE, or canceled since; {} not), {} never recorded (unacknowledged), {} not final; all final {:.1} s after the load stopped ({:.1} s after it began)",
         finals.len(),
-        done,
-        finals.len() - done,
+        approved_count,
+        finals.len() - approved_count,
         never_recorded_unacked,
         not_final,
         converged.as_secs_f64(),
@@ -718,14 +912,196 @@ async fn converge_and_verify(
             mismatched.iter().take(5).collect::<Vec<_>>()
         ),
     );
+    verify_cancels(load, &finals, &journal, verdict);
     ledger_check(binary, database, verdict).await
+}
+
+/// Approved at the acquirer as paygate sees it: approved, and perhaps (partly) canceled since.
+fn approved(payment: &Value) -> bool {
+    matches!(
+        payment["status"].as_str(),
+        Some("DONE" | "PARTIAL_CANCELED" | "CANCELED")
+    ) && !payment["approvedAt"].is_null()
+}
+
+/// Every acknowledged cancel applied exactly once, at paygate and at the acquirer; nothing canceled that nobody
+/// asked for; every balance and status what the cancels make them.
+fn verify_cancels(load: &Load, finals: &HashMap<String, Value>, journal: &[Value], verdict: &mut Verdict) {
+    let cancels = &load.merchants.cancels;
+    let asked = cancels.asked.lock().map(|v| v.clone()).unwrap_or_default();
+    let acknowledged = cancels.acknowledged.lock().map(|v| v.clone()).unwrap_or_default();
+    let wrong = cancels.wrong.lock().map(|v| v.clone()).unwrap_or_default();
+    let unresolved = cancels.unresolved.lock().map(|v| v.clone()).unwrap_or_default();
+    let asks_by_reason: HashMap<&str, &CancelAsk> = asked.iter().map(|a| (a.reason.as_str(), a)).collect();
+
+    // The acquirer's cancels, by their reference (paygate's transactionKey).
+    let mut at_acquirer: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let mut refused_at_acquirer = 0usize;
+    for entry in journal {
+        match entry["kind"].as_str() {
+            Some("CANCELED") => at_acquirer
+                .entry(entry["reference"].as_str().unwrap_or_default())
+                .or_default()
+                .push(entry),
+            Some("CANCEL_REFUSED") => refused_at_acquirer += 1,
+            _ => {}
+        }
+    }
+
+    let mut problems: Vec<String> = Vec::new();
+    let mut done_at_paygate = 0usize;
+    let mut failed_at_paygate = 0usize;
+    let mut matched_at_acquirer = 0usize;
+    let mut paygate_references: HashSet<&str> = HashSet::new();
+    let mut applied_reasons: HashSet<&str> = HashSet::new();
+    for payment in finals.values() {
+        let key = payment["paymentKey"].as_str().unwrap_or_default();
+        let list = payment["cancels"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut canceled_minor = 0i64;
+        for cancel in list {
+            let reference = cancel["transactionKey"].as_str().unwrap_or_default();
+            let reason = cancel["cancelReason"].as_str().unwrap_or_default();
+            let amount = cancel["cancelAmount"].as_i64().unwrap_or_default();
+            paygate_references.insert(reference);
+            let entries = at_acquirer.get(reference).map(Vec::as_slice).unwrap_or_default();
+            if cancel["status"] == "FAILED" {
+                // Released because the acquirer did not apply it: it must not be in the acquirer's books.
+                failed_at_paygate += 1;
+                if !entries.is_empty() {
+                    problems.push(format!(
+                        "{key}: cancel {reference} FAILED at paygate but canceled at the acquirer"
+                    ));
+                }
+                continue;
+            }
+            done_at_paygate += 1;
+            canceled_minor += amount;
+            match asks_by_reason.get(reason) {
+                None => problems.push(format!("{key}: cancel {reference} ({amount}) nobody asked for")),
+                Some(ask) if ask.payment_key != key || ask.amount_minor != amount => problems.push(format!(
+                    "{key}: cancel {reference} of {amount} for `{reason}`, asked {} on {}",
+                    ask.amount_minor, ask.payment_key
+                )),
+                Some(_) => {}
+            }
+            if !applied_reasons.insert(reason) {
+                problems.push(format!("{key}: `{reason}` applied twice at paygate"));
+            }
+            let same =
+                |e: &&Value| e["approvalReference"].as_str() == Some(key) && e["amount"].as_i64() == Some(amount);
+            match entries {
+                [one] if same(one) => matched_at_acquirer += 1,
+                [] => problems.push(format!(
+                    "{key}: cancel {reference} ({amount}) DONE at paygate, not at the acquirer"
+                )),
+                _ => problems.push(format!(
+                    "{key}: cancel {reference} ({amount}) at the acquirer as {entries:?}"
+                )),
+            }
+        }
+        let total = payment["totalAmount"].as_i64().unwrap_or_default();
+        let balance = payment["balanceAmount"].as_i64().unwrap_or_default();
+        let status = payment["status"].as_str().unwrap_or_default();
+        if canceled_minor > 0 {
+            let want = if canceled_minor == total {
+                "CANCELED"
+            } else {
+                "PARTIAL_CANCELED"
+            };
+            if balance != total - canceled_minor || status != want {
+                problems.push(format!(
+                    "{key}: {status}, balance {balance} after cancels of {canceled_minor} from {total} (want {want}, {})",
+                    total - canceled_minor
+                ));
+            }
+        }
+    }
+    // Every acknowledged cancel applied (it was asked once, so applied once is checked above).
+    let not_applied: Vec<&String> = acknowledged
+        .iter()
+        .filter(|r| !applied_reasons.contains(r.as_str()))
+        .collect();
+    let unknown_to_paygate: Vec<&&str> = at_acquirer
+        .keys()
+        .filter(|r| !paygate_references.contains(**r))
+        .collect();
+    let doubled_at_acquirer = at_acquirer.values().filter(|e| e.len() > 1).count();
+
+    verdict.figure(format!(
+        "cancels: {} asked ({} full, {} partial) on {} payments, {} acknowledged ({} × 200 DONE, {} × 202 PENDING), retries {} ({} × 409 in flight, {} connection errors, {} 5xx), {} wrong answers, {} unanswered",
+        asked.len(),
+        asked.iter().filter(|a| a.full).count(),
+        asked.iter().filter(|a| !a.full).count(),
+        asked.iter().map(|a| a.payment_key.as_str()).collect::<HashSet<_>>().len(),
+        acknowledged.len(),
+        cancels.done.load(Ordering::Relaxed),
+        cancels.pending.load(Ordering::Relaxed),
+        cancels.retries.load(Ordering::Relaxed),
+        cancels.in_flight.load(Ordering::Relaxed),
+        cancels.connection_errors.load(Ordering::Relaxed),
+        cancels.server_errors.load(Ordering::Relaxed),
+        wrong.len(),
+        unresolved.len()
+    ));
+    verdict.figure(format!(
+        "cancels at paygate: {done_at_paygate} applied, {failed_at_paygate} released (not applied); acquirer journal: {} cancels, {matched_at_acquirer} match paygate's one for one, {doubled_at_acquirer} references canceled twice, {} unknown to paygate, {refused_at_acquirer} refused",
+        at_acquirer.values().map(Vec::len).sum::<usize>(),
+        unknown_to_paygate.len()
+    ));
+    verdict.check(
+        wrong.is_empty(),
+        format!(
+            "{} cancels answered wrongly: {:?}",
+            wrong.len(),
+            wrong.iter().take(5).collect::<Vec<_>>()
+        ),
+    );
+    verdict.check(
+        unresolved.is_empty(),
+        format!(
+            "{} cancels never answered: {:?}",
+            unresolved.len(),
+            unresolved.iter().take(5).collect::<Vec<_>>()
+        ),
+    );
+    verdict.check(
+        not_applied.is_empty(),
+        format!(
+            "{} acknowledged cancels not applied: {:?}",
+            not_applied.len(),
+            not_applied.iter().take(5).collect::<Vec<_>>()
+        ),
+    );
+    verdict.check(
+        problems.is_empty(),
+        format!(
+            "{} cancel mismatches: {:?}",
+            problems.len(),
+            problems.iter().take(5).collect::<Vec<_>>()
+        ),
+    );
+    verdict.check(
+        unknown_to_paygate.is_empty() && doubled_at_acquirer == 0,
+        format!(
+            "acquirer cancels paygate does not have: {:?}; references canceled twice: {doubled_at_acquirer}",
+            unknown_to_paygate.iter().take(5).collect::<Vec<_>>()
+        ),
+    );
+    verdict.check(
+        refused_at_acquirer == 0,
+        format!("{refused_at_acquirer} cancels refused by the acquirer"),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // kill9
 
-const FAILPOINTS: &str =
-    "approve.before_acquirer=0.002,approve.after_acquirer=0.004,approve.after_outcome=0.002,inquiry.after_acquirer=0.05";
+/// The fail points of the armed gateways, in turn: the approval path (and the inquiry worker), then the cancel path
+/// (and the cancel worker, which runs the same code), so even a short run aborts on both.
+const FAILPOINTS: [&str; 2] = [
+    "approve.before_acquirer=0.002,approve.after_acquirer=0.004,approve.after_outcome=0.002,inquiry.after_acquirer=0.05",
+    "cancel.before_acquirer=0.01,cancel.after_acquirer=0.02,cancel.after_outcome=0.01,inquiry.after_acquirer=0.05",
+];
 
 async fn kill9(setup: &Setup, binary: &Path, kills: usize, concurrency: usize) -> Result<Verdict> {
     let mut verdict = Verdict::new("kill9");
@@ -733,17 +1109,25 @@ async fn kill9(setup: &Setup, binary: &Path, kills: usize, concurrency: usize) -
     let database = Database::create(setup).await?;
     let port = free_port()?;
     let calm_env = with_fast_recovery(sim_env(&sim, setup));
-    let mut armed_env = calm_env.clone();
-    armed_env.push(("PAYGATE_FAILPOINTS".into(), FAILPOINTS.into()));
+    let armed_envs = FAILPOINTS.map(|spec| {
+        let mut env = calm_env.clone();
+        env.push(("PAYGATE_FAILPOINTS".into(), spec.into()));
+        env
+    });
     // Deaths alternate: an armed gateway is given up to 4 s to abort at a fail point (else it is killed); an
-    // unarmed one is SIGKILLed at a random moment 0.3–2 s after it started.
-    let args_for = |armed: bool| GatewayArgs {
+    // unarmed one is SIGKILLed at a random moment 0.3–2 s after it started. Armed gateways alternate between the
+    // two sets of fail points.
+    let args_for = |index: usize| GatewayArgs {
         binary,
         database: &database,
         listen: format!("127.0.0.1:{port}"),
-        env: if armed { armed_env.clone() } else { calm_env.clone() },
+        env: match index % 4 {
+            0 => armed_envs[0].clone(),
+            2 => armed_envs[1].clone(),
+            _ => calm_env.clone(),
+        },
     };
-    let mut gateway = Gateway::start(&args_for(true))?;
+    let mut gateway = Gateway::start(&args_for(0))?;
     let demo = gateway.demo()?;
     let load = Load::new(&gateway.base, &demo.secret_key)?;
     let started = Instant::now();
@@ -788,7 +1172,7 @@ async fn kill9(setup: &Setup, binary: &Path, kills: usize, concurrency: usize) -
             gateway.kill9();
             by_signal += 1;
         }
-        gateway = restart(&args_for(index % 2 == 1), port).await?;
+        gateway = restart(&args_for(index + 1), port).await?;
         downtime += down_at.elapsed();
     }
     load.stop.store(true, Ordering::Relaxed);
@@ -804,7 +1188,7 @@ async fn kill9(setup: &Setup, binary: &Path, kills: usize, concurrency: usize) -
             by_failpoint += 1;
             restarts_after += 1;
             note_failpoint(&gateway, &mut failpoints_hit);
-            gateway = restart(&args_for(true), port).await?;
+            gateway = restart(&args_for(2 * restarts_after), port).await?;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -812,7 +1196,7 @@ async fn kill9(setup: &Setup, binary: &Path, kills: usize, concurrency: usize) -
         worker.abort();
     }
     gateway.kill9();
-    let gateway = restart(&args_for(false), port).await?;
+    let gateway = restart(&args_for(1), port).await?;
     verdict.figure(format!(
         "{} deaths: {by_signal} SIGKILL at random moments, {by_failpoint} aborts at fail points {failpoints_hit:?} ({restarts_after} while the last orders finished); restarted each time, {:.2} s down in all",
         by_signal + by_failpoint,
@@ -1024,4 +1408,144 @@ async fn db_restart(
     drop(gateway);
     database.drop_database().await;
     Ok(verdict)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn payment(key: &str, total: i64, balance: i64, status: &str, cancels: Value) -> Value {
+        json!({"paymentKey": key, "totalAmount": total, "balanceAmount": balance, "status": status,
+               "approvedAt": "2026-12-02T11:00:00.000+09:00", "cancels": cancels})
+    }
+
+    fn cancel(reference: &str, reason: &str, amount: i64, status: &str) -> Value {
+        json!({"transactionKey": reference, "cancelReason": reason, "cancelAmount": amount, "status": status})
+    }
+
+    fn canceled(reference: &str, key: &str, amount: i64) -> Value {
+        json!({"kind": "CANCELED", "reference": reference, "approvalReference": key, "amount": amount})
+    }
+
+    /// Failures the cancel check reports for one payment of 9,000 with one acknowledged cancel of 3,000 asked.
+    fn failures(payment: Value, journal: Vec<Value>) -> Vec<String> {
+        let load = Load::new("http://127.0.0.1:9", "sk").unwrap();
+        load.merchants.cancels.asked.lock().unwrap().push(CancelAsk {
+            payment_key: "pay_1".into(),
+            reason: "r0".into(),
+            amount_minor: 3_000,
+            full: false,
+        });
+        load.merchants.cancels.acknowledged.lock().unwrap().insert("r0".into());
+        let finals = HashMap::from([("order".to_owned(), payment)]);
+        let mut verdict = Verdict::new("test");
+        verify_cancels(&load, &finals, &journal, &mut verdict);
+        verdict.failures
+    }
+
+    #[test]
+    fn cancel_check_passes_exactly_once_and_catches_the_rest() {
+        let once = json!([cancel("t1", "r0", 3_000, "DONE")]);
+        let cases: Vec<(&str, Value, Vec<Value>, bool)> = vec![
+            (
+                "applied once on both sides",
+                payment("pay_1", 9_000, 6_000, "PARTIAL_CANCELED", once.clone()),
+                vec![canceled("t1", "pay_1", 3_000)],
+                true,
+            ),
+            (
+                "a released cancel beside it, not at the acquirer",
+                payment(
+                    "pay_1",
+                    9_000,
+                    6_000,
+                    "PARTIAL_CANCELED",
+                    json!([cancel("t0", "r0", 3_000, "FAILED"), cancel("t1", "r0", 3_000, "DONE")]),
+                ),
+                vec![canceled("t1", "pay_1", 3_000)],
+                true,
+            ),
+            (
+                "applied twice at paygate",
+                payment(
+                    "pay_1",
+                    9_000,
+                    3_000,
+                    "PARTIAL_CANCELED",
+                    json!([cancel("t1", "r0", 3_000, "DONE"), cancel("t2", "r0", 3_000, "DONE")]),
+                ),
+                vec![canceled("t1", "pay_1", 3_000), canceled("t2", "pay_1", 3_000)],
+                false,
+            ),
+            (
+                "missing at the acquirer",
+                payment("pay_1", 9_000, 6_000, "PARTIAL_CANCELED", once.clone()),
+                vec![],
+                false,
+            ),
+            (
+                "another amount at the acquirer",
+                payment("pay_1", 9_000, 6_000, "PARTIAL_CANCELED", once.clone()),
+                vec![canceled("t1", "pay_1", 2_000)],
+                false,
+            ),
+            (
+                "a cancel at the acquirer paygate does not have",
+                payment("pay_1", 9_000, 6_000, "PARTIAL_CANCELED", once.clone()),
+                vec![canceled("t1", "pay_1", 3_000), canceled("t9", "pay_1", 3_000)],
+                false,
+            ),
+            (
+                "the acknowledged cancel never applied",
+                payment("pay_1", 9_000, 9_000, "DONE", json!([])),
+                vec![],
+                false,
+            ),
+            (
+                "a cancel nobody asked for",
+                payment(
+                    "pay_1",
+                    9_000,
+                    5_000,
+                    "PARTIAL_CANCELED",
+                    json!([cancel("t1", "r0", 3_000, "DONE"), cancel("t2", "other", 1_000, "DONE")]),
+                ),
+                vec![canceled("t1", "pay_1", 3_000), canceled("t2", "pay_1", 1_000)],
+                false,
+            ),
+            (
+                "the balance does not follow the cancels",
+                payment("pay_1", 9_000, 9_000, "PARTIAL_CANCELED", once.clone()),
+                vec![canceled("t1", "pay_1", 3_000)],
+                false,
+            ),
+            (
+                "the status does not follow the cancels",
+                payment("pay_1", 9_000, 6_000, "DONE", once),
+                vec![canceled("t1", "pay_1", 3_000)],
+                false,
+            ),
+        ];
+        for (name, payment, journal, pass) in cases {
+            let failures = failures(payment, journal);
+            assert_eq!(failures.is_empty(), pass, "{name}: {failures:?}");
+        }
+    }
+
+    #[test]
+    fn cancel_plans_never_exceed_the_amount() {
+        for n in 0..64u64 {
+            let amount = 1_000 + i64::try_from(n).unwrap();
+            let mut balance = amount;
+            for step in cancel_plan(n) {
+                balance -= match *step {
+                    CancelStep::Full => balance,
+                    CancelStep::Partial { divisor } => amount / divisor,
+                };
+                assert!(balance >= 0, "order {n}");
+            }
+            assert_eq!(cancel_plan(n).is_empty(), !n.is_multiple_of(4), "order {n}");
+        }
+    }
 }

@@ -160,6 +160,7 @@ impl App {
             acquirer_merchant_id: route.acquirer_merchant_id.clone(),
             amount: transaction.amount,
         };
+        crate::failpoint::hit("cancel.before_acquirer");
         let answer = acquirer.cancel(&request).await;
         crate::failpoint::hit("cancel.after_acquirer");
         match answer {
@@ -253,6 +254,7 @@ impl App {
                 Ok(update)
             })
             .await?;
+        crate::failpoint::hit("cancel.after_outcome");
         tracing::info!(payment_id = %id, status = payment.status.as_str(), "cancel completed");
         Ok(payment)
     }
