@@ -269,7 +269,12 @@ async fn rate_limit_answers_429_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_unknown_keys_from_one_address_gets_429() {
     let db = TestDb::new().await;
-    let env = [("PAYGATE_RATE_LIMIT__AUTH_FAILURES_BURST", "20")];
+    // One token a minute: the burst of 20 is all the budget while the test runs, however slow the machine (at the
+    // default of one a second, a run slower than a second let a 21st through).
+    let env = [
+        ("PAYGATE_RATE_LIMIT__AUTH_FAILURES_BURST", "20"),
+        ("PAYGATE_RATE_LIMIT__AUTH_FAILURES_PER_MINUTE", "1"),
+    ];
     let (gateway, demo) = Gateway::fresh(&db, &[], &env);
     // Right shape and checksum, but nobody's key.
     let mut byte = 0u8;
