@@ -502,6 +502,96 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_field_reason_and_decline_has_one_code() {
+        let reasons = [
+            (FieldReason::Missing, ErrorCode::MissingField),
+            (FieldReason::Invalid, ErrorCode::InvalidFieldValue),
+            (FieldReason::InvalidUrl, ErrorCode::InvalidUrl),
+            (FieldReason::InvalidCardNumber, ErrorCode::InvalidCardNumber),
+            (FieldReason::InvalidCardExpiration, ErrorCode::InvalidCardExpiration),
+            (FieldReason::OrderIdMismatch, ErrorCode::OrderIdMismatch),
+        ];
+        for (reason, code) in reasons {
+            let error = field_error(&FieldError::new("someField", reason, "`someField` is wrong"));
+            assert_eq!(
+                (error.code, error.param.as_deref()),
+                (code, Some("someField")),
+                "{reason:?}"
+            );
+            assert_eq!(error.code.status(), StatusCode::BAD_REQUEST, "{reason:?}");
+        }
+        let declines = [
+            DeclineCode::RejectCardPayment,
+            DeclineCode::LostOrStolenCard,
+            DeclineCode::InvalidPassword,
+            DeclineCode::InvalidCardExpiration,
+            DeclineCode::InvalidCardNumber,
+            DeclineCode::AuthenticationRequired,
+            DeclineCode::RejectCardCompany,
+        ];
+        for decline in declines {
+            // The decline's own spelling is paygate's stable code for it.
+            assert_eq!(decline_code(decline).as_str(), decline.as_str());
+            assert_eq!(decline_code(decline).status(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn payment_errors_map_to_stable_codes_and_transient_ones_are_never_stored() {
+        use paygate_app::idempotency::IdempotencyRefusal;
+        use paygate_app::payments::InternalError;
+        let field = FieldError::invalid("amount", "`amount` must be between 1 and 10");
+        let cases: Vec<(PaymentError, ErrorCode, bool)> = vec![
+            (PaymentError::Field(field), ErrorCode::InvalidFieldValue, false),
+            (PaymentError::DuplicateOrderId, ErrorCode::DuplicatedOrderId, false),
+            (PaymentError::NotFound, ErrorCode::NotFoundPayment, false),
+            (
+                PaymentError::Rule(PaymentRuleError::Expired),
+                ErrorCode::PaymentExpired,
+                false,
+            ),
+            (
+                PaymentError::Rule(PaymentRuleError::AmountMismatch),
+                ErrorCode::AmountMismatch,
+                false,
+            ),
+            (PaymentError::NoRoute, ErrorCode::NoAcquirerRoute, false),
+            (
+                PaymentError::AcquirerUnavailable { payment: None },
+                ErrorCode::AcquirerUnavailable,
+                false,
+            ),
+            (
+                PaymentError::CancelRefused {
+                    message: "no".into(),
+                    acquirer_code: "NO_APPROVAL".into(),
+                },
+                ErrorCode::CancelRefused,
+                false,
+            ),
+            (PaymentError::Forbidden, ErrorCode::ClientKeyNotAllowed, false),
+            (PaymentError::Concurrent, ErrorCode::AlreadyProcessingRequest, true),
+            (
+                PaymentError::Idempotency(IdempotencyRefusal::InFlight),
+                ErrorCode::IdempotentRequestProcessing,
+                true,
+            ),
+            (
+                PaymentError::Internal(InternalError::Invariant("boom".into())),
+                ErrorCode::InternalServerError,
+                true,
+            ),
+        ];
+        for (error, code, transient) in cases {
+            assert_eq!(payment_error_ref(&error).code, code, "{error:?}");
+            assert_eq!(payment_error_ref(&error.clone_for_answer()).code, code, "{error:?}");
+            assert_eq!(error.is_transient(), transient, "{error:?}");
+        }
+        let amount = payment_error(PaymentError::Field(FieldError::invalid("amount", "x")));
+        assert_eq!(amount.param.as_deref(), Some("amount"));
+    }
+
+    #[test]
     fn codes_are_unique_upper_snake_case() {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
