@@ -499,6 +499,8 @@ pub fn rule_error(rule: PaymentRuleError) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use paygate_domain::payment::{PaymentEvent, PaymentStatus, TransitionError};
+
     use super::*;
 
     #[test]
@@ -536,6 +538,10 @@ mod tests {
         }
     }
 
+    fn transition(from: PaymentStatus, event: PaymentEvent) -> PaymentError {
+        PaymentError::Rule(PaymentRuleError::Transition(TransitionError { from, event }))
+    }
+
     #[test]
     fn payment_errors_map_to_stable_codes_and_transient_ones_are_never_stored() {
         use paygate_app::idempotency::IdempotencyRefusal;
@@ -553,6 +559,28 @@ mod tests {
             (
                 PaymentError::Rule(PaymentRuleError::AmountMismatch),
                 ErrorCode::AmountMismatch,
+                false,
+            ),
+            // A step refused because the expiry worker already moved the payment: PAYMENT_EXPIRED, as errors.md
+            // promises (the in-process harness drives the expiry itself).
+            (
+                transition(PaymentStatus::Expired, PaymentEvent::Approved),
+                ErrorCode::PaymentExpired,
+                false,
+            ),
+            (
+                transition(PaymentStatus::Expired, PaymentEvent::BuyerAuthenticated),
+                ErrorCode::PaymentExpired,
+                false,
+            ),
+            (
+                transition(PaymentStatus::Ready, PaymentEvent::Approved),
+                ErrorCode::InvalidPaymentStatus,
+                false,
+            ),
+            (
+                transition(PaymentStatus::Aborted, PaymentEvent::FullyCanceled),
+                ErrorCode::NotCancelablePayment,
                 false,
             ),
             (PaymentError::NoRoute, ErrorCode::NoAcquirerRoute, false),

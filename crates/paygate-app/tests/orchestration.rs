@@ -14,7 +14,7 @@ use paygate_app::payments::{
     AuthenticateCommand, ConfirmCommand, CreateCommand, DeclineCode, PaymentError, PaymentView,
 };
 use paygate_connectors::sandbox::test_cards::*;
-use paygate_connectors::sandbox::{Fault, JournalKind, Operation};
+use paygate_connectors::sandbox::{Fault, FaultPlan, JournalKind, Operation};
 use paygate_domain::event::{DeliveryKind, DeliveryStatus, EventType};
 use paygate_domain::money::Money;
 use paygate_domain::payment::{ApprovalState, PaymentRuleError, PaymentStatus, TransactionKind, TransactionStatus};
@@ -775,4 +775,78 @@ async fn every_payment_change_writes_its_event_and_deliveries_in_the_same_transa
         assert_eq!(h.deliver_at(3_600_000).await.attempted, 0, "{case}");
         h.ledger_journals().await;
     }
+}
+
+/// Runs worker passes a minute apart until no payment of `ids` has an unknown approval or a pending cancel.
+async fn settle(h: &Harness, ids: &[paygate_domain::id::PaymentId]) {
+    for _ in 0..50 {
+        let mut open = 0;
+        for id in ids {
+            let view = h.payment(*id).await;
+            let pending = view.transactions.iter().any(|t| t.status == TransactionStatus::Pending);
+            open += usize::from(view.approval_unknown() || pending);
+        }
+        if open == 0 {
+            return;
+        }
+        h.workers_at(60_000).await;
+    }
+    panic!("payments still open after 50 worker passes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_seeded_faults_every_payment_settles_and_agrees_with_the_acquirer() {
+    let plan = FaultPlan {
+        timeout_per_mille: 150,
+        lost_answer_per_mille: 150,
+        system_error_per_mille: 100,
+        seed: 2026_12_02,
+    };
+    let h = Harness::with(Options {
+        fault_plan: Some(plan),
+        ..Options::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for index in 0..40 {
+        let order = format!("seeded-{index:04}");
+        let result = h.key_in(key_in(&order, 10_000 + index, APPROVED)).await;
+        ids.push(match result {
+            Ok(view) => view.payment.id,
+            Err(PaymentError::AcquirerUnavailable { payment: Some(payment) }) => payment.id,
+            Err(other) => panic!("{order}: {other:?}"),
+        });
+    }
+    settle(&h, &ids).await;
+    for id in ids.iter().step_by(2) {
+        if h.payment(*id).await.payment.status == PaymentStatus::Done {
+            // A cancel the acquirer did not apply is released and answered as such; every other ends settled.
+            match h.cancel(*id, Some(3_000)).await {
+                Ok(_) | Err(PaymentError::AcquirerUnavailable { .. }) => {}
+                Err(other) => panic!("{id}: {other:?}"),
+            }
+        }
+    }
+    settle(&h, &ids).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for id in &ids {
+        let view = h.payment(*id).await;
+        *statuses.entry(view.payment.status.as_str()).or_insert(0) += 1;
+        let at_acquirer = h.acquirer_balance(&id.to_string()).unwrap_or(0);
+        match view.payment.status {
+            PaymentStatus::Done | PaymentStatus::PartialCanceled => {
+                assert_eq!(
+                    at_acquirer,
+                    view.payment.balance.amount_minor(),
+                    "{id}: the books disagree"
+                );
+            }
+            PaymentStatus::Aborted => assert_eq!(at_acquirer, 0, "{id}: failed but charged"),
+            other => panic!("{id}: ended {other:?}"),
+        }
+    }
+    // The faults did happen: some approvals failed or were resolved late, some cancels took effect.
+    assert!(statuses.get("ABORTED").is_some_and(|n| *n > 0), "{statuses:?}");
+    assert!(statuses.get("PARTIAL_CANCELED").is_some_and(|n| *n > 0), "{statuses:?}");
+    h.ledger_journals().await;
 }

@@ -272,7 +272,8 @@ impl Harness {
     }
 }
 
-pub fn fresh(answer: Answer<PaymentView>) -> PaymentView {
+/// A use case's own answer (no idempotency key was sent, so nothing is replayed).
+pub fn fresh<T>(answer: Answer<T>) -> T {
     match answer {
         Answer::Fresh(view) => view,
         Answer::Replay(_) => panic!("no idempotency key was sent, nothing can be replayed"),
