@@ -6,6 +6,8 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use paygate_app::payments::{DeclineCode, FieldError, FieldReason, PaymentError};
+use paygate_domain::payment::PaymentRuleError;
 use serde::Serialize;
 
 /// The catalogue of error codes. `docs/errors.md` lists the same table; a test keeps them in step.
@@ -338,9 +340,284 @@ impl IntoResponse for ApiError {
     }
 }
 
+// The use cases' errors, mapped onto stable codes: the one place a payment failure gets its code, for live
+// answers and for the answers stored under an `Idempotency-Key` alike.
+
+/// A refused request field: its reason decides the code, the field is the `param`.
+pub fn field_error(error: &FieldError) -> ApiError {
+    let code = match error.reason {
+        FieldReason::Missing => ErrorCode::MissingField,
+        FieldReason::Invalid => ErrorCode::InvalidFieldValue,
+        FieldReason::InvalidUrl => ErrorCode::InvalidUrl,
+        FieldReason::InvalidCardNumber => ErrorCode::InvalidCardNumber,
+        FieldReason::InvalidCardExpiration => ErrorCode::InvalidCardExpiration,
+        FieldReason::OrderIdMismatch => ErrorCode::OrderIdMismatch,
+    };
+    ApiError::new(code, error.message.clone()).with_param(error.param)
+}
+
+/// paygate's stable code for an acquirer's decline reason.
+pub fn decline_code(code: DeclineCode) -> ErrorCode {
+    match code {
+        DeclineCode::RejectCardPayment => ErrorCode::RejectCardPayment,
+        DeclineCode::LostOrStolenCard => ErrorCode::InvalidCardLostOrStolen,
+        DeclineCode::InvalidPassword => ErrorCode::InvalidCardPassword,
+        DeclineCode::InvalidCardExpiration => ErrorCode::InvalidCardExpiration,
+        DeclineCode::InvalidCardNumber => ErrorCode::InvalidCardNumber,
+        DeclineCode::AuthenticationRequired => ErrorCode::CardAuthenticationRequired,
+        DeclineCode::RejectCardCompany => ErrorCode::RejectCardCompany,
+    }
+}
+
+/// Maps the use cases' errors onto stable codes.
+pub fn payment_error(error: PaymentError) -> ApiError {
+    payment_error_ref(&error)
+}
+
+/// Maps the use cases' errors onto stable codes (the same mapping renders live and stored answers).
+pub fn payment_error_ref(error: &PaymentError) -> ApiError {
+    match error.clone_for_answer() {
+        PaymentError::Field(field) => field_error(&field),
+        PaymentError::DuplicateOrderId => {
+            ApiError::new(ErrorCode::DuplicatedOrderId, "this orderId was already used").with_param("orderId")
+        }
+        PaymentError::NotFound => ApiError::new(ErrorCode::NotFoundPayment, "no such payment"),
+        PaymentError::Rule(rule) => rule_error(rule),
+        PaymentError::Concurrent => ApiError::new(
+            ErrorCode::AlreadyProcessingRequest,
+            "another request is changing this payment; retry shortly and read the result",
+        ),
+        PaymentError::Declined {
+            payment,
+            code,
+            message,
+            acquirer_code,
+        } => {
+            let code = decline_code(code);
+            ApiError::new(code, "the card was declined").with_details(ErrorDetails {
+                acquirer_code,
+                acquirer_message: Some(message),
+                payment_key: Some(payment.id.to_string()),
+            })
+        }
+        PaymentError::AcquirerUnavailable { payment } => ApiError::new(
+            ErrorCode::AcquirerUnavailable,
+            "the acquirer could not process the request; nothing was charged or refunded",
+        )
+        .with_details(ErrorDetails {
+            payment_key: payment.map(|p| p.id.to_string()),
+            ..ErrorDetails::default()
+        }),
+        PaymentError::NoRoute => ApiError::new(
+            ErrorCode::NoAcquirerRoute,
+            "no acquirer serves this card for this merchant and mode",
+        ),
+        PaymentError::CancelRefused { message, acquirer_code } => {
+            ApiError::new(ErrorCode::CancelRefused, "the acquirer refused the cancel").with_details(ErrorDetails {
+                acquirer_code: Some(acquirer_code),
+                acquirer_message: Some(message),
+                payment_key: None,
+            })
+        }
+        PaymentError::EncData(enc) => enc_error(enc),
+        PaymentError::Forbidden => ApiError::new(
+            ErrorCode::ClientKeyNotAllowed,
+            "client keys can only start payments from a browser; use a secret key on your server",
+        ),
+        PaymentError::NotCancelable { status } => ApiError::new(
+            ErrorCode::NotCancelablePayment,
+            format!("the payment is {} and has nothing left to cancel", status.as_str()),
+        ),
+        PaymentError::Idempotency(refusal) => idempotency_error(refusal),
+        PaymentError::Internal(internal) => ApiError::internal(&internal),
+    }
+}
+
+/// 409 while the first request under a key runs, 422 for another request under a used key.
+pub fn idempotency_error(refusal: paygate_app::idempotency::IdempotencyRefusal) -> ApiError {
+    use paygate_app::idempotency::IdempotencyRefusal;
+    match refusal {
+        IdempotencyRefusal::InFlight => {
+            let mut error = ApiError::new(ErrorCode::IdempotentRequestProcessing, refusal.to_string());
+            error.retry_after_secs = Some(1);
+            error
+        }
+        IdempotencyRefusal::Reused => ApiError::new(ErrorCode::IdempotencyKeyReused, refusal.to_string()),
+    }
+}
+
+pub fn enc_error(error: paygate_app::encdata::EncDataError) -> ApiError {
+    use paygate_app::encdata::EncDataError;
+    let (code, message) = match &error {
+        EncDataError::UnknownKeyVersion(_) => (ErrorCode::UnknownEncKeyVersion, error.to_string()),
+        EncDataError::DecryptionFailed => (ErrorCode::EncDataDecryptionFailed, error.to_string()),
+        EncDataError::Encryption | EncDataError::InvalidKey => return ApiError::internal(&error),
+        _ => (ErrorCode::InvalidEncData, error.to_string()),
+    };
+    ApiError::new(code, message).with_param("encData")
+}
+
+pub fn rule_error(rule: PaymentRuleError) -> ApiError {
+    use paygate_domain::payment::CancelError;
+    match rule {
+        PaymentRuleError::Transition(t) => {
+            let code = match t.event {
+                paygate_domain::payment::PaymentEvent::PartiallyCanceled
+                | paygate_domain::payment::PaymentEvent::FullyCanceled => ErrorCode::NotCancelablePayment,
+                // Its deadline passed (the expiry worker already moved it): say so, as errors.md promises.
+                _ if t.from == paygate_domain::payment::PaymentStatus::Expired => ErrorCode::PaymentExpired,
+                _ => ErrorCode::InvalidPaymentStatus,
+            };
+            ApiError::new(code, format!("the payment is {}", t.from.as_str()))
+        }
+        PaymentRuleError::Cancel(CancelError::ExceedsBalance { balance, .. }) => ApiError::new(
+            ErrorCode::ExceedsCancelableAmount,
+            format!("the cancellable balance is {}", balance.amount_minor()),
+        )
+        .with_param("cancelAmount"),
+        PaymentRuleError::Cancel(other) => {
+            ApiError::new(ErrorCode::InvalidFieldValue, other.to_string()).with_param("cancelAmount")
+        }
+        PaymentRuleError::ApprovalInProgress => ApiError::new(
+            ErrorCode::AlreadyProcessingRequest,
+            "the payment's approval is already being processed",
+        ),
+        PaymentRuleError::Expired => ApiError::new(ErrorCode::PaymentExpired, "the payment expired"),
+        PaymentRuleError::AmountMismatch => {
+            ApiError::new(ErrorCode::AmountMismatch, "the amount does not match the payment").with_param("amount")
+        }
+        PaymentRuleError::OrderMismatch => {
+            ApiError::new(ErrorCode::OrderIdMismatch, "the orderId does not match the payment").with_param("orderId")
+        }
+        PaymentRuleError::BalanceMismatch { actual, .. } => ApiError::new(
+            ErrorCode::BalanceMismatch,
+            format!("the balance is {}; nothing was cancelled", actual.amount_minor()),
+        )
+        .with_param("expectedBalance"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use paygate_domain::payment::{PaymentEvent, PaymentStatus, TransitionError};
+
     use super::*;
+
+    #[test]
+    fn each_field_reason_and_decline_has_one_code() {
+        let reasons = [
+            (FieldReason::Missing, ErrorCode::MissingField),
+            (FieldReason::Invalid, ErrorCode::InvalidFieldValue),
+            (FieldReason::InvalidUrl, ErrorCode::InvalidUrl),
+            (FieldReason::InvalidCardNumber, ErrorCode::InvalidCardNumber),
+            (FieldReason::InvalidCardExpiration, ErrorCode::InvalidCardExpiration),
+            (FieldReason::OrderIdMismatch, ErrorCode::OrderIdMismatch),
+        ];
+        for (reason, code) in reasons {
+            let error = field_error(&FieldError::new("someField", reason, "`someField` is wrong"));
+            assert_eq!(
+                (error.code, error.param.as_deref()),
+                (code, Some("someField")),
+                "{reason:?}"
+            );
+            assert_eq!(error.code.status(), StatusCode::BAD_REQUEST, "{reason:?}");
+        }
+        let declines = [
+            DeclineCode::RejectCardPayment,
+            DeclineCode::LostOrStolenCard,
+            DeclineCode::InvalidPassword,
+            DeclineCode::InvalidCardExpiration,
+            DeclineCode::InvalidCardNumber,
+            DeclineCode::AuthenticationRequired,
+            DeclineCode::RejectCardCompany,
+        ];
+        for decline in declines {
+            // The decline's own spelling is paygate's stable code for it.
+            assert_eq!(decline_code(decline).as_str(), decline.as_str());
+            assert_eq!(decline_code(decline).status(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    fn transition(from: PaymentStatus, event: PaymentEvent) -> PaymentError {
+        PaymentError::Rule(PaymentRuleError::Transition(TransitionError { from, event }))
+    }
+
+    #[test]
+    fn payment_errors_map_to_stable_codes_and_transient_ones_are_never_stored() {
+        use paygate_app::idempotency::IdempotencyRefusal;
+        use paygate_app::payments::InternalError;
+        let field = FieldError::invalid("amount", "`amount` must be between 1 and 10");
+        let cases: Vec<(PaymentError, ErrorCode, bool)> = vec![
+            (PaymentError::Field(field), ErrorCode::InvalidFieldValue, false),
+            (PaymentError::DuplicateOrderId, ErrorCode::DuplicatedOrderId, false),
+            (PaymentError::NotFound, ErrorCode::NotFoundPayment, false),
+            (
+                PaymentError::Rule(PaymentRuleError::Expired),
+                ErrorCode::PaymentExpired,
+                false,
+            ),
+            (
+                PaymentError::Rule(PaymentRuleError::AmountMismatch),
+                ErrorCode::AmountMismatch,
+                false,
+            ),
+            // A step refused because the expiry worker already moved the payment: PAYMENT_EXPIRED, as errors.md
+            // promises (the in-process harness drives the expiry itself).
+            (
+                transition(PaymentStatus::Expired, PaymentEvent::Approved),
+                ErrorCode::PaymentExpired,
+                false,
+            ),
+            (
+                transition(PaymentStatus::Expired, PaymentEvent::BuyerAuthenticated),
+                ErrorCode::PaymentExpired,
+                false,
+            ),
+            (
+                transition(PaymentStatus::Ready, PaymentEvent::Approved),
+                ErrorCode::InvalidPaymentStatus,
+                false,
+            ),
+            (
+                transition(PaymentStatus::Aborted, PaymentEvent::FullyCanceled),
+                ErrorCode::NotCancelablePayment,
+                false,
+            ),
+            (PaymentError::NoRoute, ErrorCode::NoAcquirerRoute, false),
+            (
+                PaymentError::AcquirerUnavailable { payment: None },
+                ErrorCode::AcquirerUnavailable,
+                false,
+            ),
+            (
+                PaymentError::CancelRefused {
+                    message: "no".into(),
+                    acquirer_code: "NO_APPROVAL".into(),
+                },
+                ErrorCode::CancelRefused,
+                false,
+            ),
+            (PaymentError::Forbidden, ErrorCode::ClientKeyNotAllowed, false),
+            (PaymentError::Concurrent, ErrorCode::AlreadyProcessingRequest, true),
+            (
+                PaymentError::Idempotency(IdempotencyRefusal::InFlight),
+                ErrorCode::IdempotentRequestProcessing,
+                true,
+            ),
+            (
+                PaymentError::Internal(InternalError::Invariant("boom".into())),
+                ErrorCode::InternalServerError,
+                true,
+            ),
+        ];
+        for (error, code, transient) in cases {
+            assert_eq!(payment_error_ref(&error).code, code, "{error:?}");
+            assert_eq!(payment_error_ref(&error.clone_for_answer()).code, code, "{error:?}");
+            assert_eq!(error.is_transient(), transient, "{error:?}");
+        }
+        let amount = payment_error(PaymentError::Field(FieldError::invalid("amount", "x")));
+        assert_eq!(amount.param.as_deref(), Some("amount"));
+    }
 
     #[test]
     fn codes_are_unique_upper_snake_case() {

@@ -6,7 +6,8 @@ use paygate_store::{StoreError, StoredEncKey};
 use crate::auth::Caller;
 use crate::encdata::{self, EncDataError, EncDataKey};
 use crate::idempotency::{Answer, Claim, Idempotent, Once};
-use crate::payments::{CardFields, InternalError, PaymentError};
+use crate::payments::command::{CardText, ClearCard, EncData};
+use crate::payments::{InternalError, PaymentError};
 use crate::App;
 
 /// How long the previous key keeps working after a rotation.
@@ -132,20 +133,20 @@ impl App {
         }
     }
 
-    /// Decrypts a key-in request's `encData` into card fields.
-    pub async fn decrypt_card_fields(&self, caller: &Caller, enc_data: &str) -> Result<CardFields, PaymentError> {
+    /// Decrypts a key-in request's `encData` and parses the card in it like clear fields.
+    pub(crate) async fn decrypt_card(&self, caller: &Caller, enc_data: &EncData) -> Result<ClearCard, PaymentError> {
         let keys = self.live_enc_keys(caller).await?;
         if keys.is_empty() {
             return Err(EncDataError::UnknownKeyVersion(0).into());
         }
         let aad = encdata::associated_data(&caller.merchant.id, caller.key.mode);
-        let fields = encdata::decrypt(&keys, &aad, enc_data)?;
-        Ok(CardFields {
-            card_number: fields.card_number,
-            expiration_year: fields.card_expiration_year,
-            expiration_month: fields.card_expiration_month,
-            identity_number: fields.customer_identity_number,
-            password: fields.card_password,
-        })
+        let fields = encdata::decrypt(&keys, &aad, enc_data.as_str())?;
+        Ok(ClearCard::parse(CardText {
+            number: &fields.card_number,
+            expiration_year: &fields.card_expiration_year,
+            expiration_month: &fields.card_expiration_month,
+            password: fields.card_password.as_deref(),
+            identity_number: fields.customer_identity_number.as_deref(),
+        })?)
     }
 }

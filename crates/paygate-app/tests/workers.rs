@@ -10,9 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use paygate_app::clock::ManualClock;
 use paygate_app::idempotency::Answer;
-use paygate_app::payments::{
-    Acquirers, CancelRequest as CancelPayment, CardFields, KeyInRequest, PaymentConfig, PaymentView,
-};
+use paygate_app::payments::command::{self, CardText, ClearCard, Customer};
+use paygate_app::payments::{Acquirers, CancelCommand, CardSource, KeyInCommand, PaymentConfig, PaymentView};
 use paygate_app::{App, AppOptions, Secrets};
 use paygate_connectors::{
     Acquirer, AcquirerId, Approval, ApproveOutcome, ApproveRequest, CancelOutcome, CancelRequest, Cancellation,
@@ -162,23 +161,21 @@ async fn harness(acquirer: SlowAcquirer) -> Harness {
     }
 }
 
-fn key_in(index: usize) -> KeyInRequest {
-    KeyInRequest {
-        amount: 1000,
-        order_id: format!("order-slow-{index}"),
-        order_name: "slow".into(),
-        card: CardFields {
-            card_number: "4330000000000003".into(),
-            expiration_year: "40".into(),
-            expiration_month: "12".into(),
-            identity_number: None,
-            password: None,
-        },
-        installment_months: 0,
-        tax_free_amount: None,
-        vat: None,
-        customer_name: None,
-        customer_email: None,
+fn key_in(index: usize) -> KeyInCommand {
+    let card = ClearCard::parse(CardText {
+        number: "4330000000000003",
+        expiration_year: "40",
+        expiration_month: "12",
+        password: None,
+        identity_number: None,
+    });
+    KeyInCommand {
+        amounts: command::amounts(1000, None, None).unwrap(),
+        order_id: command::order_id(&format!("order-slow-{index}")).unwrap(),
+        order_name: command::order_name("slow").unwrap(),
+        card: CardSource::Clear(card.unwrap()),
+        installment: command::installment(0).unwrap(),
+        customer: Customer::default(),
         notification_url: None,
     }
 }
@@ -218,11 +215,7 @@ async fn lost_cancels_are_retried_concurrently_within_the_bound() {
     for index in 0..PAYMENTS {
         let view = fresh(h.app.key_in(&h.caller, key_in(index), None).await.unwrap());
         assert_eq!(view.payment.status, PaymentStatus::Done);
-        let request = CancelPayment {
-            reason: "changed my mind".into(),
-            amount: None,
-            expected_balance: None,
-        };
+        let request = CancelCommand::parse("changed my mind", None, None).unwrap();
         // The answer is lost: the cancel stays pending for the worker.
         let _ = h.app.cancel(&h.caller, view.payment.id, request, None).await;
     }

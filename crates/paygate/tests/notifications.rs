@@ -1,5 +1,7 @@
-//! The outbox end to end: the notification URL (SUCCESS ends it, otherwise every interval up to the maximum),
-//! signed webhooks, the delivery log, resends and the SSRF guard.
+//! The outbox end to end over the real binary: signed webhooks and their delivery log over the API, the SSRF guard,
+//! delivery after a kill -9, and several gateways sharing one outbox. The retry schedules themselves (the
+//! notification URL's interval and maximum, webhook retries, disabling an endpoint) are tested in process on a
+//! manual clock: `crates/paygate-app/tests/outbox.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,7 +21,6 @@ use serde_json::{json, Value};
 /// One request the receiver got.
 #[derive(Clone, Debug)]
 struct Call {
-    at: Instant,
     headers: HeaderMap,
     body: Bytes,
 }
@@ -77,11 +78,7 @@ async fn answer(
 ) -> (axum::http::StatusCode, &'static str) {
     let index = {
         let mut calls = receiver.calls.lock().unwrap();
-        calls.push(Call {
-            at: Instant::now(),
-            headers,
-            body,
-        });
+        calls.push(Call { headers, body });
         calls.len() - 1
     };
     let (status, text) = receiver.script[index.min(receiver.script.len() - 1)];
@@ -190,135 +187,6 @@ fn url_decode_pairs(text: &str) -> Vec<(String, String)> {
             (decode(k), decode(v))
         })
         .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notification_fail_three_times_then_success_is_called_exactly_four_times() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::start(vec![(200, "FAIL"), (200, "FAIL"), (500, "error"), (200, "OK SUCCESS")]).await;
-    let (_gateway, merchant) = start(&db);
-    let (status, settings) = merchant
-        .send(
-            reqwest::Method::PATCH,
-            "/v1/merchants/me/settings",
-            Some(json!({"notificationUrl": receiver.url})),
-        )
-        .await;
-    assert_eq!(
-        (status, settings["notificationFormat"].as_str()),
-        (200, Some("FORM")),
-        "{settings}"
-    );
-    let payment = merchant.pay("noti-0001", None).await;
-    let calls = receiver.wait_for(4).await;
-    // Give the worker time to (wrongly) call a fifth time.
-    tokio::time::sleep(Duration::from_millis(INTERVAL_MS * 4)).await;
-    let calls_after = receiver.calls();
-    assert_eq!(calls_after.len(), 4, "SUCCESS ends the retries");
-    for pair in calls.windows(2) {
-        let gap = pair[1].at.duration_since(pair[0].at);
-        assert!(
-            gap >= Duration::from_millis(INTERVAL_MS - 20),
-            "retried after {gap:?}, before the interval"
-        );
-    }
-    let fields = form_fields(&calls[0].body);
-    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    assert_eq!(field("paymentKey").as_deref(), payment["paymentKey"].as_str());
-    assert_eq!(field("status").as_deref(), Some("DONE"));
-    assert_eq!(field("totalAmount").as_deref(), Some("15000"));
-    assert_eq!(field("cardNumber").as_deref(), Some("433000******0003"));
-    assert_eq!(field("attempt").as_deref(), Some("1"));
-    assert!(calls[0].headers["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/x-www-form-urlencoded"));
-
-    // The delivery log shows the four attempts and what the receiver answered.
-    let (_, events) = merchant.send(reqwest::Method::GET, "/v1/events", None).await;
-    let event_id = events[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(events[0]["type"], "PAYMENT_STATUS_CHANGED");
-    assert_eq!(events[0]["data"]["paymentKey"], payment["paymentKey"]);
-    let detail = merchant
-        .poll(&format!("/v1/events/{event_id}"), |d: &Value| {
-            d["deliveries"]
-                .as_array()
-                .is_some_and(|l| !l.is_empty() && l.iter().all(|x| x["status"] != "PENDING"))
-        })
-        .await;
-    let delivery = detail["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["kind"] == "NOTIFICATION")
-        .unwrap()
-        .clone();
-    assert_eq!(
-        (delivery["status"].as_str(), delivery["attempts"].as_u64()),
-        (Some("SUCCEEDED"), Some(4))
-    );
-    let log: Vec<(Option<u64>, bool, String)> = delivery["attemptLog"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["statusCode"].as_u64(),
-                a["succeeded"].as_bool().unwrap(),
-                a["responseBody"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        log,
-        vec![
-            (Some(200), false, "FAIL".into()),
-            (Some(200), false, "FAIL".into()),
-            (Some(500), false, "error".into()),
-            (Some(200), true, "OK SUCCESS".into())
-        ]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notification_that_never_succeeds_is_called_exactly_ten_times() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::start(vec![(200, "NOPE")]).await;
-    let (_gateway, merchant) = start(&db);
-    // The payment's own notificationUrl overrides the merchant's (none here).
-    merchant.pay("noti-0002", Some(&receiver.url)).await;
-    receiver.wait_for(10).await;
-    tokio::time::sleep(Duration::from_millis(INTERVAL_MS * 4)).await;
-    assert_eq!(receiver.calls().len(), 10, "at most 10 attempts");
-    let (_, events) = merchant.send(reqwest::Method::GET, "/v1/events", None).await;
-    let event_id = events[0]["id"].as_str().unwrap();
-    let detail = merchant
-        .poll(&format!("/v1/events/{event_id}"), |d: &Value| {
-            d["deliveries"]
-                .as_array()
-                .is_some_and(|l| !l.is_empty() && l.iter().all(|x| x["status"] != "PENDING"))
-        })
-        .await;
-    let delivery = &detail["deliveries"][0];
-    assert_eq!(
-        (delivery["status"].as_str(), delivery["attempts"].as_u64()),
-        (Some("FAILED"), Some(10))
-    );
-
-    // A manual resend starts a new delivery.
-    let (status, resent) = merchant
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/events/{event_id}/resend"),
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(
-        (status, resent["deliveriesCreated"].as_u64()),
-        (200, Some(1)),
-        "{resent}"
-    );
-    receiver.wait_for(11).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -631,62 +499,4 @@ async fn three_gateways_deliver_five_thousand_events_once_each() {
     );
     assert_eq!(ids.len(), EVENTS, "every event delivered");
     assert_eq!(calls.len(), EVENTS, "none delivered twice");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endpoint_failing_for_too_long_is_disabled_and_the_merchant_told() {
-    let db = TestDb::new().await;
-    let receiver = Receiver::start(vec![(500, "down")]).await;
-    let mut env = env();
-    env.push(("PAYGATE_OUTBOX__WEBHOOK_DISABLE_AFTER_SECS", "1".into()));
-    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (gateway, demo) = Gateway::fresh(&db, &[], &refs);
-    let merchant = Merchant {
-        base: gateway.url(""),
-        auth: format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:", demo.secret_key))
-        ),
-    };
-    let (_, endpoint) = merchant
-        .send(
-            reqwest::Method::POST,
-            "/v1/webhooks",
-            Some(json!({"url": receiver.url, "eventTypes": ["PAYMENT_STATUS_CHANGED"]})),
-        )
-        .await;
-    let id = endpoint["id"].as_str().unwrap().to_owned();
-    merchant.pay("down-0001", None).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let disabled = loop {
-        let (_, current) = merchant
-            .send(reqwest::Method::GET, &format!("/v1/webhooks/{id}"), None)
-            .await;
-        if current["status"] == "DISABLED" {
-            break current;
-        }
-        assert!(Instant::now() < deadline, "never disabled: {current}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(disabled["disabledReason"].as_str().unwrap().contains("failed since"));
-    let (_, events) = merchant.send(reqwest::Method::GET, "/v1/events", None).await;
-    let told = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "WEBHOOK_ENDPOINT_DISABLED")
-        .unwrap();
-    assert_eq!(told["data"]["endpointId"], id.as_str());
-    // Re-enabling clears the streak.
-    let (status, enabled) = merchant
-        .send(
-            reqwest::Method::PATCH,
-            &format!("/v1/webhooks/{id}"),
-            Some(json!({"status": "ENABLED"})),
-        )
-        .await;
-    assert_eq!(
-        (status, enabled["status"].as_str(), enabled["failingSince"].as_str()),
-        (200, Some("ENABLED"), None)
-    );
 }

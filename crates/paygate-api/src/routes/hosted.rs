@@ -12,10 +12,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use paygate_app::payments::command::{self, CardText, ClearCard};
 use paygate_app::payments::hosted::{
-    FormCheckout, FormError, HostedOutcome, HostedPage, HostedStep, RetryReason, CHALLENGE_ATTEMPTS_MAX,
+    CardEntry, FormCheckout, FormError, HostedOutcome, HostedPage, HostedStep, RetryReason, CHALLENGE_ATTEMPTS_MAX,
 };
-use paygate_app::payments::{CardFields, PaymentError};
+use paygate_app::payments::PaymentError;
 use paygate_domain::id::PaymentId;
 use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
 
@@ -587,15 +588,19 @@ pub async fn pay(
         .chars()
         .filter(char::is_ascii_digit)
         .collect();
-    let card = CardFields {
-        card_number: digits,
-        expiration_year: field(&form, "expYear").trim().to_owned(),
-        expiration_month: field(&form, "expMonth").trim().to_owned(),
-        identity_number: None,
-        password: None,
+    let year = field(&form, "expYear");
+    let month = field(&form, "expMonth");
+    let entry = CardEntry {
+        card: ClearCard::parse(CardText {
+            number: &digits,
+            expiration_year: year.trim(),
+            expiration_month: month.trim(),
+            password: None,
+            identity_number: None,
+        }),
+        installment: command::installment(field(&form, "installment").parse().unwrap_or(0)),
     };
-    let installment: u8 = field(&form, "installment").parse().unwrap_or(0);
-    let step = state.app.hosted_pay(id, card, installment).await;
+    let step = state.app.hosted_pay(id, entry).await;
     step_response(step, id, lang)
 }
 

@@ -8,16 +8,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use paygate_app::auth::Caller;
+use paygate_app::payments::command::{self, CardText, ClearCard, Customer, EncData, NotificationUrl, RedirectUrl};
 use paygate_app::payments::wire::PaymentBody;
 use paygate_app::payments::{
-    AuthenticateRequest, CancelRequest, CardFields, CreateRequest, KeyInRequest, PaymentAnswer, PaymentError,
-    PaymentView,
+    AuthenticateCommand, CancelCommand, CardSource, ConfirmCommand, CreateCommand, FieldError, KeyInCommand,
+    PaymentAnswer, PaymentError, PaymentView,
 };
 use paygate_domain::id::{PaymentId, TransactionKey};
-use paygate_domain::payment::PaymentRuleError;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ErrorCode, ErrorDetails};
+pub use crate::error::{field_error, idempotency_error, payment_error, payment_error_ref};
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::middleware::auth::SecretCaller;
 use crate::middleware::idempotency::{json, renderer, respond, IdempotencyHeader, Rendered};
@@ -86,8 +87,121 @@ pub struct CancelBody {
     expected_balance: Option<i64>,
 }
 
-fn missing(param: &'static str) -> ApiError {
-    ApiError::new(ErrorCode::MissingField, format!("`{param}` is required")).with_param(param)
+/// How a key-in body carries its card, once its presence is checked.
+enum SentCard {
+    Clear {
+        number: String,
+        year: String,
+        month: String,
+    },
+    EncData(EncData),
+}
+
+impl TryFrom<KeyInBody> for KeyInCommand {
+    type Error = FieldError;
+
+    /// The card's presence first (clear fields or `encData`, not both), then the fields in the order the API
+    /// documents them.
+    fn try_from(body: KeyInBody) -> Result<KeyInCommand, FieldError> {
+        let sent = match body.enc_data {
+            Some(blob) => {
+                let clear = [
+                    &body.card_number,
+                    &body.card_expiration_year,
+                    &body.card_expiration_month,
+                    &body.card_password,
+                    &body.customer_identity_number,
+                ];
+                if clear.iter().any(|field| field.is_some()) {
+                    return Err(FieldError::invalid(
+                        "encData",
+                        "send the card either as encData or as clear fields, not both",
+                    ));
+                }
+                SentCard::EncData(EncData::new(blob))
+            }
+            None => SentCard::Clear {
+                number: body.card_number.ok_or_else(|| FieldError::missing("cardNumber"))?,
+                year: body
+                    .card_expiration_year
+                    .ok_or_else(|| FieldError::missing("cardExpirationYear"))?,
+                month: body
+                    .card_expiration_month
+                    .ok_or_else(|| FieldError::missing("cardExpirationMonth"))?,
+            },
+        };
+        let amounts = command::amounts(body.amount, body.tax_free_amount, body.vat)?;
+        let installment = command::installment(body.card_installment_plan)?;
+        let card = match sent {
+            SentCard::Clear { number, year, month } => CardSource::Clear(ClearCard::parse(CardText {
+                number: &number,
+                expiration_year: &year,
+                expiration_month: &month,
+                password: body.card_password.as_deref(),
+                identity_number: body.customer_identity_number.as_deref(),
+            })?),
+            SentCard::EncData(blob) => CardSource::EncData(blob),
+        };
+        Ok(KeyInCommand {
+            notification_url: NotificationUrl::parse(body.notification_url)?,
+            order_id: command::order_id(&body.order_id)?,
+            order_name: command::order_name(&body.order_name)?,
+            customer: Customer::parse(body.customer_name, body.customer_email)?,
+            amounts,
+            card,
+            installment,
+        })
+    }
+}
+
+impl TryFrom<CreateBody> for CreateCommand {
+    type Error = FieldError;
+
+    fn try_from(body: CreateBody) -> Result<CreateCommand, FieldError> {
+        let success_url = RedirectUrl::parse(body.success_url, "successUrl")?;
+        let fail_url = RedirectUrl::parse(body.fail_url, "failUrl")?;
+        Ok(CreateCommand {
+            amounts: command::amounts(body.amount, body.tax_free_amount, body.vat)?,
+            notification_url: NotificationUrl::parse(body.notification_url)?,
+            order_id: command::order_id(&body.order_id)?,
+            order_name: command::order_name(&body.order_name)?,
+            customer: Customer::parse(body.customer_name, body.customer_email)?,
+            success_url,
+            fail_url,
+        })
+    }
+}
+
+impl TryFrom<AuthenticateBody> for AuthenticateCommand {
+    type Error = FieldError;
+
+    fn try_from(body: AuthenticateBody) -> Result<AuthenticateCommand, FieldError> {
+        let installment = command::installment(body.card_installment_plan)?;
+        let card = ClearCard::parse(CardText {
+            number: &body.card_number,
+            expiration_year: &body.card_expiration_year,
+            expiration_month: &body.card_expiration_month,
+            password: None,
+            identity_number: None,
+        })?;
+        Ok(AuthenticateCommand { card, installment })
+    }
+}
+
+impl TryFrom<ConfirmBody> for ConfirmCommand {
+    type Error = FieldError;
+
+    fn try_from(body: ConfirmBody) -> Result<ConfirmCommand, FieldError> {
+        ConfirmCommand::parse(&body.order_id, body.amount)
+    }
+}
+
+impl TryFrom<CancelBody> for CancelCommand {
+    type Error = FieldError;
+
+    fn try_from(body: CancelBody) -> Result<CancelCommand, FieldError> {
+        CancelCommand::parse(&body.cancel_reason, body.cancel_amount, body.expected_balance)
+    }
 }
 
 pub async fn key_in(
@@ -96,54 +210,10 @@ pub async fn key_in(
     key: IdempotencyHeader,
     ApiJson(body): ApiJson<KeyInBody>,
 ) -> Result<Response, ApiError> {
-    let card = match body.enc_data {
-        Some(enc_data) => {
-            let clear_fields = [
-                &body.card_number,
-                &body.card_expiration_year,
-                &body.card_expiration_month,
-            ];
-            if clear_fields.iter().any(|f| f.is_some())
-                || body.card_password.is_some()
-                || body.customer_identity_number.is_some()
-            {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidFieldValue,
-                    "send the card either as encData or as clear fields, not both",
-                )
-                .with_param("encData"));
-            }
-            state
-                .app
-                .decrypt_card_fields(&caller, &enc_data)
-                .await
-                .map_err(payment_error)?
-        }
-        None => CardFields {
-            card_number: body.card_number.ok_or_else(|| missing("cardNumber"))?,
-            expiration_year: body.card_expiration_year.ok_or_else(|| missing("cardExpirationYear"))?,
-            expiration_month: body
-                .card_expiration_month
-                .ok_or_else(|| missing("cardExpirationMonth"))?,
-            identity_number: body.customer_identity_number,
-            password: body.card_password,
-        },
-    };
-    let request = KeyInRequest {
-        amount: body.amount,
-        order_id: body.order_id,
-        order_name: body.order_name,
-        card,
-        installment_months: body.card_installment_plan,
-        tax_free_amount: body.tax_free_amount,
-        vat: body.vat,
-        customer_name: body.customer_name,
-        customer_email: body.customer_email,
-        notification_url: body.notification_url,
-    };
+    let command = KeyInCommand::try_from(body).map_err(|e| field_error(&e))?;
     let idempotency = key.with(payment_renderer(&state));
     let app = state.app.clone();
-    let answer = detached(async move { app.key_in(&caller, request, idempotency).await }).await;
+    let answer = detached(async move { app.key_in(&caller, command, idempotency).await }).await;
     Ok(respond_payment(&state, answer))
 }
 
@@ -153,21 +223,10 @@ pub async fn create(
     key: IdempotencyHeader,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let request = CreateRequest {
-        amount: body.amount,
-        order_id: body.order_id,
-        order_name: body.order_name,
-        tax_free_amount: body.tax_free_amount,
-        vat: body.vat,
-        customer_name: body.customer_name,
-        customer_email: body.customer_email,
-        notification_url: body.notification_url,
-        success_url: body.success_url,
-        fail_url: body.fail_url,
-    };
+    let command = CreateCommand::try_from(body).map_err(|e| field_error(&e))?;
     let idempotency = key.with(payment_renderer(&state));
     let app = state.app.clone();
-    let answer = detached(async move { app.create_checkout(&caller, request, idempotency).await }).await;
+    let answer = detached(async move { app.create_checkout(&caller, command, idempotency).await }).await;
     Ok(respond_payment(&state, answer))
 }
 
@@ -180,19 +239,10 @@ pub async fn authenticate(
     ApiJson(body): ApiJson<AuthenticateBody>,
 ) -> Result<Response, ApiError> {
     let id = parse_payment_key(&payment_key)?;
-    let request = AuthenticateRequest {
-        card: CardFields {
-            card_number: body.card_number,
-            expiration_year: body.card_expiration_year,
-            expiration_month: body.card_expiration_month,
-            identity_number: None,
-            password: None,
-        },
-        installment_months: body.card_installment_plan,
-    };
+    let command = AuthenticateCommand::try_from(body).map_err(|e| field_error(&e))?;
     let idempotency = key.with(payment_renderer(&state));
     let app = state.app.clone();
-    let answer = detached(async move { app.authenticate_checkout(&caller, id, request, idempotency).await }).await;
+    let answer = detached(async move { app.authenticate_checkout(&caller, id, command, idempotency).await }).await;
     Ok(respond_payment(&state, answer))
 }
 
@@ -203,10 +253,10 @@ pub async fn confirm(
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Response, ApiError> {
     let id = parse_payment_key(&body.payment_key)?;
+    let command = ConfirmCommand::try_from(body).map_err(|e| field_error(&e))?;
     let idempotency = key.with(payment_renderer(&state));
     let app = state.app.clone();
-    let answer =
-        detached(async move { app.confirm(&caller, id, &body.order_id, body.amount, idempotency).await }).await;
+    let answer = detached(async move { app.confirm(&caller, id, command, idempotency).await }).await;
     Ok(respond_payment(&state, answer))
 }
 
@@ -241,14 +291,10 @@ pub async fn cancel(
     ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<Response, ApiError> {
     let id = parse_payment_key(&payment_key)?;
-    let request = CancelRequest {
-        reason: body.cancel_reason,
-        amount: body.cancel_amount,
-        expected_balance: body.expected_balance,
-    };
+    let command = CancelCommand::try_from(body).map_err(|e| field_error(&e))?;
     let idempotency = key.with(payment_renderer(&state));
     let app = state.app.clone();
-    let answer = detached(async move { app.cancel(&caller, id, request, idempotency).await }).await;
+    let answer = detached(async move { app.cancel(&caller, id, command, idempotency).await }).await;
     Ok(respond_payment(&state, answer))
 }
 
@@ -327,100 +373,6 @@ fn respond_payment(state: &AppState, answer: PaymentAnswer) -> Response {
     respond(answer, |result| render_payment(&state.app, result))
 }
 
-/// Maps the use cases' errors onto stable codes.
-pub fn payment_error(error: PaymentError) -> ApiError {
-    payment_error_ref(&error)
-}
-
-/// Maps the use cases' errors onto stable codes (the same mapping renders live and stored answers).
-pub fn payment_error_ref(error: &PaymentError) -> ApiError {
-    match error.clone_for_answer() {
-        PaymentError::Invalid { code, param, message } => {
-            let code = match code {
-                "INVALID_URL" => ErrorCode::InvalidUrl,
-                "MISSING_FIELD" => ErrorCode::MissingField,
-                "INVALID_CARD_NUMBER" => ErrorCode::InvalidCardNumber,
-                "INVALID_CARD_EXPIRATION" => ErrorCode::InvalidCardExpiration,
-                _ => ErrorCode::InvalidFieldValue,
-            };
-            ApiError::new(code, message).with_param(param)
-        }
-        PaymentError::DuplicateOrderId => {
-            ApiError::new(ErrorCode::DuplicatedOrderId, "this orderId was already used").with_param("orderId")
-        }
-        PaymentError::NotFound => ApiError::new(ErrorCode::NotFoundPayment, "no such payment"),
-        PaymentError::Rule(rule) => rule_error(rule),
-        PaymentError::Concurrent => ApiError::new(
-            ErrorCode::AlreadyProcessingRequest,
-            "another request is changing this payment; retry shortly and read the result",
-        ),
-        PaymentError::Declined {
-            payment,
-            code,
-            message,
-            acquirer_code,
-        } => {
-            let code = match code.as_str() {
-                "REJECT_CARD_PAYMENT" => ErrorCode::RejectCardPayment,
-                "INVALID_CARD_LOST_OR_STOLEN" => ErrorCode::InvalidCardLostOrStolen,
-                "INVALID_CARD_PASSWORD" => ErrorCode::InvalidCardPassword,
-                "INVALID_CARD_EXPIRATION" => ErrorCode::InvalidCardExpiration,
-                "INVALID_CARD_NUMBER" => ErrorCode::InvalidCardNumber,
-                "CARD_AUTHENTICATION_REQUIRED" => ErrorCode::CardAuthenticationRequired,
-                _ => ErrorCode::RejectCardCompany,
-            };
-            ApiError::new(code, "the card was declined").with_details(ErrorDetails {
-                acquirer_code,
-                acquirer_message: Some(message),
-                payment_key: Some(payment.id.to_string()),
-            })
-        }
-        PaymentError::AcquirerUnavailable { payment } => ApiError::new(
-            ErrorCode::AcquirerUnavailable,
-            "the acquirer could not process the request; nothing was charged or refunded",
-        )
-        .with_details(ErrorDetails {
-            payment_key: payment.map(|p| p.id.to_string()),
-            ..ErrorDetails::default()
-        }),
-        PaymentError::NoRoute => ApiError::new(
-            ErrorCode::NoAcquirerRoute,
-            "no acquirer serves this card for this merchant and mode",
-        ),
-        PaymentError::CancelRefused { message, acquirer_code } => {
-            ApiError::new(ErrorCode::CancelRefused, "the acquirer refused the cancel").with_details(ErrorDetails {
-                acquirer_code: Some(acquirer_code),
-                acquirer_message: Some(message),
-                payment_key: None,
-            })
-        }
-        PaymentError::EncData(enc) => enc_error(enc),
-        PaymentError::Forbidden => ApiError::new(
-            ErrorCode::ClientKeyNotAllowed,
-            "client keys can only start payments from a browser; use a secret key on your server",
-        ),
-        PaymentError::NotCancelable { status } => ApiError::new(
-            ErrorCode::NotCancelablePayment,
-            format!("the payment is {} and has nothing left to cancel", status.as_str()),
-        ),
-        PaymentError::Idempotency(refusal) => idempotency_error(refusal),
-        PaymentError::Internal(internal) => ApiError::internal(&internal),
-    }
-}
-
-/// 409 while the first request under a key runs, 422 for another request under a used key.
-pub fn idempotency_error(refusal: paygate_app::idempotency::IdempotencyRefusal) -> ApiError {
-    use paygate_app::idempotency::IdempotencyRefusal;
-    match refusal {
-        IdempotencyRefusal::InFlight => {
-            let mut error = ApiError::new(ErrorCode::IdempotentRequestProcessing, refusal.to_string());
-            error.retry_after_secs = Some(1);
-            error
-        }
-        IdempotencyRefusal::Reused => ApiError::new(ErrorCode::IdempotencyKeyReused, refusal.to_string()),
-    }
-}
-
 /// Runs a use case on its own task, so it completes even when the request times out or the client goes away
 /// (a dropped future would stop it between the acquirer's answer and the record of it). The caller gets
 /// `REQUEST_TIMEOUT` from the timeout layer and finds the outcome by lookup, or by retrying with its key.
@@ -432,57 +384,6 @@ pub(crate) async fn detached<T: Send + 'static>(
         Err(error) => Err(PaymentError::Internal(paygate_app::payments::InternalError::Invariant(
             format!("the use case task failed: {error}"),
         ))),
-    }
-}
-
-fn enc_error(error: paygate_app::encdata::EncDataError) -> ApiError {
-    use paygate_app::encdata::EncDataError;
-    let (code, message) = match &error {
-        EncDataError::UnknownKeyVersion(_) => (ErrorCode::UnknownEncKeyVersion, error.to_string()),
-        EncDataError::DecryptionFailed => (ErrorCode::EncDataDecryptionFailed, error.to_string()),
-        EncDataError::Encryption | EncDataError::InvalidKey => return ApiError::internal(&error),
-        _ => (ErrorCode::InvalidEncData, error.to_string()),
-    };
-    ApiError::new(code, message).with_param("encData")
-}
-
-fn rule_error(rule: PaymentRuleError) -> ApiError {
-    use paygate_domain::payment::CancelError;
-    match rule {
-        PaymentRuleError::Transition(t) => {
-            let code = match t.event {
-                paygate_domain::payment::PaymentEvent::PartiallyCanceled
-                | paygate_domain::payment::PaymentEvent::FullyCanceled => ErrorCode::NotCancelablePayment,
-                // Its deadline passed (the expiry worker already moved it): say so, as errors.md promises.
-                _ if t.from == paygate_domain::payment::PaymentStatus::Expired => ErrorCode::PaymentExpired,
-                _ => ErrorCode::InvalidPaymentStatus,
-            };
-            ApiError::new(code, format!("the payment is {}", t.from.as_str()))
-        }
-        PaymentRuleError::Cancel(CancelError::ExceedsBalance { balance, .. }) => ApiError::new(
-            ErrorCode::ExceedsCancelableAmount,
-            format!("the cancellable balance is {}", balance.amount_minor()),
-        )
-        .with_param("cancelAmount"),
-        PaymentRuleError::Cancel(other) => {
-            ApiError::new(ErrorCode::InvalidFieldValue, other.to_string()).with_param("cancelAmount")
-        }
-        PaymentRuleError::ApprovalInProgress => ApiError::new(
-            ErrorCode::AlreadyProcessingRequest,
-            "the payment's approval is already being processed",
-        ),
-        PaymentRuleError::Expired => ApiError::new(ErrorCode::PaymentExpired, "the payment expired"),
-        PaymentRuleError::AmountMismatch => {
-            ApiError::new(ErrorCode::AmountMismatch, "the amount does not match the payment").with_param("amount")
-        }
-        PaymentRuleError::OrderMismatch => {
-            ApiError::new(ErrorCode::OrderIdMismatch, "the orderId does not match the payment").with_param("orderId")
-        }
-        PaymentRuleError::BalanceMismatch { actual, .. } => ApiError::new(
-            ErrorCode::BalanceMismatch,
-            format!("the balance is {}; nothing was cancelled", actual.amount_minor()),
-        )
-        .with_param("expectedBalance"),
     }
 }
 
@@ -515,5 +416,349 @@ impl TransactionBody {
             amount: t.amount.amount_minor(),
             mode: t.mode.as_str(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// `None`: the body converts; `Some((code, param))`: it is refused with that code, status 400, and param.
+    type Expected = Option<(&'static str, &'static str)>;
+
+    fn key_in_body(changes: Value) -> KeyInBody {
+        let mut body = json!({
+            "amount": 15000,
+            "orderId": "order-0001",
+            "orderName": "T-shirt",
+            "cardNumber": "4330000000000003",
+            "cardExpirationYear": "30",
+            "cardExpirationMonth": "12",
+        });
+        merge(&mut body, changes);
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn merge(body: &mut Value, changes: Value) {
+        let (Some(body), Value::Object(changes)) = (body.as_object_mut(), changes) else {
+            panic!("objects only");
+        };
+        for (name, value) in changes {
+            if value.is_null() {
+                body.remove(&name);
+            } else {
+                body.insert(name, value);
+            }
+        }
+    }
+
+    fn check<T>(case: &str, result: Result<T, FieldError>, expected: Expected) {
+        match (result, expected) {
+            (Ok(_), None) => {}
+            (Ok(_), Some((code, param))) => panic!("{case}: converted, expected {code} on {param}"),
+            (Err(error), None) => panic!("{case}: refused with {error:?}"),
+            (Err(error), Some((code, param))) => {
+                let api = field_error(&error);
+                assert_eq!(api.code.as_str(), code, "{case}");
+                assert_eq!(api.param.as_deref(), Some(param), "{case}");
+                assert_eq!(api.code.status(), StatusCode::BAD_REQUEST, "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn key_in_bodies_become_commands_or_field_errors() {
+        let long_url = format!("https://shop.example/{}", "a".repeat(2_048));
+        let cases: Vec<(&str, Value, Expected)> = vec![
+            ("clear card", json!({}), None),
+            ("installments", json!({"cardInstallmentPlan": 3}), None),
+            (
+                "encData alone",
+                json!({"cardNumber": null, "cardExpirationYear": null, "cardExpirationMonth": null, "encData": "v1.abc"}),
+                None,
+            ),
+            (
+                "encData and clear fields",
+                json!({"encData": "v1.abc"}),
+                Some(("INVALID_FIELD_VALUE", "encData")),
+            ),
+            (
+                "encData and a password",
+                json!({"cardNumber": null, "cardExpirationYear": null, "cardExpirationMonth": null, "encData": "v1.abc", "cardPassword": "12"}),
+                Some(("INVALID_FIELD_VALUE", "encData")),
+            ),
+            (
+                "no card number",
+                json!({"cardNumber": null}),
+                Some(("MISSING_FIELD", "cardNumber")),
+            ),
+            (
+                "no expiry year",
+                json!({"cardExpirationYear": null}),
+                Some(("MISSING_FIELD", "cardExpirationYear")),
+            ),
+            (
+                "no expiry month",
+                json!({"cardExpirationMonth": null}),
+                Some(("MISSING_FIELD", "cardExpirationMonth")),
+            ),
+            (
+                "zero amount",
+                json!({"amount": 0}),
+                Some(("INVALID_FIELD_VALUE", "amount")),
+            ),
+            (
+                "negative amount",
+                json!({"amount": -1}),
+                Some(("INVALID_FIELD_VALUE", "amount")),
+            ),
+            (
+                "tax-free above the total",
+                json!({"taxFreeAmount": 20000}),
+                Some(("INVALID_FIELD_VALUE", "taxFreeAmount")),
+            ),
+            (
+                "negative tax-free",
+                json!({"taxFreeAmount": -1}),
+                Some(("INVALID_FIELD_VALUE", "taxFreeAmount")),
+            ),
+            (
+                "VAT above the taxable amount",
+                json!({"vat": 15001}),
+                Some(("INVALID_FIELD_VALUE", "vat")),
+            ),
+            ("explicit zero VAT", json!({"vat": 0}), None),
+            (
+                "37 months",
+                json!({"cardInstallmentPlan": 37}),
+                Some(("INVALID_FIELD_VALUE", "cardInstallmentPlan")),
+            ),
+            (
+                "Luhn failure",
+                json!({"cardNumber": "4330000000000004"}),
+                Some(("INVALID_CARD_NUMBER", "cardNumber")),
+            ),
+            (
+                "month 13",
+                json!({"cardExpirationMonth": "13"}),
+                Some(("INVALID_CARD_EXPIRATION", "cardExpirationYear")),
+            ),
+            (
+                "three-digit year",
+                json!({"cardExpirationYear": "203"}),
+                Some(("INVALID_CARD_EXPIRATION", "cardExpirationYear")),
+            ),
+            (
+                "one password digit",
+                json!({"cardPassword": "1"}),
+                Some(("INVALID_FIELD_VALUE", "cardPassword")),
+            ),
+            (
+                "identity number",
+                json!({"customerIdentityNumber": "12"}),
+                Some(("INVALID_FIELD_VALUE", "customerIdentityNumber")),
+            ),
+            ("blank notification URL", json!({"notificationUrl": "  "}), None),
+            (
+                "long notification URL",
+                json!({"notificationUrl": long_url}),
+                Some(("INVALID_FIELD_VALUE", "notificationUrl")),
+            ),
+            (
+                "short orderId",
+                json!({"orderId": "abc"}),
+                Some(("INVALID_FIELD_VALUE", "orderId")),
+            ),
+            (
+                "orderId with a space",
+                json!({"orderId": "order 0001"}),
+                Some(("INVALID_FIELD_VALUE", "orderId")),
+            ),
+            (
+                "empty orderName",
+                json!({"orderName": ""}),
+                Some(("INVALID_FIELD_VALUE", "orderName")),
+            ),
+            (
+                "bidi orderName",
+                json!({"orderName": "shirt\u{202E}"}),
+                Some(("INVALID_FIELD_VALUE", "orderName")),
+            ),
+            ("100-character name", json!({"customerName": "가".repeat(100)}), None),
+            (
+                "101-character name",
+                json!({"customerName": "가".repeat(101)}),
+                Some(("INVALID_FIELD_VALUE", "customerName")),
+            ),
+            ("email", json!({"customerEmail": "buyer@shop.example"}), None),
+            (
+                "not an email",
+                json!({"customerEmail": "buyer"}),
+                Some(("INVALID_FIELD_VALUE", "customerEmail")),
+            ),
+        ];
+        for (case, changes, expected) in cases {
+            check(case, KeyInCommand::try_from(key_in_body(changes)), expected);
+        }
+    }
+
+    #[test]
+    fn a_key_in_card_arrives_parsed_or_sealed() {
+        let command = KeyInCommand::try_from(key_in_body(json!({"cardPassword": "12"}))).unwrap();
+        let CardSource::Clear(card) = command.card else {
+            panic!("a clear card");
+        };
+        assert_eq!(card.number.last4(), "0003");
+        assert_eq!((card.expiry.year(), card.expiry.month()), (2030, 12));
+        assert!(card.password.is_some() && card.identity.is_none());
+        assert_eq!(command.amounts.total().amount_minor(), 15000);
+        let sealed =
+            json!({"cardNumber": null, "cardExpirationYear": null, "cardExpirationMonth": null, "encData": "v1.abc"});
+        let command = KeyInCommand::try_from(key_in_body(sealed)).unwrap();
+        assert!(matches!(command.card, CardSource::EncData(ref blob) if blob.as_str() == "v1.abc"));
+        assert_eq!(format!("{:?}", command.card), "EncData(EncData([REDACTED]))");
+    }
+
+    #[test]
+    fn create_bodies_become_commands_or_field_errors() {
+        let cases: Vec<(&str, Value, Expected)> = vec![
+            ("minimal", json!({}), None),
+            (
+                "redirects",
+                json!({"successUrl": "https://shop.example/ok", "failUrl": "http://shop.example/no"}),
+                None,
+            ),
+            ("empty redirect", json!({"successUrl": ""}), None),
+            (
+                "script URL",
+                json!({"successUrl": "javascript:alert(1)"}),
+                Some(("INVALID_URL", "successUrl")),
+            ),
+            (
+                "relative fail URL",
+                json!({"failUrl": "/fail"}),
+                Some(("INVALID_URL", "failUrl")),
+            ),
+            (
+                "URL with a space",
+                json!({"failUrl": "https://shop.example/a b"}),
+                Some(("INVALID_URL", "failUrl")),
+            ),
+            (
+                "zero amount",
+                json!({"amount": 0}),
+                Some(("INVALID_FIELD_VALUE", "amount")),
+            ),
+            (
+                "tax-free above the total",
+                json!({"taxFreeAmount": 20000}),
+                Some(("INVALID_FIELD_VALUE", "taxFreeAmount")),
+            ),
+            (
+                "bad orderId",
+                json!({"orderId": "x"}),
+                Some(("INVALID_FIELD_VALUE", "orderId")),
+            ),
+            (
+                "bad orderName",
+                json!({"orderName": "\u{7}"}),
+                Some(("INVALID_FIELD_VALUE", "orderName")),
+            ),
+            (
+                "bad email",
+                json!({"customerEmail": "@"}),
+                Some(("INVALID_FIELD_VALUE", "customerEmail")),
+            ),
+        ];
+        for (case, changes, expected) in cases {
+            let mut body = json!({"amount": 15000, "orderId": "order-0001", "orderName": "T-shirt"});
+            merge(&mut body, changes);
+            let body: CreateBody = serde_json::from_value(body).unwrap();
+            check(case, CreateCommand::try_from(body), expected);
+        }
+    }
+
+    #[test]
+    fn authenticate_confirm_and_cancel_bodies_become_commands_or_field_errors() {
+        let authenticate: Vec<(&str, Value, Expected)> = vec![
+            ("card", json!({}), None),
+            (
+                "Luhn failure",
+                json!({"cardNumber": "4330000000000004"}),
+                Some(("INVALID_CARD_NUMBER", "cardNumber")),
+            ),
+            (
+                "month 0",
+                json!({"cardExpirationMonth": "0"}),
+                Some(("INVALID_CARD_EXPIRATION", "cardExpirationYear")),
+            ),
+            (
+                "37 months",
+                json!({"cardInstallmentPlan": 37}),
+                Some(("INVALID_FIELD_VALUE", "cardInstallmentPlan")),
+            ),
+        ];
+        for (case, changes, expected) in authenticate {
+            let mut body =
+                json!({"cardNumber": "4330000000000003", "cardExpirationYear": "2030", "cardExpirationMonth": "1"});
+            merge(&mut body, changes);
+            let body: AuthenticateBody = serde_json::from_value(body).unwrap();
+            check(case, AuthenticateCommand::try_from(body), expected);
+        }
+        let confirm: Vec<(&str, Value, Expected)> = vec![
+            ("confirm", json!({}), None),
+            (
+                "malformed orderId",
+                json!({"orderId": "no"}),
+                Some(("ORDER_ID_MISMATCH", "orderId")),
+            ),
+            (
+                "zero amount",
+                json!({"amount": 0}),
+                Some(("INVALID_FIELD_VALUE", "amount")),
+            ),
+        ];
+        for (case, changes, expected) in confirm {
+            let mut body = json!({"paymentKey": "pay_x", "orderId": "order-0001", "amount": 15000});
+            merge(&mut body, changes);
+            let body: ConfirmBody = serde_json::from_value(body).unwrap();
+            check(case, ConfirmCommand::try_from(body), expected);
+        }
+        let cancel: Vec<(&str, Value, Expected)> = vec![
+            ("full", json!({}), None),
+            (
+                "partial with a balance check",
+                json!({"cancelAmount": 500, "expectedBalance": 15000}),
+                None,
+            ),
+            (
+                "blank reason",
+                json!({"cancelReason": "   "}),
+                Some(("INVALID_FIELD_VALUE", "cancelReason")),
+            ),
+            (
+                "201 characters",
+                json!({"cancelReason": "a".repeat(201)}),
+                Some(("INVALID_FIELD_VALUE", "cancelReason")),
+            ),
+            (
+                "zero amount",
+                json!({"cancelAmount": 0}),
+                Some(("INVALID_FIELD_VALUE", "cancelAmount")),
+            ),
+        ];
+        for (case, changes, expected) in cancel {
+            let mut body = json!({"cancelReason": "changed my mind"});
+            merge(&mut body, changes);
+            let body: CancelBody = serde_json::from_value(body).unwrap();
+            check(case, CancelCommand::try_from(body), expected);
+        }
+        let reason =
+            CancelCommand::try_from(serde_json::from_value::<CancelBody>(json!({"cancelReason": "  late  "})).unwrap());
+        assert_eq!(reason.unwrap().reason.as_str(), "late");
     }
 }

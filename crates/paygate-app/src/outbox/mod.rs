@@ -14,6 +14,7 @@ use paygate_outbound::SsrfPolicy;
 use paygate_store::{NewEvent, NotificationTarget, PaymentUpdate, StoreError};
 
 use crate::instant::rfc3339;
+use crate::payments::command::{FieldError, FieldReason, NotificationUrl};
 use crate::payments::wire::PaymentBody;
 use crate::payments::{PaymentError, PaymentView};
 use crate::App;
@@ -113,27 +114,19 @@ impl App {
     }
 
     /// Checks a notification URL against the SSRF guard (registration time; delivery checks again).
-    pub(crate) async fn check_notification_url(&self, url: Option<String>) -> Result<Option<String>, PaymentError> {
-        let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+    pub(crate) async fn check_notification_url(
+        &self,
+        url: Option<NotificationUrl>,
+    ) -> Result<Option<String>, PaymentError> {
+        let Some(url) = url else {
             return Ok(None);
         };
-        if url.len() > 2_048 {
-            return Err(PaymentError::Invalid {
-                code: "INVALID_FIELD_VALUE",
-                param: "notificationUrl",
-                message: "`notificationUrl` is longer than 2048 characters".into(),
-            });
-        }
         self.outbox
             .policy()
-            .check_url(&url)
+            .check_url(url.as_str())
             .await
-            .map_err(|e| PaymentError::Invalid {
-                code: "INVALID_URL",
-                param: "notificationUrl",
-                message: e.to_string(),
-            })?;
-        Ok(Some(url))
+            .map_err(|e| FieldError::new("notificationUrl", FieldReason::InvalidUrl, e.to_string()))?;
+        Ok(Some(url.into_string()))
     }
 
     /// Writes a payment change, with the event it causes (a status change, or a completed cancel) and that

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use paygate_connectors::{Approval, ApproveOutcome, ApproveRequest, CardData, Outcome};
+use paygate_connectors::{Approval, ApproveOutcome, ApproveRequest, CardData, DeclineCode, Outcome};
 use paygate_domain::id::JournalId;
 use paygate_domain::ledger::Journal;
 use paygate_domain::payment::{
@@ -32,9 +32,12 @@ impl FailureAnswer {
                     message: String::new(),
                     acquirer_code: None,
                 });
+                // The stored failure code is paygate's own spelling of a `DeclineCode`, or a code that names no
+                // decline reason (`ACQUIRER_REVERSED`, `ACQUIRER_TIMEOUT`), which answers as the issuer's refusal.
+                let code = DeclineCode::parse(&failure.code).unwrap_or(DeclineCode::RejectCardCompany);
                 PaymentError::Declined {
                     payment: Box::new(failed),
-                    code: failure.code,
+                    code,
                     message: failure.message,
                     acquirer_code: failure.acquirer_code,
                 }

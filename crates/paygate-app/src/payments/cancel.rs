@@ -10,20 +10,13 @@ use paygate_domain::payment::{Payment, PaymentTransaction, TransactionKind, Tran
 use paygate_domain::time::{DurationMs, UnixMillis};
 use paygate_store::{IdempotencyResource, IdempotencyWrite, JournalEntry, PaymentUpdate, StoreError};
 
+use super::command::CancelCommand;
 use super::{
     answer_write, InternalError, PaymentAnswer, PaymentClaim, PaymentError, PaymentIdempotency, PaymentView, Start,
 };
 use crate::auth::Caller;
 use crate::idempotency::{Answer, IdempotencyRefusal};
 use crate::App;
-
-#[derive(Clone, Debug)]
-pub struct CancelRequest {
-    pub reason: String,
-    /// None cancels the whole remaining balance.
-    pub amount: Option<i64>,
-    pub expected_balance: Option<i64>,
-}
 
 /// How many times a cancel re-reads the payment when a concurrent change won the race, and the longest pause
 /// between tries (drawn at random, so racing writers spread out instead of colliding again in step).
@@ -43,7 +36,7 @@ impl App {
         &self,
         caller: &Caller,
         id: PaymentId,
-        request: CancelRequest,
+        command: CancelCommand,
         idempotency: Option<PaymentIdempotency>,
     ) -> PaymentAnswer {
         if caller.key.kind != paygate_domain::api_key::KeyKind::Secret {
@@ -53,16 +46,12 @@ impl App {
             Start::Run(claim) => claim,
             Start::Answer(answer) => return Ok(*answer),
         };
-        let reason = request.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 200 {
-            return Err(PaymentError::Invalid {
-                code: "INVALID_FIELD_VALUE",
-                param: "cancelReason",
-                message: "`cancelReason` must be 1 to 200 characters".into(),
-            });
-        }
-        let amount = request.amount.map(|a| self.money(a, "cancelAmount")).transpose()?;
-        let expected = request.expected_balance.map(Money::krw);
+        let amount = command
+            .amount
+            .map(|amount| self.check_amount(amount, "cancelAmount"))
+            .transpose()?;
+        let expected = command.expected_balance;
+        let reason = command.reason.as_str();
         let (payment, transaction) = match self
             .reserve_cancel(caller, id, amount, expected, reason, claim.as_ref())
             .await
@@ -185,6 +174,14 @@ impl App {
                 let answer = claim.map(|c| c.complete(&Err(refused()), self.clock().now()));
                 self.release_cancel(payment.id, transaction, answer).await?;
                 Err(refused())
+            }
+            // Only a first attempt may conclude that nothing happened: on a retry (an earlier attempt's outcome was
+            // unknown) "not applied" speaks for this attempt alone, and the earlier one may have been applied. The
+            // worker retries it under the same reference until the acquirer gives its answer for that reference.
+            Err(error) if error.outcome() == Outcome::NotApplied && transaction.attempts > 0 => {
+                tracing::warn!(payment_id = %payment.id, %error, "acquirer did not apply this retry of a cancel whose earlier outcome is unknown; the worker will retry it");
+                self.postpone_cancel(payment.id, transaction, claim.map(|c| c.detach(self.clock().now())))
+                    .await
             }
             Err(error) if error.outcome() == Outcome::NotApplied => {
                 tracing::warn!(payment_id = %payment.id, %error, "acquirer did not apply the cancel; released");

@@ -14,7 +14,8 @@ use paygate_store::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::keyin::{CardFields, PaymentExtras};
+use super::command::{AuthenticateCommand, ConfirmCommand, CreateCommand, FieldError, FieldReason, RedirectUrl};
+use super::keyin::PaymentExtras;
 use super::{InternalError, PaymentAnswer, PaymentClaim, PaymentError, PaymentIdempotency, PaymentView, Start};
 use crate::auth::Caller;
 use crate::idempotency::{Answer, IdempotencyRefusal};
@@ -27,43 +28,6 @@ pub(crate) enum Created {
 }
 use crate::App;
 
-#[derive(Clone, Debug)]
-pub struct CreateRequest {
-    pub amount: i64,
-    pub order_id: String,
-    pub order_name: String,
-    pub tax_free_amount: Option<i64>,
-    pub vat: Option<i64>,
-    pub customer_name: Option<String>,
-    pub customer_email: Option<String>,
-    /// Overrides the merchant's notification URL for this payment.
-    pub notification_url: Option<String>,
-    /// Where the browser goes after the buyer paid (then the merchant confirms) or gave up. Required with a client
-    /// key (the browser SDK), optional with a secret key.
-    pub success_url: Option<String>,
-    pub fail_url: Option<String>,
-}
-
-/// Refuses anything but absolute http(s) URLs for browser redirects (no `javascript:` and the like).
-pub(crate) fn redirect_url(url: Option<String>, param: &'static str) -> Result<Option<String>, PaymentError> {
-    let Some(url) = url.filter(|u| !u.is_empty()) else {
-        return Ok(None);
-    };
-    let lower = url.to_ascii_lowercase();
-    let ok = (lower.starts_with("https://") || lower.starts_with("http://"))
-        && url.len() <= 2_048
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(Some(url))
-    } else {
-        Err(PaymentError::Invalid {
-            code: "INVALID_URL",
-            param,
-            message: format!("`{param}` must be an absolute http(s) URL"),
-        })
-    }
-}
-
 /// `scheme://host[:port]` of an absolute http(s) URL, lowercase, exactly as written (no default port added):
 /// compared with the merchant's registered origins. Anything before the path counts, so a URL with credentials
 /// (`https://shop.example@evil.example/`) never matches a registered origin.
@@ -74,14 +38,6 @@ pub(crate) fn origin_of(url: &str) -> String {
     };
     let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
     format!("{scheme}://{authority}")
-}
-
-/// The buyer's card for a checkout: number and expiry (no password digits or identity number: the buyer's
-/// authentication replaces them).
-#[derive(Clone, Debug)]
-pub struct AuthenticateRequest {
-    pub card: CardFields,
-    pub installment_months: u8,
 }
 
 /// The sealed form of a checkout's card: number and expiry only. The buyer's authentication stands in for the
@@ -111,31 +67,23 @@ impl App {
     pub async fn create_checkout(
         &self,
         caller: &Caller,
-        request: CreateRequest,
+        command: CreateCommand,
         idempotency: Option<PaymentIdempotency>,
     ) -> PaymentAnswer {
         let claim = match self.start_creating_request(caller, idempotency).await? {
             Start::Run(claim) => claim,
             Start::Answer(answer) => return Ok(*answer),
         };
-        let success_url = redirect_url(request.success_url.clone(), "successUrl")?;
-        let fail_url = redirect_url(request.fail_url.clone(), "failUrl")?;
-        if caller.key.kind != KeyKind::Secret && (success_url.is_none() || fail_url.is_none()) {
-            return Err(PaymentError::Invalid {
-                code: "MISSING_FIELD",
-                param: if success_url.is_none() { "successUrl" } else { "failUrl" },
-                message: "a browser-started payment needs successUrl and failUrl".into(),
-            });
-        }
         if caller.key.kind != KeyKind::Secret {
-            self.check_browser_request(caller, &request, [("successUrl", &success_url), ("failUrl", &fail_url)])
-                .await?;
+            self.check_browser_request(caller, &command).await?;
         }
+        let success_url = command.success_url.clone().map(RedirectUrl::into_string);
+        let fail_url = command.fail_url.clone().map(RedirectUrl::into_string);
         let session = |id| CheckoutSession::api(id, success_url.clone(), fail_url.clone(), self.clock().now());
         let created = self
             .create_checkout_for(
                 (caller.merchant.id, caller.key.mode),
-                request,
+                command,
                 session,
                 claim.as_ref().map(|c| (caller, c)),
             )
@@ -152,22 +100,22 @@ impl App {
 
     /// What a client key (the browser, so anyone) may not choose: where the notification goes (the merchant's
     /// settings decide), and where the browser goes afterwards unless it is an origin the merchant registered.
-    async fn check_browser_request(
-        &self,
-        caller: &Caller,
-        request: &CreateRequest,
-        redirects: [(&'static str, &Option<String>); 2],
-    ) -> Result<(), PaymentError> {
-        if request
-            .notification_url
-            .as_deref()
-            .is_some_and(|url| !url.trim().is_empty())
-        {
-            return Err(PaymentError::Invalid {
-                code: "INVALID_FIELD_VALUE",
-                param: "notificationUrl",
-                message: "a client key cannot set notificationUrl; the merchant's settings apply".into(),
-            });
+    async fn check_browser_request(&self, caller: &Caller, command: &CreateCommand) -> Result<(), PaymentError> {
+        let redirects = [("successUrl", &command.success_url), ("failUrl", &command.fail_url)];
+        if let Some((param, _)) = redirects.iter().find(|(_, url)| url.is_none()) {
+            return Err(FieldError::new(
+                param,
+                FieldReason::Missing,
+                "a browser-started payment needs successUrl and failUrl",
+            )
+            .into());
+        }
+        if command.notification_url.is_some() {
+            return Err(FieldError::invalid(
+                "notificationUrl",
+                "a client key cannot set notificationUrl; the merchant's settings apply",
+            )
+            .into());
         }
         let settings = self
             .store()
@@ -175,12 +123,13 @@ impl App {
             .await?;
         for (param, url) in redirects {
             let Some(url) = url else { continue };
-            if !settings.redirect_origins.contains(&origin_of(url)) {
-                return Err(PaymentError::Invalid {
-                    code: "INVALID_URL",
+            if !settings.redirect_origins.contains(&origin_of(url.as_str())) {
+                return Err(FieldError::new(
                     param,
-                    message: format!("`{param}` must be on an origin registered in the merchant's redirectOrigins"),
-                });
+                    FieldReason::InvalidUrl,
+                    format!("`{param}` must be on an origin registered in the merchant's redirectOrigins"),
+                )
+                .into());
             }
         }
         Ok(())
@@ -190,24 +139,22 @@ impl App {
     pub(crate) async fn create_checkout_for(
         &self,
         owner: (paygate_domain::id::MerchantId, paygate_domain::api_key::Mode),
-        request: CreateRequest,
+        command: CreateCommand,
         session: impl Fn(PaymentId) -> CheckoutSession,
         claim: Option<(&Caller, &PaymentClaim)>,
     ) -> Result<Created, PaymentError> {
-        let amounts = self.parse_amounts(request.amount, request.tax_free_amount, request.vat)?;
-        let notification_url = self.check_notification_url(request.notification_url).await?;
+        let amounts = self.check_amounts(command.amounts)?;
+        let notification_url = self.check_notification_url(command.notification_url).await?;
         let new = self.new_payment(
             owner,
-            &request.order_id,
-            &request.order_name,
+            (command.order_id, command.order_name),
             amounts,
             Installment::LUMP_SUM,
             PaymentExtras {
-                customer_name: request.customer_name,
-                customer_email: request.customer_email,
+                customer: command.customer,
                 notification_url,
             },
-        )?;
+        );
         let expires_at = new
             .now
             .saturating_add_secs(u64::from(self.payments.checkout_ready_secs));
@@ -247,7 +194,7 @@ impl App {
         &self,
         caller: &Caller,
         id: PaymentId,
-        request: AuthenticateRequest,
+        command: AuthenticateCommand,
         idempotency: Option<PaymentIdempotency>,
     ) -> PaymentAnswer {
         let claim = match self.start_payment_request(caller, idempotency).await? {
@@ -259,20 +206,16 @@ impl App {
             .payment(caller.merchant.id, caller.key.mode, id)
             .await?
             .ok_or(PaymentError::NotFound)?;
-        let installment = Installment::new(request.installment_months).map_err(|e| PaymentError::Invalid {
-            code: "INVALID_FIELD_VALUE",
-            param: "cardInstallmentPlan",
-            message: e.to_string(),
-        })?;
-        let card = self.parse_card(&request.card)?;
+        let installment = command.installment;
+        let card = command.card;
         let route = self.route(payment.merchant_id, payment.mode, &card.number).await?;
         let now = self.clock().now();
         let confirm_by = now.saturating_add_secs(u64::from(self.payments.confirm_window_secs));
         let next = payment.authenticated(card.number.summary(), installment, route, now, confirm_by)?;
         let sealed_card = SealedCard {
-            number: card.data.number.clone(),
-            expiry_year: card.data.expiry_year,
-            expiry_month: card.data.expiry_month,
+            number: card.number.expose_digits().to_owned(),
+            expiry_year: card.expiry.year(),
+            expiry_month: card.expiry.month(),
         };
         let plaintext = serde_json::to_vec(&sealed_card).map_err(|e| InternalError::Invariant(e.to_string()))?;
         let sealed = self.vault.seal(&purpose(id), &plaintext)?;
@@ -309,8 +252,7 @@ impl App {
         &self,
         caller: &Caller,
         id: PaymentId,
-        order_id: &str,
-        amount: i64,
+        command: ConfirmCommand,
         idempotency: Option<PaymentIdempotency>,
     ) -> PaymentAnswer {
         if caller.key.kind != KeyKind::Secret {
@@ -325,10 +267,11 @@ impl App {
             .payment(caller.merchant.id, caller.key.mode, id)
             .await?
             .ok_or(PaymentError::NotFound)?;
-        let order_id = OrderId::parse(order_id)
-            .map_err(|_| PaymentError::Rule(paygate_domain::payment::PaymentRuleError::OrderMismatch))?;
-        let amount = self.money(amount, "amount")?;
-        let view = match self.confirm_payment(payment, &order_id, amount, claim.as_ref()).await {
+        let amount = self.check_amount(command.amount, "amount")?;
+        let view = match self
+            .confirm_payment(payment, &command.order_id, amount, claim.as_ref())
+            .await
+        {
             Err(PaymentError::Idempotency(_)) if claim.is_some() => {
                 let claim = claim.as_ref().ok_or(PaymentError::Concurrent)?;
                 return self

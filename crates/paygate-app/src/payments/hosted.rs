@@ -15,8 +15,7 @@ use paygate_store::{CheckoutCardChange, CheckoutEntry, CheckoutSession, PaymentU
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::checkout::{redirect_url, CreateRequest};
-use super::keyin::CardFields;
+use super::command::{self, ClearCard, CreateCommand, Customer, FieldError, FieldReason, NotificationUrl, RedirectUrl};
 use super::{InternalError, PaymentError};
 use crate::App;
 
@@ -78,6 +77,30 @@ impl FormCheckout {
         let values: Vec<&str> = signed.iter().map(|(_, value)| value.as_str()).collect();
         Ok(values.join("|"))
     }
+}
+
+impl FormCheckout {
+    /// The payment the (verified) form asks for.
+    fn command(&self, amount_minor: i64) -> Result<CreateCommand, FieldError> {
+        let optional = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_owned());
+        Ok(CreateCommand {
+            amounts: command::amounts(amount_minor, None, None)?,
+            order_id: command::order_id(&self.order_id)?,
+            order_name: command::order_name(&self.goods_name)?,
+            customer: Customer::parse(optional(&self.buyer_name), optional(&self.buyer_email))?,
+            notification_url: NotificationUrl::parse(optional(&self.notification_url))?,
+            success_url: None,
+            fail_url: None,
+        })
+    }
+}
+
+/// The buyer's card as the hosted page's form parsed it. A refused field is not an error here: the page asks
+/// again, naming the field, once the payment is known to still wait for a card.
+#[derive(Clone, Debug)]
+pub struct CardEntry {
+    pub card: Result<ClearCard, FieldError>,
+    pub installment: Result<Installment, FieldError>,
 }
 
 /// Why a form POST was refused. Nothing is created in any of these cases.
@@ -267,25 +290,15 @@ impl App {
         ) {
             return Err(FormError::Signature);
         }
-        let return_url = redirect_url(Some(form.return_url.clone()), "returnUrl")?;
-        let optional = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_owned());
-        let request = CreateRequest {
-            amount,
-            order_id: form.order_id.clone(),
-            order_name: form.goods_name.clone(),
-            tax_free_amount: None,
-            vat: None,
-            customer_name: optional(&form.buyer_name),
-            customer_email: optional(&form.buyer_email),
-            notification_url: optional(&form.notification_url),
-            success_url: None,
-            fail_url: None,
-        };
+        let return_url = RedirectUrl::parse(Some(form.return_url.clone()), "returnUrl")
+            .map_err(PaymentError::from)?
+            .map(RedirectUrl::into_string);
+        let command = form.command(amount).map_err(PaymentError::from)?;
         let now = self.clock().now();
         let session = |id| CheckoutSession::form(id, return_url.clone(), now);
         // A form POST carries no Idempotency-Key: its orderId keeps a resubmitted form from paying twice.
         let payment = match self
-            .create_checkout_for((merchant_id, mode), request, session, None)
+            .create_checkout_for((merchant_id, mode), command, session, None)
             .await?
         {
             super::checkout::Created::Payment(payment) => payment,
@@ -327,33 +340,27 @@ impl App {
     }
 
     /// The buyer submitted a card on the hosted page.
-    pub async fn hosted_pay(
-        &self,
-        id: PaymentId,
-        card: CardFields,
-        installment: u8,
-    ) -> Result<HostedStep, PaymentError> {
+    pub async fn hosted_pay(&self, id: PaymentId, entry: CardEntry) -> Result<HostedStep, PaymentError> {
         let page = self.hosted_page(id).await?;
         if page.payment.status != PaymentStatus::Ready {
             return self.result_step(&page.payment, &page.session).await;
         }
-        let installment = match Installment::new(installment) {
-            Ok(installment) => installment,
-            Err(_) => return Ok(HostedStep::Retry(RetryReason::Installment)),
+        let Ok(installment) = entry.installment else {
+            return Ok(HostedStep::Retry(RetryReason::Installment));
         };
-        let parsed = match self.parse_card(&card) {
-            Ok(parsed) => parsed,
-            Err(PaymentError::Invalid {
-                code: "INVALID_CARD_NUMBER",
+        let card = match entry.card {
+            Ok(card) => card,
+            Err(FieldError {
+                reason: FieldReason::InvalidCardNumber,
                 ..
             }) => return Ok(HostedStep::Retry(RetryReason::CardNumber)),
-            Err(PaymentError::Invalid { .. }) => return Ok(HostedStep::Retry(RetryReason::Expiry)),
-            Err(other) => return Err(other),
+            Err(_) => return Ok(HostedStep::Retry(RetryReason::Expiry)),
         };
+        let data = card.card_data();
         let payment = &page.payment;
-        if payment.mode == Mode::Test && paygate_connectors::sandbox::requires_challenge(&parsed.data.number) {
+        if payment.mode == Mode::Test && paygate_connectors::sandbox::requires_challenge(&data.number) {
             // Keep the card sealed (the payment stays READY) until the buyer answers the issuer's OTP.
-            let sealed = self.seal_checkout_card(id, &parsed.data)?;
+            let sealed = self.seal_checkout_card(id, &data)?;
             let mut next = payment.clone();
             next.installment = installment;
             next.version += 1;
@@ -377,7 +384,7 @@ impl App {
                 Err(other) => Err(other.into()),
             };
         }
-        self.authenticate_and_finish(page, parsed.data, installment).await
+        self.authenticate_and_finish(page, data, installment).await
     }
 
     /// The buyer answered the OTP challenge.

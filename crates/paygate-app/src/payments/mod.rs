@@ -13,6 +13,7 @@
 mod approve;
 mod cancel;
 mod checkout;
+pub mod command;
 pub mod hosted;
 mod keyin;
 mod routing;
@@ -34,9 +35,11 @@ use paygate_store::{StoreError, TransactionQuery};
 use crate::auth::Caller;
 use crate::App;
 
-pub use cancel::CancelRequest;
-pub use checkout::{AuthenticateRequest, CreateRequest};
-pub use keyin::{CardFields, KeyInRequest};
+pub use command::{
+    AuthenticateCommand, CancelCommand, CardSource, ConfirmCommand, CreateCommand, FieldError, FieldReason,
+    KeyInCommand,
+};
+pub use paygate_connectors::DeclineCode;
 pub use routing::default_test_contracts;
 
 /// Bounds and timings of the payment flows. Defaults are listed in `docs/configuration.md`.
@@ -129,15 +132,16 @@ impl Acquirers {
     }
 }
 
-/// Why a payment request failed. The HTTP layer maps each to a stable code.
+/// Why a payment use case (key-in, create, authenticate, confirm, cancel, lookups) failed. One enum serves them
+/// all because they share almost every reason (a refused field, the payment's rules, the acquirer's answer, the
+/// idempotency key) and the machinery that stores their answers; the HTTP layer maps each variant to its stable
+/// code in one place (`paygate_api::error`).
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
-    #[error("{message}")]
-    Invalid {
-        code: &'static str,
-        param: &'static str,
-        message: String,
-    },
+    /// A request field was refused: by the edge's parse, or by a check that needs configuration or the merchant's
+    /// settings (the amount ceiling, the SSRF guard, redirect origins, what a client key may set).
+    #[error(transparent)]
+    Field(#[from] FieldError),
     #[error("the orderId was already used")]
     DuplicateOrderId,
     #[error("no such payment")]
@@ -149,7 +153,7 @@ pub enum PaymentError {
     #[error("the card was declined: {message}")]
     Declined {
         payment: Box<Payment>,
-        code: String,
+        code: paygate_connectors::DeclineCode,
         message: String,
         acquirer_code: Option<String>,
     },
@@ -178,11 +182,7 @@ impl PaymentError {
     /// internal cause keeps only its description, which is logged and never sent.
     pub fn clone_for_answer(&self) -> PaymentError {
         match self {
-            PaymentError::Invalid { code, param, message } => PaymentError::Invalid {
-                code,
-                param,
-                message: message.clone(),
-            },
+            PaymentError::Field(field) => PaymentError::Field(field.clone()),
             PaymentError::DuplicateOrderId => PaymentError::DuplicateOrderId,
             PaymentError::NotFound => PaymentError::NotFound,
             PaymentError::Rule(rule) => PaymentError::Rule(rule.clone()),
@@ -194,7 +194,7 @@ impl PaymentError {
                 acquirer_code,
             } => PaymentError::Declined {
                 payment: payment.clone(),
-                code: code.clone(),
+                code: *code,
                 message: message.clone(),
                 acquirer_code: acquirer_code.clone(),
             },
@@ -431,15 +431,16 @@ impl App {
         Ok(self.store().list_transactions(&query).await?)
     }
 
-    pub(crate) fn money(&self, amount_minor: i64, param: &'static str) -> Result<Money, PaymentError> {
-        if amount_minor <= 0 || amount_minor > self.payments.amount_max_minor {
-            return Err(PaymentError::Invalid {
-                code: "INVALID_FIELD_VALUE",
+    /// Refuses an amount above the configured ceiling (the edge already refused amounts below 1).
+    pub(crate) fn check_amount(&self, amount: Money, param: &'static str) -> Result<Money, PaymentError> {
+        if amount.amount_minor() <= 0 || amount.amount_minor() > self.payments.amount_max_minor {
+            return Err(FieldError::invalid(
                 param,
-                message: format!("`{param}` must be between 1 and {}", self.payments.amount_max_minor),
-            });
+                format!("`{param}` must be between 1 and {}", self.payments.amount_max_minor),
+            )
+            .into());
         }
-        Ok(Money::krw(amount_minor))
+        Ok(amount)
     }
 
     /// Exponential backoff for inquiry attempt `attempt` (0-based), capped.

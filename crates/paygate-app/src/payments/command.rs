@@ -1,0 +1,383 @@
+//! The typed inputs of the payment use cases. The edge (the HTTP API, the hosted form) turns what it received into
+//! these commands with the parsers below; a use case never sees a raw string or an unchecked amount.
+//!
+//! What a command cannot know is checked by its use case: the configured amount ceiling, the SSRF policy for a
+//! notification URL, the merchant's redirect origins, whether the caller's key may set a field.
+
+use std::fmt;
+
+use paygate_connectors::CardData;
+use paygate_domain::card::{CardExpiry, CardNumber, CardPassword, IdentityNumber, Installment};
+use paygate_domain::customer::CustomerEmail;
+use paygate_domain::money::Money;
+use paygate_domain::order::{OrderId, OrderName};
+use paygate_domain::vat::VatSplit;
+
+/// Why a request field was refused. The HTTP layer maps each reason to its stable code in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldReason {
+    /// The field is required here and was absent or empty.
+    Missing,
+    /// The value is not acceptable for the field.
+    Invalid,
+    /// The field must be a URL paygate accepts and is not.
+    InvalidUrl,
+    InvalidCardNumber,
+    InvalidCardExpiration,
+    /// The value can never match the payment it names (a confirm's `orderId` that is not even an order ID).
+    OrderIdMismatch,
+}
+
+/// A refused request field: which one (the API's camelCase spelling), why, and a message naming it (never
+/// echoing its value).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FieldError {
+    pub param: &'static str,
+    pub reason: FieldReason,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(param: &'static str, reason: FieldReason, message: impl Into<String>) -> FieldError {
+        FieldError {
+            param,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn missing(param: &'static str) -> FieldError {
+        FieldError::new(param, FieldReason::Missing, format!("`{param}` is required"))
+    }
+
+    pub fn invalid(param: &'static str, message: impl fmt::Display) -> FieldError {
+        FieldError::new(param, FieldReason::Invalid, message.to_string())
+    }
+}
+
+/// Longest URL paygate keeps (notification and redirect URLs).
+pub const URL_LEN_MAX: usize = 2_048;
+/// Longest customer name, in characters.
+pub const CUSTOMER_NAME_CHARS_MAX: usize = 100;
+/// Longest cancel reason, in characters.
+pub const CANCEL_REASON_CHARS_MAX: usize = 200;
+
+/// A positive amount of won. The configured ceiling (`payments.amount_max_minor`) is the use case's check.
+pub fn positive_amount(amount_minor: i64, param: &'static str) -> Result<Money, FieldError> {
+    if amount_minor <= 0 {
+        return Err(FieldError::invalid(
+            param,
+            format!("`{param}` must be a positive amount"),
+        ));
+    }
+    Ok(Money::krw(amount_minor))
+}
+
+/// The total split into tax-free amount, VAT and supplied amount, from `amount`, `taxFreeAmount` and `vat`.
+pub fn amounts(amount_minor: i64, tax_free_minor: Option<i64>, vat_minor: Option<i64>) -> Result<VatSplit, FieldError> {
+    let total = positive_amount(amount_minor, "amount")?;
+    let tax_free = Money::krw(tax_free_minor.unwrap_or(0));
+    let split = match vat_minor {
+        Some(vat) => VatSplit::with_explicit_vat(total, tax_free, Money::krw(vat)),
+        None => VatSplit::compute(total, tax_free),
+    };
+    split.map_err(|e| FieldError::invalid(if vat_minor.is_some() { "vat" } else { "taxFreeAmount" }, e))
+}
+
+pub fn order_id(text: &str) -> Result<OrderId, FieldError> {
+    OrderId::parse(text).map_err(|e| FieldError::invalid("orderId", e))
+}
+
+pub fn order_name(text: &str) -> Result<OrderName, FieldError> {
+    OrderName::parse(text).map_err(|e| FieldError::invalid("orderName", e))
+}
+
+pub fn installment(months: u8) -> Result<Installment, FieldError> {
+    Installment::new(months).map_err(|e| FieldError::invalid("cardInstallmentPlan", e))
+}
+
+/// The buyer's name as the merchant gave it: at most [`CUSTOMER_NAME_CHARS_MAX`] characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerName(String);
+
+impl CustomerName {
+    pub fn parse(text: String) -> Result<CustomerName, FieldError> {
+        if text.chars().count() > CUSTOMER_NAME_CHARS_MAX {
+            return Err(FieldError::invalid("customerName", "`customerName` is too long"));
+        }
+        Ok(CustomerName(text))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// Who pays, as far as the merchant told.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Customer {
+    pub name: Option<CustomerName>,
+    pub email: Option<CustomerEmail>,
+}
+
+impl Customer {
+    pub fn parse(name: Option<String>, email: Option<String>) -> Result<Customer, FieldError> {
+        Ok(Customer {
+            name: name.map(CustomerName::parse).transpose()?,
+            email: email
+                .map(|email| CustomerEmail::parse(&email))
+                .transpose()
+                .map_err(|e| FieldError::invalid("customerEmail", e))?,
+        })
+    }
+}
+
+/// Where a payment's notification (노티) goes instead of the merchant's setting: a non-empty URL of at most
+/// [`URL_LEN_MAX`] bytes. Whether paygate may send there (the SSRF guard) is checked by the use case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationUrl(String);
+
+impl NotificationUrl {
+    /// An empty or blank field means "not given".
+    pub fn parse(url: Option<String>) -> Result<Option<NotificationUrl>, FieldError> {
+        let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+            return Ok(None);
+        };
+        if url.len() > URL_LEN_MAX {
+            return Err(FieldError::invalid(
+                "notificationUrl",
+                format!("`notificationUrl` is longer than {URL_LEN_MAX} characters"),
+            ));
+        }
+        Ok(Some(NotificationUrl(url)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// Where a browser may be sent: an absolute http(s) URL without whitespace or control characters (no
+/// `javascript:` and the like). Whether its origin is the merchant's is the use case's check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedirectUrl(String);
+
+impl RedirectUrl {
+    /// An empty field means "not given".
+    pub fn parse(url: Option<String>, param: &'static str) -> Result<Option<RedirectUrl>, FieldError> {
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let lower = url.to_ascii_lowercase();
+        let ok = (lower.starts_with("https://") || lower.starts_with("http://"))
+            && url.len() <= URL_LEN_MAX
+            && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(FieldError::new(
+                param,
+                FieldReason::InvalidUrl,
+                format!("`{param}` must be an absolute http(s) URL"),
+            ));
+        }
+        Ok(Some(RedirectUrl(url)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A card sent in clear fields, parsed. Every part redacts itself in `Debug`.
+#[derive(Clone, Debug)]
+pub struct ClearCard {
+    pub number: CardNumber,
+    pub expiry: CardExpiry,
+    pub password: Option<CardPassword>,
+    pub identity: Option<IdentityNumber>,
+}
+
+/// A card's fields as text (a form, or the plaintext of an `encData`), before parsing.
+pub struct CardText<'a> {
+    pub number: &'a str,
+    pub expiration_year: &'a str,
+    pub expiration_month: &'a str,
+    pub password: Option<&'a str>,
+    pub identity_number: Option<&'a str>,
+}
+
+impl ClearCard {
+    pub fn parse(text: CardText<'_>) -> Result<ClearCard, FieldError> {
+        let number = CardNumber::parse(text.number)
+            .map_err(|e| FieldError::new("cardNumber", FieldReason::InvalidCardNumber, e.to_string()))?;
+        let expiry = CardExpiry::parse(text.expiration_year, text.expiration_month)
+            .map_err(|e| FieldError::new("cardExpirationYear", FieldReason::InvalidCardExpiration, e.to_string()))?;
+        let password = text
+            .password
+            .map(CardPassword::parse)
+            .transpose()
+            .map_err(|e| FieldError::invalid("cardPassword", e))?;
+        let identity = text
+            .identity_number
+            .map(IdentityNumber::parse)
+            .transpose()
+            .map_err(|e| FieldError::invalid("customerIdentityNumber", e))?;
+        Ok(ClearCard {
+            number,
+            expiry,
+            password,
+            identity,
+        })
+    }
+
+    /// What the acquirer gets.
+    pub(crate) fn card_data(&self) -> CardData {
+        CardData {
+            number: self.number.expose_digits().to_owned(),
+            expiry_year: self.expiry.year(),
+            expiry_month: self.expiry.month(),
+            password_two_digits: self.password.as_ref().map(|p| p.expose_digits().to_owned()),
+            identity_number: self.identity.as_ref().map(|i| i.expose_digits().to_owned()),
+        }
+    }
+}
+
+/// An `encData` blob as received: decrypted by the use case with the merchant's keys.
+#[derive(Clone)]
+pub struct EncData(String);
+
+impl EncData {
+    pub fn new(blob: String) -> EncData {
+        EncData(blob)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EncData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EncData([REDACTED])")
+    }
+}
+
+/// Where a key-in's card comes from.
+#[derive(Clone, Debug)]
+pub enum CardSource {
+    Clear(ClearCard),
+    EncData(EncData),
+}
+
+/// A key-in (비인증) approval.
+#[derive(Clone, Debug)]
+pub struct KeyInCommand {
+    pub amounts: VatSplit,
+    pub order_id: OrderId,
+    pub order_name: OrderName,
+    pub card: CardSource,
+    pub installment: Installment,
+    pub customer: Customer,
+    /// Overrides the merchant's notification URL for this payment.
+    pub notification_url: Option<NotificationUrl>,
+}
+
+/// A checkout payment for the buyer to authenticate.
+#[derive(Clone, Debug)]
+pub struct CreateCommand {
+    pub amounts: VatSplit,
+    pub order_id: OrderId,
+    pub order_name: OrderName,
+    pub customer: Customer,
+    /// Overrides the merchant's notification URL for this payment.
+    pub notification_url: Option<NotificationUrl>,
+    /// Where the browser goes after the buyer paid (then the merchant confirms) or gave up. Required with a client
+    /// key (the browser SDK), optional with a secret key.
+    pub success_url: Option<RedirectUrl>,
+    pub fail_url: Option<RedirectUrl>,
+}
+
+/// The buyer's card for a checkout: number and expiry (no password digits or identity number: the buyer's
+/// authentication replaces them).
+#[derive(Clone, Debug)]
+pub struct AuthenticateCommand {
+    pub card: ClearCard,
+    pub installment: Installment,
+}
+
+/// The merchant's confirm of an authenticated checkout payment: what it expects the payment to be.
+#[derive(Clone, Debug)]
+pub struct ConfirmCommand {
+    pub order_id: OrderId,
+    pub amount: Money,
+}
+
+impl ConfirmCommand {
+    pub fn parse(order_id: &str, amount_minor: i64) -> Result<ConfirmCommand, FieldError> {
+        // An orderId that is not even well-formed cannot be this payment's.
+        let order_id = OrderId::parse(order_id).map_err(|_| {
+            FieldError::new(
+                "orderId",
+                FieldReason::OrderIdMismatch,
+                "the orderId does not match the payment",
+            )
+        })?;
+        Ok(ConfirmCommand {
+            order_id,
+            amount: positive_amount(amount_minor, "amount")?,
+        })
+    }
+}
+
+/// Why a cancel is made: 1 to [`CANCEL_REASON_CHARS_MAX`] characters, trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelReason(String);
+
+impl CancelReason {
+    pub fn parse(text: &str) -> Result<CancelReason, FieldError> {
+        let reason = text.trim();
+        if reason.is_empty() || reason.chars().count() > CANCEL_REASON_CHARS_MAX {
+            return Err(FieldError::invalid(
+                "cancelReason",
+                format!("`cancelReason` must be 1 to {CANCEL_REASON_CHARS_MAX} characters"),
+            ));
+        }
+        Ok(CancelReason(reason.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A cancel, full (no amount) or partial.
+#[derive(Clone, Debug)]
+pub struct CancelCommand {
+    pub reason: CancelReason,
+    /// None cancels the whole remaining balance.
+    pub amount: Option<Money>,
+    /// The balance the merchant believes the payment has; the cancel is refused if it differs.
+    pub expected_balance: Option<Money>,
+}
+
+impl CancelCommand {
+    pub fn parse(
+        reason: &str,
+        amount_minor: Option<i64>,
+        expected_balance_minor: Option<i64>,
+    ) -> Result<CancelCommand, FieldError> {
+        Ok(CancelCommand {
+            reason: CancelReason::parse(reason)?,
+            amount: amount_minor.map(|a| positive_amount(a, "cancelAmount")).transpose()?,
+            expected_balance: expected_balance_minor.map(Money::krw),
+        })
+    }
+}
