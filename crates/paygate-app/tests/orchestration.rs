@@ -404,7 +404,10 @@ const CANCEL_CASES: &[CancelCase] = &[
         // for the retry alone): the cancel stays pending and the next retry gets the acquirer's answer.
         name: "answer lost, then a system error: still pending, never released, refunded once",
         amounts: &[Some(3_000)],
-        faults: &[(Operation::Cancel, Fault::LostAnswer), (Operation::Cancel, Fault::SystemError)],
+        faults: &[
+            (Operation::Cancel, Fault::LostAnswer),
+            (Operation::Cancel, Fault::SystemError),
+        ],
         voided_at_acquirer: false,
         first: CancelFirst::Pending,
         retries: 2,
