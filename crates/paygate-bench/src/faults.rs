@@ -238,7 +238,16 @@ async fn storm(setup: &Setup, binary: &Path, keys: usize, copies: usize) -> Resu
     let mut verdict = Verdict::new("storm");
     let sim = Simulator::start(binary, &["--latency-ms", "50"])?;
     let database = Database::create(setup).await?;
-    let env = sim_env(&sim, setup);
+    // This scenario is about idempotency, not acquirer timeouts: with the other scenarios' 300 ms acquirer timeout,
+    // a thousand requests at once on a debug build queue long enough in the simulator for a call to time out, and
+    // its key then rightly answers 202 (outcome unknown) until an inquiry resolves it. The gateway's own default
+    // timeout (10 s) is far away; 5 s keeps a run short if the simulator hangs.
+    let mut env = sim_env(&sim, setup);
+    env.extend([
+        ("PAYGATE_ACQUIRERS__REQUEST_TIMEOUT_MS".to_owned(), "5000".to_owned()),
+        ("PAYGATE_PAYMENTS__FIRST_INQUIRY_DELAY_MS".to_owned(), "6000".to_owned()),
+    ]);
+    env.extend(setup.gateway_env.iter().cloned()); // the operator's `--gateway-env` still wins
     let args = GatewayArgs {
         binary,
         database: &database,

@@ -280,6 +280,12 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // `PAYGATE_BENCH_KEEP_LOGS=DIR` copies each gateway's log into DIR before the run's directory goes.
+        if let Some(dir) = std::env::var_os("PAYGATE_BENCH_KEEP_LOGS") {
+            let name = self.stderr_path.file_name().unwrap_or_default();
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(&self.stderr_path, std::path::Path::new(&dir).join(name));
+        }
         let _ = std::fs::remove_file(&self.stderr_path);
     }
 }

@@ -44,6 +44,16 @@ pub(crate) trait Db {
 
     /// Runs a query (or a statement with `RETURNING`); returns its rows.
     async fn query(&self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, StoreError>;
+
+    /// Makes sure the statements are ready to be sent without a round trip of their own. An operation that sends
+    /// several statements together (`tokio::join!(biased; …)`) prepares the one that must lead: it then leaves at
+    /// its future's first poll, before any other future is polled. (On PostgreSQL a statement not yet prepared on
+    /// the connection first waits for its preparation, and a later one could overtake it.) Nothing to do on SQLite,
+    /// where every statement completes at once, in order.
+    async fn prepare(&self, sql: &[&str]) -> Result<(), StoreError> {
+        let _ = sql;
+        Ok(())
+    }
 }
 
 /// The first row of a query, if any.

@@ -19,7 +19,7 @@ use paygate_domain::time::UnixMillis;
 use paygate_domain::vat::VatSplit;
 use paygate_store::{
     IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyWrite, InsertPaymentOutcome, PaymentInsert,
-    PaymentUpdate, Store, StoreError, StoredResponse,
+    PaymentUpdate, Store, StoreError, StoreOptions, StoredResponse,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -110,6 +110,54 @@ async fn a_claim_commits_with_its_payment_or_not_at_all() {
         .unwrap();
     assert_eq!(outcome, InsertPaymentOutcome::DuplicateOrderId);
     assert_eq!(ts.idempotency_record(&other_key).await.unwrap(), None);
+}
+
+/// A write that fails half-way leaves nothing, and the connection it ran on is clean for the next one: with a single
+/// PostgreSQL connection, every later write runs on the connection the failed one rolled back.
+#[tokio::test]
+async fn a_failed_write_rolls_back_and_its_connection_is_reused_clean() {
+    let db = fresh_database().await;
+    let options = StoreOptions {
+        postgres_pool_max: 1,
+        ..test_options()
+    };
+    let (store, _) = db.open_with(&options).await.unwrap();
+    let (merchant, _) = seeded_merchant(&*store, T0).await;
+    let key = scope(merchant.id, Mode::Test, "taken");
+    let first = checkout(&merchant, "order-1", T0);
+    store
+        .insert_payment(&with_claim(&first, claim(&key, 1, 11, T0, T0 + 60_000, first.id)))
+        .await
+        .unwrap();
+    let mut written = Vec::new();
+    for n in 0..3_i64 {
+        // The payment's insert succeeds, then the claim loses: the whole write is rolled back.
+        let lost = checkout(&merchant, &format!("lost-{n}"), T0 + 1 + n);
+        let result = store
+            .insert_payment(&with_claim(&lost, claim(&key, 1, 12, T0 + 1 + n, T0 + 60_000, lost.id)))
+            .await;
+        assert!(matches!(result, Err(StoreError::IdempotencyConflict)), "{result:?}");
+        assert!(store.payment_by_id(lost.id).await.unwrap().is_none());
+        written.push((lost.id, false));
+        // The next write commits for good: it did not run inside the failed one's transaction.
+        let next = checkout(&merchant, &format!("next-{n}"), T0 + 10 + n);
+        let next_key = scope(merchant.id, Mode::Test, &format!("next-{n}"));
+        store
+            .insert_payment(&with_claim(
+                &next,
+                claim(&next_key, 1, 20, T0 + 10 + n, T0 + 60_000, next.id),
+            ))
+            .await
+            .unwrap();
+        assert!(store.payment_by_id(next.id).await.unwrap().is_some());
+        written.push((next.id, true));
+    }
+    store.close().await;
+    let (reopened, _) = db.open().await.unwrap();
+    for (id, committed) in written {
+        let found = reopened.payment_by_id(id).await.unwrap();
+        assert_eq!(found.is_some(), committed, "{id}");
+    }
 }
 
 #[tokio::test]

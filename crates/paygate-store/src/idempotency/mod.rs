@@ -137,6 +137,15 @@ mod sql {
               payment_id, focus_key, response_status, response_content_type, response_body, created_at, completed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (merchant_id, mode, key_kind, idempotency_key) DO NOTHING";
+    /// [`INSERT`], but only if the payment it names (`?9`) exists: sent in the same pipeline as that payment's
+    /// conditional insert, the claim is written exactly when the payment was. (Both dialects type the parameters
+    /// from the target columns.)
+    pub const INSERT_FOR_NEW_PAYMENT: &str = "INSERT INTO idempotency_keys
+             (merchant_id, mode, key_kind, idempotency_key, fingerprint, state, lock_token, locked_until,
+              payment_id, focus_key, response_status, response_content_type, response_body, created_at, completed_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+         WHERE EXISTS (SELECT 1 FROM payments WHERE id = ?9)
+         ON CONFLICT (merchant_id, mode, key_kind, idempotency_key) DO NOTHING";
 
     pub const COMPLETE: &str = "UPDATE idempotency_keys
          SET state = 'COMPLETED', response_status = ?6, response_content_type = ?7, response_body = ?8,
@@ -222,6 +231,24 @@ fn insert_values(write: &IdempotencyWrite) -> Option<Vec<Value<'_>>> {
         response.map(|_| now).into(),
     ]);
     Some(values)
+}
+
+/// Claims a key for a payment being inserted in the same transaction, written only if that payment was (see
+/// [`sql::INSERT_FOR_NEW_PAYMENT`]). `Ok(false)` when the key was already taken or the payment not inserted; the
+/// caller tells the two apart by the payment's own insert. `None` for a write that does not name `payment_id`:
+/// the caller applies it with [`apply`] once the payment is in.
+pub(crate) async fn claim_for_new_payment(
+    db: &impl Db,
+    write: &IdempotencyWrite,
+    payment_id: PaymentId,
+) -> Option<Result<bool, StoreError>> {
+    let names_it = match write {
+        IdempotencyWrite::Claim { resource, .. } => resource.payment_id == payment_id,
+        IdempotencyWrite::Record { resource, .. } => resource.is_some_and(|r| r.payment_id == payment_id),
+        _ => false,
+    };
+    let values = insert_values(write).filter(|_| names_it)?;
+    Some(db.execute(sql::INSERT_FOR_NEW_PAYMENT, &values).await.map(|n| n == 1))
 }
 
 /// Applies one write inside the caller's transaction.

@@ -393,18 +393,37 @@ async fn store_checkout_card(db: &impl Db, id: PaymentId, sealed: &Sealed, at: U
 
 async fn insert_payment(db: &impl Db, insert: PaymentInsert) -> Result<InsertPaymentOutcome, StoreError> {
     let payment = &insert.payment;
-    if db.execute(sql::INSERT_PAYMENT, &payment_values(payment)).await? == 0 {
+    let values = payment_values(payment);
+    // The payment and its claim go out together (one round trip on PostgreSQL, whose connection pipelines
+    // statements polled together; on SQLite each completes at once, in this order). The claim is conditional on the
+    // payment having been inserted, so the payment's own insert decides DuplicateOrderId first, whichever request
+    // holds the key, and a duplicate order writes no claim.
+    let claim = async {
+        match &insert.idempotency {
+            Some(write) => crate::idempotency::claim_for_new_payment(db, write, payment.id).await,
+            None => None,
+        }
+    };
+    db.prepare(&[sql::INSERT_PAYMENT]).await?;
+    let (inserted, claimed) = tokio::join!(biased; db.execute(sql::INSERT_PAYMENT, &values), claim);
+    if inserted? == 0 {
         return Ok(InsertPaymentOutcome::DuplicateOrderId);
+    }
+    match claimed {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => return Err(StoreError::IdempotencyConflict),
+        Some(Err(error)) => return Err(error),
+        None => {
+            if let Some(write) = &insert.idempotency {
+                crate::idempotency::apply(db, write).await?;
+            }
+        }
     }
     if let Some(sealed) = &insert.checkout_card {
         store_checkout_card(db, payment.id, sealed, payment.requested_at).await?;
     }
     if let Some(session) = &insert.checkout_session {
         crate::checkout::insert(db, session).await?;
-    }
-    // Last: the payment's own insert decides DuplicateOrderId first, whichever request holds the key.
-    if let Some(write) = &insert.idempotency {
-        crate::idempotency::apply(db, write).await?;
     }
     Ok(InsertPaymentOutcome::Inserted)
 }
@@ -416,45 +435,87 @@ async fn update_payment(db: &impl Db, update: PaymentUpdate) -> Result<(), Store
     }
     let mut values = payment_values(p);
     values.push(update.expected_version.into());
-    if db.execute(sql::UPDATE_PAYMENT, &values).await? != 1 {
+    // The statements go out together: on PostgreSQL, futures polled together share the connection's pipeline, so
+    // the change costs a few round trips instead of one per statement (measured: one socket write per statement
+    // was 40% of the gateway's CPU per key-in); on SQLite each completes at once, in the order written here. The
+    // conditional update of the payment is sent first, so it takes the row lock before anything else runs; its
+    // answer is checked before any other, and a failed condition rolls everything back.
+    db.prepare(&[sql::UPDATE_PAYMENT]).await?;
+    let payment_changed = db.execute(sql::UPDATE_PAYMENT, &values);
+    let transaction_changed = async {
+        match &update.update_transaction {
+            Some(t) => {
+                let values = vals![
+                    t.key,
+                    t.status.as_str(),
+                    t.completed_at,
+                    t.acquirer_transaction_id.as_deref(),
+                    t.next_attempt_at,
+                    t.attempts,
+                    t.payment_id,
+                    t.amount.amount_minor(),
+                ];
+                db.execute(sql::UPDATE_TRANSACTION, values).await.map(Some)
+            }
+            None => Ok(None),
+        }
+    };
+    // A journal names its transaction (a foreign key): the transactions go in first, in this chain.
+    let ledger = async {
+        for t in &update.insert_transactions {
+            insert_transaction(db, t).await?;
+        }
+        for entry in &update.journals {
+            crate::ledger::post(db, p.id, entry).await?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    // The events the change causes, and their deliveries, commit or roll back with it.
+    let events = async {
+        for event in &update.events {
+            crate::outbox::insert_new_event(db, event).await?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let idempotency = async {
+        match &update.idempotency {
+            Some(write) => crate::idempotency::apply(db, write).await,
+            None => Ok(()),
+        }
+    };
+    let card = async {
+        match &update.checkout_card {
+            CheckoutCardChange::Keep => Ok(()),
+            CheckoutCardChange::Store(sealed) => store_checkout_card(db, p.id, sealed, p.requested_at).await,
+            CheckoutCardChange::Delete => db.execute(sql::DELETE_CHECKOUT_CARD, vals![p.id]).await.map(|_| ()),
+        }
+    };
+    let (payment_changed, transaction_changed, ledger, events, idempotency, card) =
+        tokio::join!(biased; payment_changed, transaction_changed, ledger, events, idempotency, card);
+    if payment_changed? != 1 {
         return Err(StoreError::Conflict("the payment changed since it was read"));
     }
-    if let Some(t) = &update.update_transaction {
-        let values = vals![
-            t.key,
-            t.status.as_str(),
-            t.completed_at,
-            t.acquirer_transaction_id.as_deref(),
-            t.next_attempt_at,
-            t.attempts,
-            t.payment_id,
-            t.amount.amount_minor(),
-        ];
-        if db.execute(sql::UPDATE_TRANSACTION, values).await? != 1 {
-            return Err(StoreError::Conflict("the transaction is no longer pending"));
+    if transaction_changed?.is_some_and(|changed| changed != 1) {
+        return Err(StoreError::Conflict("the transaction is no longer pending"));
+    }
+    first_failure([ledger, events, idempotency, card])
+}
+
+/// The error that explains a group of statements run together. After one statement fails, PostgreSQL refuses the
+/// rest of the transaction with a generic error; a specific error (a key already taken, a lost condition) is the
+/// cause and wins over those, whichever answer arrived first.
+fn first_failure<const N: usize>(results: [Result<(), StoreError>; N]) -> Result<(), StoreError> {
+    let mut generic = None;
+    for result in results {
+        match result {
+            Ok(()) => {}
+            Err(error @ (StoreError::IdempotencyConflict | StoreError::Conflict(_))) => return Err(error),
+            Err(error) => {
+                generic.get_or_insert(error);
+            }
         }
     }
-    for t in &update.insert_transactions {
-        insert_transaction(db, t).await?;
-    }
-    for entry in &update.journals {
-        crate::ledger::post(db, p.id, entry).await?;
-    }
-    // The events the change causes, and their deliveries, commit or roll back with it.
-    for event in &update.events {
-        crate::outbox::insert_new_event(db, event).await?;
-    }
-    if let Some(write) = &update.idempotency {
-        crate::idempotency::apply(db, write).await?;
-    }
-    match &update.checkout_card {
-        CheckoutCardChange::Keep => {}
-        CheckoutCardChange::Store(sealed) => store_checkout_card(db, p.id, sealed, p.requested_at).await?,
-        CheckoutCardChange::Delete => {
-            db.execute(sql::DELETE_CHECKOUT_CARD, vals![p.id]).await?;
-        }
-    }
-    Ok(())
+    generic.map_or(Ok(()), Err)
 }
 
 async fn payment(

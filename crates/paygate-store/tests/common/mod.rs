@@ -154,6 +154,10 @@ impl TestDatabase {
         paygate_store::open(&self.url, &test_options()).await
     }
 
+    pub async fn open_with(&self, options: &StoreOptions) -> Result<(Arc<dyn Store>, MigrationReport), StoreError> {
+        paygate_store::open(&self.url, options).await
+    }
+
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => Some(path.clone()),
