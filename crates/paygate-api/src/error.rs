@@ -522,16 +522,7 @@ mod tests {
             );
             assert_eq!(error.code.status(), StatusCode::BAD_REQUEST, "{reason:?}");
         }
-        let declines = [
-            DeclineCode::RejectCardPayment,
-            DeclineCode::LostOrStolenCard,
-            DeclineCode::InvalidPassword,
-            DeclineCode::InvalidCardExpiration,
-            DeclineCode::InvalidCardNumber,
-            DeclineCode::AuthenticationRequired,
-            DeclineCode::RejectCardCompany,
-        ];
-        for decline in declines {
+        for decline in DeclineCode::ALL {
             // The decline's own spelling is paygate's stable code for it.
             assert_eq!(decline_code(decline).as_str(), decline.as_str());
             assert_eq!(decline_code(decline).status(), StatusCode::BAD_REQUEST);

@@ -115,6 +115,17 @@ pub enum DeclineCode {
 }
 
 impl DeclineCode {
+    /// Every decline code, for parsing and for tests that must cover them all.
+    pub const ALL: [DeclineCode; 7] = [
+        DeclineCode::RejectCardPayment,
+        DeclineCode::LostOrStolenCard,
+        DeclineCode::InvalidPassword,
+        DeclineCode::InvalidCardExpiration,
+        DeclineCode::InvalidCardNumber,
+        DeclineCode::AuthenticationRequired,
+        DeclineCode::RejectCardCompany,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeclineCode::RejectCardPayment => "REJECT_CARD_PAYMENT",
@@ -128,17 +139,7 @@ impl DeclineCode {
     }
 
     pub fn parse(text: &str) -> Option<DeclineCode> {
-        [
-            DeclineCode::RejectCardPayment,
-            DeclineCode::LostOrStolenCard,
-            DeclineCode::InvalidPassword,
-            DeclineCode::InvalidCardExpiration,
-            DeclineCode::InvalidCardNumber,
-            DeclineCode::AuthenticationRequired,
-            DeclineCode::RejectCardCompany,
-        ]
-        .into_iter()
-        .find(|code| code.as_str() == text)
+        DeclineCode::ALL.into_iter().find(|code| code.as_str() == text)
     }
 }
 
