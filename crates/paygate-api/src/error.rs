@@ -33,7 +33,7 @@ pub enum ErrorCode {
     RequestTimeout,
     ServiceOverloaded,
     ServiceUnavailable,
-    InternalServerError,
+    FailedInternalSystemProcessing,
     InvalidCardNumber,
     InvalidCardExpiration,
     InvalidEncData,
@@ -43,12 +43,15 @@ pub enum ErrorCode {
     NotFoundPayment,
     AmountMismatch,
     OrderIdMismatch,
-    PaymentExpired,
+    NotFoundPaymentSession,
     InvalidPaymentStatus,
+    AlreadyProcessedPayment,
+    AlreadyCanceledPayment,
     AlreadyProcessingRequest,
     NotCancelablePayment,
-    ExceedsCancelableAmount,
+    NotCancelableAmount,
     BalanceMismatch,
+    NotMatchesRefundableAmount,
     RejectCardPayment,
     InvalidCardLostOrStolen,
     InvalidCardPassword,
@@ -61,10 +64,11 @@ pub enum ErrorCode {
     NotFoundWebhook,
     NotFoundEvent,
     TooManyWebhooks,
+    InvalidDate,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 48] = [
+    pub const ALL: [ErrorCode; 52] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -85,7 +89,7 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::ServiceOverloaded,
         ErrorCode::ServiceUnavailable,
-        ErrorCode::InternalServerError,
+        ErrorCode::FailedInternalSystemProcessing,
         ErrorCode::InvalidCardNumber,
         ErrorCode::InvalidCardExpiration,
         ErrorCode::InvalidEncData,
@@ -95,12 +99,15 @@ impl ErrorCode {
         ErrorCode::NotFoundPayment,
         ErrorCode::AmountMismatch,
         ErrorCode::OrderIdMismatch,
-        ErrorCode::PaymentExpired,
+        ErrorCode::NotFoundPaymentSession,
         ErrorCode::InvalidPaymentStatus,
+        ErrorCode::AlreadyProcessedPayment,
+        ErrorCode::AlreadyCanceledPayment,
         ErrorCode::AlreadyProcessingRequest,
         ErrorCode::NotCancelablePayment,
-        ErrorCode::ExceedsCancelableAmount,
+        ErrorCode::NotCancelableAmount,
         ErrorCode::BalanceMismatch,
+        ErrorCode::NotMatchesRefundableAmount,
         ErrorCode::RejectCardPayment,
         ErrorCode::InvalidCardLostOrStolen,
         ErrorCode::InvalidCardPassword,
@@ -113,6 +120,7 @@ impl ErrorCode {
         ErrorCode::NotFoundWebhook,
         ErrorCode::NotFoundEvent,
         ErrorCode::TooManyWebhooks,
+        ErrorCode::InvalidDate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,7 +145,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::ServiceOverloaded => "SERVICE_OVERLOADED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
-            ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+            ErrorCode::FailedInternalSystemProcessing => "FAILED_INTERNAL_SYSTEM_PROCESSING",
             ErrorCode::InvalidCardNumber => "INVALID_CARD_NUMBER",
             ErrorCode::InvalidCardExpiration => "INVALID_CARD_EXPIRATION",
             ErrorCode::InvalidEncData => "INVALID_ENC_DATA",
@@ -147,12 +155,15 @@ impl ErrorCode {
             ErrorCode::NotFoundPayment => "NOT_FOUND_PAYMENT",
             ErrorCode::AmountMismatch => "AMOUNT_MISMATCH",
             ErrorCode::OrderIdMismatch => "ORDER_ID_MISMATCH",
-            ErrorCode::PaymentExpired => "PAYMENT_EXPIRED",
+            ErrorCode::NotFoundPaymentSession => "NOT_FOUND_PAYMENT_SESSION",
             ErrorCode::InvalidPaymentStatus => "INVALID_PAYMENT_STATUS",
+            ErrorCode::AlreadyProcessedPayment => "ALREADY_PROCESSED_PAYMENT",
+            ErrorCode::AlreadyCanceledPayment => "ALREADY_CANCELED_PAYMENT",
             ErrorCode::AlreadyProcessingRequest => "ALREADY_PROCESSING_REQUEST",
             ErrorCode::NotCancelablePayment => "NOT_CANCELABLE_PAYMENT",
-            ErrorCode::ExceedsCancelableAmount => "EXCEEDS_CANCELABLE_AMOUNT",
+            ErrorCode::NotCancelableAmount => "NOT_CANCELABLE_AMOUNT",
             ErrorCode::BalanceMismatch => "BALANCE_MISMATCH",
+            ErrorCode::NotMatchesRefundableAmount => "NOT_MATCHES_REFUNDABLE_AMOUNT",
             ErrorCode::RejectCardPayment => "REJECT_CARD_PAYMENT",
             ErrorCode::InvalidCardLostOrStolen => "INVALID_CARD_LOST_OR_STOLEN",
             ErrorCode::InvalidCardPassword => "INVALID_CARD_PASSWORD",
@@ -165,6 +176,7 @@ impl ErrorCode {
             ErrorCode::NotFoundWebhook => "NOT_FOUND_WEBHOOK",
             ErrorCode::NotFoundEvent => "NOT_FOUND_EVENT",
             ErrorCode::TooManyWebhooks => "TOO_MANY_WEBHOOKS",
+            ErrorCode::InvalidDate => "INVALID_DATE",
         }
     }
 
@@ -188,27 +200,29 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::ServiceOverloaded | ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::FailedInternalSystemProcessing => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::InvalidCardNumber => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidCardExpiration => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidEncData => StatusCode::BAD_REQUEST,
             ErrorCode::UnknownEncKeyVersion => StatusCode::BAD_REQUEST,
             ErrorCode::EncDataDecryptionFailed => StatusCode::BAD_REQUEST,
-            ErrorCode::DuplicatedOrderId => StatusCode::CONFLICT,
+            ErrorCode::DuplicatedOrderId => StatusCode::BAD_REQUEST,
             ErrorCode::NotFoundPayment => StatusCode::NOT_FOUND,
             ErrorCode::AmountMismatch => StatusCode::BAD_REQUEST,
             ErrorCode::OrderIdMismatch => StatusCode::BAD_REQUEST,
-            ErrorCode::PaymentExpired => StatusCode::CONFLICT,
+            ErrorCode::NotFoundPaymentSession => StatusCode::NOT_FOUND,
             ErrorCode::InvalidPaymentStatus => StatusCode::CONFLICT,
+            ErrorCode::AlreadyProcessedPayment | ErrorCode::AlreadyCanceledPayment => StatusCode::BAD_REQUEST,
             ErrorCode::AlreadyProcessingRequest => StatusCode::CONFLICT,
-            ErrorCode::NotCancelablePayment => StatusCode::CONFLICT,
-            ErrorCode::ExceedsCancelableAmount => StatusCode::BAD_REQUEST,
+            ErrorCode::NotCancelablePayment => StatusCode::FORBIDDEN,
+            ErrorCode::NotCancelableAmount => StatusCode::FORBIDDEN,
             ErrorCode::BalanceMismatch => StatusCode::CONFLICT,
-            ErrorCode::RejectCardPayment => StatusCode::BAD_REQUEST,
+            ErrorCode::NotMatchesRefundableAmount => StatusCode::BAD_REQUEST,
+            ErrorCode::RejectCardPayment => StatusCode::FORBIDDEN,
             ErrorCode::InvalidCardLostOrStolen => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidCardPassword => StatusCode::BAD_REQUEST,
             ErrorCode::CardAuthenticationRequired => StatusCode::BAD_REQUEST,
-            ErrorCode::RejectCardCompany => StatusCode::BAD_REQUEST,
+            ErrorCode::RejectCardCompany => StatusCode::FORBIDDEN,
             ErrorCode::AcquirerUnavailable => StatusCode::BAD_GATEWAY,
             ErrorCode::NoAcquirerRoute => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::CancelRefused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -216,6 +230,7 @@ impl ErrorCode {
             ErrorCode::NotFoundWebhook => StatusCode::NOT_FOUND,
             ErrorCode::NotFoundEvent => StatusCode::NOT_FOUND,
             ErrorCode::TooManyWebhooks => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidDate => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -268,7 +283,7 @@ impl ApiError {
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "internal error");
         ApiError::new(
-            ErrorCode::InternalServerError,
+            ErrorCode::FailedInternalSystemProcessing,
             "an internal error occurred; retrying later is safe",
         )
     }
@@ -425,9 +440,18 @@ pub fn payment_error_ref(error: &PaymentError) -> ApiError {
             "client keys can only start payments from a browser; use a secret key on your server",
         ),
         PaymentError::NotCancelable { status } => ApiError::new(
-            ErrorCode::NotCancelablePayment,
+            if status == paygate_domain::payment::PaymentStatus::Canceled {
+                ErrorCode::AlreadyCanceledPayment
+            } else {
+                ErrorCode::NotCancelablePayment
+            },
             format!("the payment is {} and has nothing left to cancel", status.as_str()),
         ),
+        PaymentError::RefundableMismatch { actual } => ApiError::new(
+            ErrorCode::NotMatchesRefundableAmount,
+            format!("the balance is {}; nothing was cancelled", actual.amount_minor()),
+        )
+        .with_param("refundableAmount"),
         PaymentError::Idempotency(refusal) => idempotency_error(refusal),
         PaymentError::Internal(internal) => ApiError::internal(&internal),
     }
@@ -461,17 +485,28 @@ pub fn rule_error(rule: PaymentRuleError) -> ApiError {
     use paygate_domain::payment::CancelError;
     match rule {
         PaymentRuleError::Transition(t) => {
-            let code = match t.event {
-                paygate_domain::payment::PaymentEvent::PartiallyCanceled
-                | paygate_domain::payment::PaymentEvent::FullyCanceled => ErrorCode::NotCancelablePayment,
-                // Its deadline passed (the expiry worker already moved it): say so, as errors.md promises.
-                _ if t.from == paygate_domain::payment::PaymentStatus::Expired => ErrorCode::PaymentExpired,
+            use paygate_domain::payment::{PaymentEvent, PaymentStatus};
+            let code = match (t.event, t.from) {
+                (PaymentEvent::PartiallyCanceled | PaymentEvent::FullyCanceled, PaymentStatus::Canceled) => {
+                    ErrorCode::AlreadyCanceledPayment
+                }
+                (PaymentEvent::PartiallyCanceled | PaymentEvent::FullyCanceled, _) => ErrorCode::NotCancelablePayment,
+                // Its deadline passed (the expiry worker already moved it): Toss's code for a confirm too late.
+                (_, PaymentStatus::Expired) => ErrorCode::NotFoundPaymentSession,
+                // Approved, cancelled or failed already: a second confirm or authentication.
+                (
+                    _,
+                    PaymentStatus::Done
+                    | PaymentStatus::PartialCanceled
+                    | PaymentStatus::Canceled
+                    | PaymentStatus::Aborted,
+                ) => ErrorCode::AlreadyProcessedPayment,
                 _ => ErrorCode::InvalidPaymentStatus,
             };
             ApiError::new(code, format!("the payment is {}", t.from.as_str()))
         }
         PaymentRuleError::Cancel(CancelError::ExceedsBalance { balance, .. }) => ApiError::new(
-            ErrorCode::ExceedsCancelableAmount,
+            ErrorCode::NotCancelableAmount,
             format!("the cancellable balance is {}", balance.amount_minor()),
         )
         .with_param("cancelAmount"),
@@ -482,7 +517,7 @@ pub fn rule_error(rule: PaymentRuleError) -> ApiError {
             ErrorCode::AlreadyProcessingRequest,
             "the payment's approval is already being processed",
         ),
-        PaymentRuleError::Expired => ApiError::new(ErrorCode::PaymentExpired, "the payment expired"),
+        PaymentRuleError::Expired => ApiError::new(ErrorCode::NotFoundPaymentSession, "the payment expired"),
         PaymentRuleError::AmountMismatch => {
             ApiError::new(ErrorCode::AmountMismatch, "the amount does not match the payment").with_param("amount")
         }
@@ -494,6 +529,14 @@ pub fn rule_error(rule: PaymentRuleError) -> ApiError {
             format!("the balance is {}; nothing was cancelled", actual.amount_minor()),
         )
         .with_param("expectedBalance"),
+        PaymentRuleError::CancelTaxFreeExceeded { left } => ApiError::new(
+            ErrorCode::InvalidFieldValue,
+            format!(
+                "`taxFreeAmount` exceeds `cancelAmount` or the tax-free amount left to cancel ({})",
+                left.amount_minor()
+            ),
+        )
+        .with_param("taxFreeAmount"),
     }
 }
 
@@ -525,7 +568,12 @@ mod tests {
         for decline in DeclineCode::ALL {
             // The decline's own spelling is paygate's stable code for it.
             assert_eq!(decline_code(decline).as_str(), decline.as_str());
-            assert_eq!(decline_code(decline).status(), StatusCode::BAD_REQUEST);
+            // Toss's statuses: 403 for a refusal by the card company, 400 for the card's data.
+            let status = decline_code(decline).status();
+            assert!(
+                status == StatusCode::BAD_REQUEST || status == StatusCode::FORBIDDEN,
+                "{decline:?}"
+            );
         }
     }
 
@@ -544,7 +592,7 @@ mod tests {
             (PaymentError::NotFound, ErrorCode::NotFoundPayment, false),
             (
                 PaymentError::Rule(PaymentRuleError::Expired),
-                ErrorCode::PaymentExpired,
+                ErrorCode::NotFoundPaymentSession,
                 false,
             ),
             (
@@ -552,16 +600,33 @@ mod tests {
                 ErrorCode::AmountMismatch,
                 false,
             ),
-            // A step refused because the expiry worker already moved the payment: PAYMENT_EXPIRED, as errors.md
-            // promises (the in-process harness drives the expiry itself).
+            // A step refused because the expiry worker already moved the payment: Toss's NOT_FOUND_PAYMENT_SESSION,
+            // as errors.md promises (the in-process harness drives the expiry itself).
             (
                 transition(PaymentStatus::Expired, PaymentEvent::Approved),
-                ErrorCode::PaymentExpired,
+                ErrorCode::NotFoundPaymentSession,
                 false,
             ),
             (
                 transition(PaymentStatus::Expired, PaymentEvent::BuyerAuthenticated),
-                ErrorCode::PaymentExpired,
+                ErrorCode::NotFoundPaymentSession,
+                false,
+            ),
+            (
+                transition(PaymentStatus::Done, PaymentEvent::Approved),
+                ErrorCode::AlreadyProcessedPayment,
+                false,
+            ),
+            (
+                transition(PaymentStatus::Canceled, PaymentEvent::FullyCanceled),
+                ErrorCode::AlreadyCanceledPayment,
+                false,
+            ),
+            (
+                PaymentError::NotCancelable {
+                    status: PaymentStatus::Canceled,
+                },
+                ErrorCode::AlreadyCanceledPayment,
                 false,
             ),
             (
@@ -597,7 +662,7 @@ mod tests {
             ),
             (
                 PaymentError::Internal(InternalError::Invariant("boom".into())),
-                ErrorCode::InternalServerError,
+                ErrorCode::FailedInternalSystemProcessing,
                 true,
             ),
         ];

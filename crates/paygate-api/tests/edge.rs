@@ -117,7 +117,7 @@ async fn a_panicking_handler_answers_500_and_the_gateway_lives_on() {
         .unwrap();
     let (status, _, body) = call(&h.router, request).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(body["code"], "INTERNAL_SERVER_ERROR");
+    assert_eq!(body["code"], "FAILED_INTERNAL_SYSTEM_PROCESSING");
     assert!(
         !body["message"].as_str().unwrap().contains("deliberate"),
         "internals never reach the client"

@@ -98,7 +98,7 @@ async fn bad_query_strings_name_the_parameter() {
         ),
         (
             "/v1/transactions?startDate=01/01/2022&endDate=2022-02-01".into(),
-            "INVALID_FIELD_VALUE",
+            "INVALID_DATE",
             "startDate",
         ),
     ];

@@ -27,6 +27,21 @@ pub fn rfc3339(at: UnixMillis) -> String {
         .unwrap_or_default()
 }
 
+/// KST local time with six fractional digits and no offset: `2026-11-23T16:04:52.123000`. This is how Toss
+/// Payments writes a webhook's `createdAt`; paygate writes it there (and only there) so that a Toss webhook
+/// handler decodes it, and sends the instant with its offset as `timestamp` beside it.
+pub fn toss_webhook_local(at: UnixMillis) -> String {
+    const LOCAL: &[BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]");
+    let nanos = i128::from(at.as_millis()) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .map(|t| t.to_offset(KST))
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .and_then(|t| t.format(LOCAL).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +66,15 @@ mod tests {
         for &(millis, expected) in cases {
             assert_eq!(rfc3339(UnixMillis::new(millis)), expected, "{millis} ms");
         }
+    }
+
+    #[test]
+    fn toss_webhook_time_is_kst_local_with_microseconds() {
+        assert_eq!(
+            toss_webhook_local(UnixMillis::new(1_795_449_892_123)),
+            "2026-11-24T01:04:52.123000"
+        );
+        assert_eq!(toss_webhook_local(UnixMillis::new(0)), "1970-01-01T09:00:00.000000");
     }
 
     #[test]

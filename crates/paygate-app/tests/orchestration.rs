@@ -536,6 +536,7 @@ fn create_command(order_id: &str, amount_minor: i64) -> CreateCommand {
         order_name: command::order_name("Harness pen").unwrap(),
         customer: Customer::default(),
         notification_url: None,
+        extras: Default::default(),
         success_url: None,
         fail_url: None,
     }

@@ -110,6 +110,9 @@ fn approval(reference: &str) -> Approval {
         approval_number: "00000001".into(),
         acquirer_transaction_id: format!("A-{reference}"),
         issuer_code: "11".into(),
+        acquirer_code: "11".into(),
+        card_type: paygate_domain::card::CardType::Credit,
+        owner_type: paygate_domain::card::OwnerType::Personal,
         approved_at: UnixMillis::new(1),
     }
 }
@@ -177,6 +180,7 @@ fn key_in(index: usize) -> KeyInCommand {
         installment: command::installment(0).unwrap(),
         customer: Customer::default(),
         notification_url: None,
+        extras: Default::default(),
     }
 }
 
@@ -215,7 +219,7 @@ async fn lost_cancels_are_retried_concurrently_within_the_bound() {
     for index in 0..PAYMENTS {
         let view = fresh(h.app.key_in(&h.caller, key_in(index), None).await.unwrap());
         assert_eq!(view.payment.status, PaymentStatus::Done);
-        let request = CancelCommand::parse("changed my mind", None, None).unwrap();
+        let request = CancelCommand::parse("changed my mind", None, None, None).unwrap();
         // The answer is lost: the cancel stays pending for the worker.
         let _ = h.app.cancel(&h.caller, view.payment.id, request, None).await;
     }

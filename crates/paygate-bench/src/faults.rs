@@ -575,7 +575,7 @@ impl Load {
             409 if code == "IDEMPOTENT_REQUEST_PROCESSING" => Attempt::Retry(Duration::from_millis(250)),
             // Must not happen (the verdict fails on it): the previous attempt recorded the payment under this key.
             // Looked up all the same, so the other invariants are still checked.
-            409 if code == "DUPLICATED_ORDER_ID" => match self.lookup(base, order_id).await {
+            400 if code == "DUPLICATED_ORDER_ID" => match self.lookup(base, order_id).await {
                 Some(payment) => Attempt::Ack(Ack {
                     order_id: order_id.to_owned(),
                     payment_key: payment["paymentKey"].as_str().unwrap_or_default().to_owned(),
@@ -662,7 +662,7 @@ impl Load {
         let code = body["code"].as_str().unwrap_or_default();
         let want = match status {
             200 => "DONE",
-            202 => "PENDING",
+            202 => "IN_PROGRESS",
             409 if code == "IDEMPOTENT_REQUEST_PROCESSING" => {
                 cancels.in_flight.fetch_add(1, Ordering::Relaxed);
                 return CancelAttempt::Retry(Duration::from_millis(250));
@@ -679,17 +679,19 @@ impl Load {
             }
         };
         // The answer must show this request's cancel (found by its reason), once, in the state the status says;
-        // cancels the acquirer did not apply (FAILED) may sit beside it.
+        // cancels the acquirer did not apply (ABORTED) may sit beside it.
         let mine: Vec<&Value> = body["cancels"]
             .as_array()
             .map(|list| {
                 list.iter()
-                    .filter(|c| c["cancelReason"].as_str() == Some(ask.reason.as_str()) && c["status"] != "FAILED")
+                    .filter(|c| {
+                        c["cancelReason"].as_str() == Some(ask.reason.as_str()) && c["cancelStatus"] != "ABORTED"
+                    })
                     .collect()
             })
             .unwrap_or_default();
         let shown = match mine.as_slice() {
-            [one] => one["status"] == want && one["cancelAmount"].as_i64() == Some(ask.amount_minor),
+            [one] => one["cancelStatus"] == want && one["cancelAmount"].as_i64() == Some(ask.amount_minor),
             _ => false,
         };
         if !shown {
@@ -761,7 +763,7 @@ async fn converge_and_verify(
                     let status = payment["status"].as_str().unwrap_or_default();
                     let cancel_pending = payment["cancels"]
                         .as_array()
-                        .is_some_and(|list| list.iter().any(|c| c["status"] == "PENDING"));
+                        .is_some_and(|list| list.iter().any(|c| c["cancelStatus"] == "IN_PROGRESS"));
                     if matches!(status, "DONE" | "ABORTED" | "EXPIRED" | "CANCELED" | "PARTIAL_CANCELED")
                         && payment["outcomeUnknown"] == false
                         && !cancel_pending
@@ -973,7 +975,7 @@ fn verify_cancels(load: &Load, finals: &HashMap<String, Value>, journal: &[Value
             let amount = cancel["cancelAmount"].as_i64().unwrap_or_default();
             paygate_references.insert(reference);
             let entries = at_acquirer.get(reference).map(Vec::as_slice).unwrap_or_default();
-            if cancel["status"] == "FAILED" {
+            if cancel["cancelStatus"] == "ABORTED" {
                 // Released because the acquirer did not apply it: it must not be in the acquirer's books.
                 failed_at_paygate += 1;
                 if !entries.is_empty() {
@@ -1430,7 +1432,7 @@ mod tests {
     }
 
     fn cancel(reference: &str, reason: &str, amount: i64, status: &str) -> Value {
-        json!({"transactionKey": reference, "cancelReason": reason, "cancelAmount": amount, "status": status})
+        json!({"transactionKey": reference, "cancelReason": reason, "cancelAmount": amount, "cancelStatus": status})
     }
 
     fn canceled(reference: &str, key: &str, amount: i64) -> Value {
@@ -1470,7 +1472,7 @@ mod tests {
                     9_000,
                     6_000,
                     "PARTIAL_CANCELED",
-                    json!([cancel("t0", "r0", 3_000, "FAILED"), cancel("t1", "r0", 3_000, "DONE")]),
+                    json!([cancel("t0", "r0", 3_000, "ABORTED"), cancel("t1", "r0", 3_000, "DONE")]),
                 ),
                 vec![canceled("t1", "pay_1", 3_000)],
                 true,

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use paygate_domain::card::{CardType, OwnerType};
 use paygate_domain::money::Money;
 use paygate_domain::time::UnixMillis;
 
@@ -84,8 +85,13 @@ pub struct Approval {
     pub approval_number: String,
     /// The acquirer's own ID for the transaction.
     pub acquirer_transaction_id: String,
-    /// The issuer (카드사) code, e.g. from the BIN.
+    /// The issuer (발급사) code, e.g. from the BIN, as a Toss card-company code (`11` KB국민, …).
     pub issuer_code: String,
+    /// The acquirer's (매입사) own card-company code, in the same numbering.
+    pub acquirer_code: String,
+    /// What the issuer says the card is (credit, check, gift) and whose it is (a person's, a company's).
+    pub card_type: CardType,
+    pub owner_type: OwnerType,
     pub approved_at: UnixMillis,
 }
 

@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use paygate_domain::card::{CardType, OwnerType};
 use paygate_domain::money::Money;
 use paygate_domain::time::UnixMillis;
 
@@ -346,7 +347,7 @@ impl JournalCounts {
 enum Decision {
     Approved {
         transaction: u64,
-        issuer_code: &'static str,
+        issuer: IssuerFacts,
         approved_at: UnixMillis,
         /// What can still be cancelled; zero once fully cancelled or reversed.
         balance: Money,
@@ -604,11 +605,14 @@ impl SandboxAcquirer {
         }
     }
 
-    fn approval(&self, reference: &str, transaction: u64, issuer_code: &str, approved_at: UnixMillis) -> Approval {
+    fn approval(&self, reference: &str, transaction: u64, issuer: IssuerFacts, approved_at: UnixMillis) -> Approval {
         Approval {
             approval_number: approval_number(&self.id, reference),
             acquirer_transaction_id: transaction_id(&self.id, transaction),
-            issuer_code: issuer_code.to_owned(),
+            issuer_code: issuer.code.to_owned(),
+            acquirer_code: card_company_code(&self.id).to_owned(),
+            card_type: issuer.card_type,
+            owner_type: issuer.owner_type,
             approved_at,
         }
     }
@@ -617,10 +621,10 @@ impl SandboxAcquirer {
         match *decision {
             Decision::Approved {
                 transaction,
-                issuer_code,
+                issuer,
                 approved_at,
                 ..
-            } => ApproveOutcome::Approved(self.approval(reference, transaction, issuer_code, approved_at)),
+            } => ApproveOutcome::Approved(self.approval(reference, transaction, issuer, approved_at)),
             Decision::Declined(declined) => ApproveOutcome::Declined(declined.to_decline()),
         }
     }
@@ -752,7 +756,7 @@ impl SandboxAcquirer {
                 entry.approval_number = Some(approval_number(&self.id, &request.reference));
                 Decision::Approved {
                     transaction,
-                    issuer_code: issuer_code(number),
+                    issuer: issuer_facts(number, request.card.identity_number.as_deref()),
                     approved_at: now,
                     balance: request.amount,
                     closed_at: None,
@@ -925,12 +929,12 @@ impl SandboxAcquirer {
             Some(Decision::Declined(declined)) => InquiryOutcome::Declined(declined.to_decline()),
             Some(Decision::Approved {
                 transaction,
-                issuer_code,
+                issuer,
                 approved_at,
                 closed_at,
                 ..
             }) => {
-                let approval = self.approval(reference, transaction, issuer_code, approved_at);
+                let approval = self.approval(reference, transaction, issuer, approved_at);
                 match closed_at {
                     Some(reversed_at) => InquiryOutcome::Reversed { approval, reversed_at },
                     None => InquiryOutcome::Approved(approval),
@@ -1028,13 +1032,46 @@ pub fn is_valid_card_number(number: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// The issuer (카드사) code from the BIN, as the sandbox's pretend card companies number them.
-fn issuer_code(number: &str) -> &'static str {
-    match number.get(..4) {
+/// What the sandbox's pretend issuers say about a card they approved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct IssuerFacts {
+    /// Toss's card-company code of the issuer.
+    code: &'static str,
+    card_type: CardType,
+    owner_type: OwnerType,
+}
+
+/// The issuer from the BIN, numbered with Toss Payments' card-company codes: `4330…` is KB국민카드 (`11`),
+/// `5400…` 하나카드 (`21`), `9400…` BC카드 (`31`), any other number 신한카드 (`41`). Every sandbox card is a
+/// credit card; it is a company's card when the merchant sent a 10-digit business registration number as the
+/// identity number, a person's otherwise (the hosted checkout sends none: a person's).
+fn issuer_facts(number: &str, identity_number: Option<&str>) -> IssuerFacts {
+    let code = match number.get(..4) {
         Some("4330") => "11",
         Some("5400") => "21",
         Some("9400") => "31",
-        _ => "99",
+        _ => "41",
+    };
+    let owner_type = match identity_number.map(str::len) {
+        Some(10) => OwnerType::Corporate,
+        _ => OwnerType::Personal,
+    };
+    IssuerFacts {
+        code,
+        card_type: CardType::Credit,
+        owner_type,
+    }
+}
+
+/// The card-company code (Toss Payments' numbering) each sandbox acquirer answers as its own (매입사): `A` is
+/// KB국민카드 (`11`), `B` 하나카드 (`21`), `C` BC카드 (`31`); an acquirer the sandbox was given another name for is
+/// 신한카드 (`41`).
+pub fn card_company_code(acquirer: &AcquirerId) -> &'static str {
+    match acquirer.as_str() {
+        "A" => "11",
+        "B" => "21",
+        "C" => "31",
+        _ => "41",
     }
 }
 

@@ -222,10 +222,92 @@ impl Installment {
     }
 }
 
+/// What kind of card the issuer says it is. Stored as the names below; the API spells them as Toss does
+/// (`신용`, `체크`, `기프트`, `미확인`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardType {
+    Credit,
+    Check,
+    Gift,
+    Unknown,
+}
+
+impl CardType {
+    pub const ALL: [CardType; 4] = [CardType::Credit, CardType::Check, CardType::Gift, CardType::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardType::Credit => "CREDIT",
+            CardType::Check => "CHECK",
+            CardType::Gift => "GIFT",
+            CardType::Unknown => "UNKNOWN",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CardType> {
+        CardType::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// Toss's spelling (`card.cardType`).
+    pub fn korean(self) -> &'static str {
+        match self {
+            CardType::Credit => "신용",
+            CardType::Check => "체크",
+            CardType::Gift => "기프트",
+            CardType::Unknown => "미확인",
+        }
+    }
+}
+
+/// Whose card it is, as the issuer says: a person's or a company's. The API spells them as Toss does (`개인`,
+/// `법인`, `미확인`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerType {
+    Personal,
+    Corporate,
+    Unknown,
+}
+
+impl OwnerType {
+    pub const ALL: [OwnerType; 3] = [OwnerType::Personal, OwnerType::Corporate, OwnerType::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerType::Personal => "PERSONAL",
+            OwnerType::Corporate => "CORPORATE",
+            OwnerType::Unknown => "UNKNOWN",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OwnerType> {
+        OwnerType::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// Toss's spelling (`card.ownerType`).
+    pub fn korean(self) -> &'static str {
+        match self {
+            OwnerType::Personal => "개인",
+            OwnerType::Corporate => "법인",
+            OwnerType::Unknown => "미확인",
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_and_owner_types_round_trip() {
+        for kind in CardType::ALL {
+            assert_eq!(CardType::parse(kind.as_str()), Some(kind));
+        }
+        for kind in OwnerType::ALL {
+            assert_eq!(OwnerType::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(CardType::parse("신용"), None);
+    }
 
     #[test]
     fn card_numbers() {

@@ -50,6 +50,9 @@ pub enum VatError {
         /// The total minus the tax-free amount.
         taxable: Money,
     },
+    /// Cancels took more than the split's total or its tax-free amount.
+    #[error("the cancels exceed the amounts they cancel")]
+    CancelsExceedSplit,
     /// The amounts are in different currencies, or the arithmetic overflowed.
     #[error(transparent)]
     Money(#[from] MoneyError),
@@ -146,6 +149,65 @@ impl VatSplit {
     pub const fn supplied(&self) -> Money {
         self.supplied
     }
+
+    /// What is left of the split once `cancels` (each cancel's amount and its tax-free part, oldest first) went
+    /// through, the way Toss Payments reports a partly cancelled payment: each cancel takes the VAT of its taxable
+    /// part (1/11, rounded half up), never more than is left and never so little that the rest of the VAT would
+    /// exceed the rest of the taxable amount; the cancel that empties the payment takes all that is left. So the
+    /// parts always add up to the remaining total, and are all zero once it is fully cancelled.
+    ///
+    /// # Errors
+    /// [`VatError::CancelsExceedSplit`] if the cancels take more than the total or the tax-free amount;
+    /// [`VatError::Money`] if they are in another currency.
+    pub fn after_cancels(&self, cancels: impl IntoIterator<Item = (Money, Money)>) -> Result<Remaining, VatError> {
+        let mut total = self.total;
+        let mut tax_free = self.tax_free;
+        let mut vat = self.vat;
+        for (amount, cancel_tax_free) in cancels {
+            total = total.checked_sub(amount)?;
+            tax_free = tax_free.checked_sub(cancel_tax_free)?;
+            if total.is_negative() || tax_free.is_negative() {
+                return Err(VatError::CancelsExceedSplit);
+            }
+            let cancel_vat = if total.is_zero() {
+                vat
+            } else {
+                let taxable = amount.checked_sub(cancel_tax_free)?;
+                let share = Money::new(
+                    div_round(taxable.amount_minor(), VAT_DIVISOR, Rounding::HalfUp)?,
+                    vat.currency(),
+                );
+                // What must go so that the VAT left fits in the taxable amount left.
+                let floor = vat.checked_sub(total.checked_sub(tax_free)?)?;
+                max_money(min_money(share, vat)?, floor)?
+            };
+            vat = vat.checked_sub(cancel_vat)?;
+        }
+        let supplied = total.checked_sub(tax_free)?.checked_sub(vat)?;
+        Ok(Remaining {
+            total,
+            tax_free,
+            vat,
+            supplied,
+        })
+    }
+}
+
+/// The parts of what is left of a payment after its cancels (all zero once fully cancelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remaining {
+    pub total: Money,
+    pub tax_free: Money,
+    pub vat: Money,
+    pub supplied: Money,
+}
+
+fn min_money(a: Money, b: Money) -> Result<Money, MoneyError> {
+    Ok(if a.checked_cmp(&b)?.is_le() { a } else { b })
+}
+
+fn max_money(a: Money, b: Money) -> Result<Money, MoneyError> {
+    Ok(if a.checked_cmp(&b)?.is_ge() { a } else { b })
 }
 
 /// Validates total and tax-free amounts and returns the taxable part, `total - tax_free`.
@@ -161,6 +223,66 @@ fn taxable_amount(total: Money, tax_free: Money) -> Result<Money, VatError> {
         return Err(VatError::TaxFreeExceedsTotal { tax_free, total });
     }
     Ok(total.checked_sub(tax_free)?)
+}
+
+#[cfg(test)]
+mod remaining_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn krw(minor: i64) -> Money {
+        Money::krw(minor)
+    }
+
+    fn parts(r: Remaining) -> (i64, i64, i64, i64) {
+        (
+            r.total.amount_minor(),
+            r.tax_free.amount_minor(),
+            r.vat.amount_minor(),
+            r.supplied.amount_minor(),
+        )
+    }
+
+    #[test]
+    fn cancels_take_their_share_and_the_last_takes_the_rest() {
+        let split = VatSplit::compute(krw(15_000), krw(0)).unwrap(); // vat 1,364, supplied 13,636
+        let none = split.after_cancels([]).unwrap();
+        assert_eq!(parts(none), (15_000, 0, 1_364, 13_636));
+        let one = split.after_cancels([(krw(10_000), krw(0))]).unwrap();
+        assert_eq!(parts(one), (5_000, 0, 455, 4_545)); // the cancel took 909
+        let all = split
+            .after_cancels([(krw(10_000), krw(0)), (krw(5_000), krw(0))])
+            .unwrap();
+        assert_eq!(parts(all), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn tax_free_parts_and_explicit_vat_stay_consistent() {
+        let split = VatSplit::compute(krw(11_000), krw(1_000)).unwrap(); // vat 909
+        let after = split.after_cancels([(krw(3_000), krw(1_000))]).unwrap();
+        assert_eq!(parts(after), (8_000, 0, 727, 7_273));
+        // A merchant who declared all of the taxable part as VAT: the rest of the VAT never exceeds the rest.
+        let odd = VatSplit::with_explicit_vat(krw(1_100), krw(0), krw(1_100)).unwrap();
+        let after = odd.after_cancels([(krw(100), krw(0))]).unwrap();
+        assert_eq!(parts(after), (1_000, 0, 1_000, 0));
+        for cut in 1..1_100 {
+            let r = odd.after_cancels([(krw(cut), krw(0))]).unwrap();
+            assert!(!r.supplied.is_negative() && !r.vat.is_negative(), "{cut}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn cancels_beyond_the_split_are_refused() {
+        let split = VatSplit::compute(krw(1_000), krw(100)).unwrap();
+        assert_eq!(
+            split.after_cancels([(krw(1_001), krw(0))]),
+            Err(VatError::CancelsExceedSplit)
+        );
+        assert_eq!(
+            split.after_cancels([(krw(500), krw(101))]),
+            Err(VatError::CancelsExceedSplit)
+        );
+    }
 }
 
 #[cfg(test)]

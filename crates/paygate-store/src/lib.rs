@@ -41,7 +41,8 @@ pub use outbox::{
     StoredEvent,
 };
 pub use payments::{
-    CheckoutCardChange, InsertPaymentOutcome, PaymentInsert, PaymentStore, PaymentUpdate, TransactionQuery,
+    CheckoutCardChange, InsertPaymentOutcome, ListedTransaction, PaymentInsert, PaymentStore, PaymentUpdate,
+    TransactionQuery,
 };
 pub use url::{DatabaseUrl, DatabaseUrlError};
 // Domain entities the store's traits take and return, re-exported so that callers which used to import them from

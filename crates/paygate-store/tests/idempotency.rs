@@ -40,6 +40,7 @@ fn checkout(merchant: &Merchant, order_id: &str, now: i64) -> Payment {
         customer_name: None,
         customer_email: None,
         notification_url: None,
+        extras: Default::default(),
         now: at(now),
     };
     Payment::checkout(new, at(now + 60_000))

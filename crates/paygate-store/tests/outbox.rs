@@ -556,6 +556,7 @@ async fn payment_updates_write_their_events_atomically() {
             customer_name: None,
             customer_email: None,
             notification_url: Some("https://shop.example/per-payment-noti".into()),
+            extras: Default::default(),
             now: at(T0 + 10),
         },
         CardSummary {

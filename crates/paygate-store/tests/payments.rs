@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::*;
 use paygate_domain::api_key::Mode;
-use paygate_domain::card::{CardSummary, Installment};
+use paygate_domain::card::{CardSummary, CardType, Installment, OwnerType};
 use paygate_domain::checkout::CheckoutSessionFields;
 use paygate_domain::id::{JournalId, PaymentId, TransactionKey};
 use paygate_domain::ledger::Journal;
@@ -19,8 +19,8 @@ use paygate_domain::merchant::Merchant;
 use paygate_domain::money::{Currency, Money};
 use paygate_domain::order::{OrderId, OrderName};
 use paygate_domain::payment::{
-    ApprovalDetails, ApprovalState, Failure, NewPayment, Payment, PaymentStatus, PaymentTransaction, Route,
-    TransactionKind, TransactionStatus,
+    ApprovalDetails, ApprovalState, Failure, Metadata, NewPayment, OrderExtras, Payment, PaymentStatus,
+    PaymentTransaction, Route, TransactionKind, TransactionStatus,
 };
 use paygate_domain::time::UnixMillis;
 use paygate_domain::vat::VatSplit;
@@ -54,6 +54,13 @@ fn new_payment(merchant: &Merchant, mode: Mode, order_id: &str, amounts: VatSpli
         customer_name: None,
         customer_email: None,
         notification_url: None,
+        // Every stored extra is set, so each test's round trip covers them.
+        extras: OrderExtras {
+            tax_exemption_minor: 500,
+            metadata: Some(Metadata::from_validated_json(r#"{"campaign":"봄 세일"}"#.to_owned())),
+            customer_mobile_phone: Some("01012345678".into()),
+            free_installment: true,
+        },
         now: at(now),
     }
 }
@@ -96,6 +103,9 @@ fn details(now: i64) -> ApprovalDetails {
     ApprovalDetails {
         approval_number: "30001234".into(),
         issuer_code: "11".into(),
+        acquirer_code: Some("21".into()),
+        card_type: CardType::Check,
+        owner_type: OwnerType::Corporate,
         acquirer_transaction_id: format!("A-{now}"),
         approved_at: at(now),
     }
@@ -129,6 +139,7 @@ fn approval_transaction(p: &Payment, now: i64) -> PaymentTransaction {
         kind: TransactionKind::Approval,
         status: TransactionStatus::Done,
         amount: p.total(),
+        tax_free: p.amounts.tax_free(),
         reason: None,
         created_at: at(now),
         completed_at: Some(at(now)),
@@ -147,6 +158,7 @@ fn pending_cancel(p: &Payment, amount: i64, now: i64, retry_at: i64) -> PaymentT
         kind: TransactionKind::Cancel,
         status: TransactionStatus::Pending,
         amount: Money::new(amount, p.total().currency()),
+        tax_free: Money::new(amount.min(p.amounts.tax_free().amount_minor()), p.total().currency()),
         reason: Some("구매자 변심".into()),
         created_at: at(now),
         completed_at: None,
@@ -752,6 +764,7 @@ async fn cancels_resolve_only_while_pending() {
         update_transaction: Some(PaymentTransaction {
             status: TransactionStatus::Done,
             amount: Money::krw(6_999),
+            tax_free: Money::krw(0),
             ..rest.clone()
         }),
         ..PaymentUpdate::new(reserved.version, reserved.cancel_completed(Money::krw(0)).unwrap())
@@ -759,6 +772,27 @@ async fn cancels_resolve_only_while_pending() {
     assert!(is_conflict(&ts.update_payment(&wrong_amount).await));
     assert_eq!(stored(&*ts, done.id).await, reserved);
     assert_eq!(ts.due_cancel_retries(at(T0 + 70_000), 10).await.unwrap(), vec![rest]);
+
+    // The transaction list shows what each left to cancel: the approval all of it, the done cancel 7,000, the
+    // pending one (it may have gone through) nothing.
+    let listed = ts
+        .list_transactions(&TransactionQuery {
+            merchant_id: merchant.id,
+            mode: Mode::Test,
+            from: at(0),
+            until: at(T0 + 99_999_999),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|l| l.balance_after.amount_minor())
+            .collect::<Vec<_>>(),
+        vec![10_000, 7_000, 0]
+    );
 }
 
 // Ledger.
@@ -1078,11 +1112,17 @@ async fn transactions_page_by_period() {
         if page.is_empty() {
             break;
         }
-        after = page.last().map(|t| t.key);
+        after = page.last().map(|t| t.transaction.key);
         pages.push(page);
     }
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 1]);
-    assert_eq!(pages.concat(), inside);
+    let listed = pages.concat();
+    assert_eq!(listed.iter().map(|l| l.transaction.clone()).collect::<Vec<_>>(), inside);
+    for (i, l) in listed.iter().enumerate() {
+        // Approvals leave the whole amount to cancel; each is listed with its payment's orderId.
+        assert_eq!(l.balance_after, l.transaction.amount);
+        assert!(l.order_id.as_str().starts_with("order-list-"), "{i}: {:?}", l.order_id);
+    }
     let everything = TransactionQuery {
         limit: 100,
         until: at(until + 1),

@@ -476,7 +476,7 @@ async fn sdk_two_step_flow_with_a_client_key() {
         .await;
     assert_eq!(
         (status, done["status"].as_str(), done["card"]["acquirerCode"].as_str()),
-        (200, Some("DONE"), Some("B"))
+        (200, Some("DONE"), Some("21"))
     );
 
     // A declined card goes to failUrl with the code.

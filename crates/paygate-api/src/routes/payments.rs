@@ -15,6 +15,8 @@ use paygate_app::payments::{
     PaymentAnswer, PaymentError, PaymentView,
 };
 use paygate_domain::id::{PaymentId, TransactionKey};
+use paygate_domain::payment::OrderExtras;
+use paygate_store::ListedTransaction;
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::{field_error, idempotency_error, payment_error, payment_error_ref};
@@ -44,6 +46,25 @@ pub struct KeyInBody {
     customer_name: Option<String>,
     customer_email: Option<String>,
     notification_url: Option<String>,
+    // Toss Payments' fields, kept and returned (or accepted and ignored): docs/toss-compat.md.
+    #[serde(default)]
+    use_free_installment_plan: bool,
+    tax_exemption_amount: Option<i64>,
+    customer_mobile_phone: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// 3-D Secure results from the merchant's own authentication; the sandbox acquirers do not use them.
+    #[allow(dead_code)]
+    vbv: Option<VbvBody>,
+}
+
+/// Toss's `vbv` object (3-D Secure: `cavv`, `xid`, `eci`), accepted and not used.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct VbvBody {
+    cavv: Option<String>,
+    xid: Option<String>,
+    eci: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +80,11 @@ pub struct CreateBody {
     notification_url: Option<String>,
     success_url: Option<String>,
     fail_url: Option<String>,
+    /// `카드` (Toss's spelling) or `CARD`; the only method paygate offers.
+    method: Option<String>,
+    tax_exemption_amount: Option<i64>,
+    customer_mobile_phone: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +111,29 @@ pub struct CancelBody {
     cancel_reason: String,
     cancel_amount: Option<i64>,
     expected_balance: Option<i64>,
+    /// Toss's spelling of the balance guard: a mismatch is `NOT_MATCHES_REFUNDABLE_AMOUNT` (`expectedBalance`'s
+    /// is `BALANCE_MISMATCH`).
+    refundable_amount: Option<i64>,
+    tax_free_amount: Option<i64>,
+    /// Toss's: the tax-exempt part of the cancel. paygate keeps a payment's tax-exempt amount as information
+    /// only, so a cancel's is accepted and reported as 0 (docs/toss-compat.md).
+    #[allow(dead_code)]
+    tax_exemption_amount: Option<i64>,
+    /// Toss's: the currency of `cancelAmount`; must be the payment's (KRW) when sent.
+    currency: Option<String>,
+    /// Toss's: where a virtual-account payment's refund goes; card payments refund to the card and ignore it.
+    #[allow(dead_code)]
+    refund_receive_account: Option<RefundAccountBody>,
+}
+
+/// Toss's `refundReceiveAccount`: bank code, account number, holder name.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct RefundAccountBody {
+    bank: String,
+    account_number: String,
+    holder_name: String,
 }
 
 /// How a key-in body carries its card, once its presence is checked.
@@ -147,6 +196,15 @@ impl TryFrom<KeyInBody> for KeyInCommand {
             order_id: command::order_id(&body.order_id)?,
             order_name: command::order_name(&body.order_name)?,
             customer: Customer::parse(body.customer_name, body.customer_email)?,
+            extras: OrderExtras {
+                free_installment: body.use_free_installment_plan && installment.months() > 0,
+                ..command::order_extras(
+                    &amounts,
+                    body.tax_exemption_amount,
+                    body.metadata,
+                    body.customer_mobile_phone,
+                )?
+            },
             amounts,
             card,
             installment,
@@ -158,10 +216,26 @@ impl TryFrom<CreateBody> for CreateCommand {
     type Error = FieldError;
 
     fn try_from(body: CreateBody) -> Result<CreateCommand, FieldError> {
+        if let Some(method) = body.method.as_deref() {
+            if !matches!(method, "카드" | "CARD") {
+                return Err(FieldError::invalid(
+                    "method",
+                    "`method` must be `카드`: paygate takes card payments only",
+                ));
+            }
+        }
         let success_url = RedirectUrl::parse(body.success_url, "successUrl")?;
         let fail_url = RedirectUrl::parse(body.fail_url, "failUrl")?;
+        let amounts = command::amounts(body.amount, body.tax_free_amount, body.vat)?;
+        let extras = command::order_extras(
+            &amounts,
+            body.tax_exemption_amount,
+            body.metadata,
+            body.customer_mobile_phone,
+        )?;
         Ok(CreateCommand {
-            amounts: command::amounts(body.amount, body.tax_free_amount, body.vat)?,
+            amounts,
+            extras,
             notification_url: NotificationUrl::parse(body.notification_url)?,
             order_id: command::order_id(&body.order_id)?,
             order_name: command::order_name(&body.order_name)?,
@@ -200,7 +274,21 @@ impl TryFrom<CancelBody> for CancelCommand {
     type Error = FieldError;
 
     fn try_from(body: CancelBody) -> Result<CancelCommand, FieldError> {
-        CancelCommand::parse(&body.cancel_reason, body.cancel_amount, body.expected_balance)
+        if let Some(currency) = body.currency.as_deref() {
+            if currency != "KRW" {
+                return Err(FieldError::invalid(
+                    "currency",
+                    "`currency` must be the payment's currency, KRW",
+                ));
+            }
+        }
+        CancelCommand::parse(
+            &body.cancel_reason,
+            body.cancel_amount,
+            body.expected_balance,
+            body.tax_free_amount,
+        )?
+        .with_refundable_amount(body.refundable_amount)
     }
 }
 
@@ -315,9 +403,7 @@ pub async fn transactions(
     let from = parse_instant(&query.start_date, false).ok_or_else(|| bad_date("startDate"))?;
     let until = parse_instant(&query.end_date, true).ok_or_else(|| bad_date("endDate"))?;
     if until <= from {
-        return Err(
-            ApiError::new(ErrorCode::InvalidFieldValue, "endDate must be after startDate").with_param("endDate"),
-        );
+        return Err(ApiError::new(ErrorCode::InvalidDate, "endDate must be after startDate").with_param("endDate"));
     }
     let after = match &query.starting_after {
         Some(key) => Some(TransactionKey::parse(key).map_err(|_| {
@@ -332,13 +418,16 @@ pub async fn transactions(
         .list_transactions(&caller, from, until, after, limit)
         .await
         .map_err(payment_error)?;
-    let body: Vec<TransactionBody> = rows.iter().map(|t| TransactionBody::new(&caller, t)).collect();
+    let body: Vec<TransactionBody> = rows
+        .iter()
+        .map(|t| TransactionBody::new(&state.app, &caller, t))
+        .collect();
     Ok(Json(body).into_response())
 }
 
 fn bad_date(param: &'static str) -> ApiError {
     ApiError::new(
-        ErrorCode::InvalidFieldValue,
+        ErrorCode::InvalidDate,
         format!("`{param}` must be RFC 3339, YYYY-MM-DDThh:mm:ss (KST) or YYYY-MM-DD (KST)"),
     )
     .with_param(param)
@@ -387,33 +476,60 @@ pub(crate) async fn detached<T: Send + 'static>(
     }
 }
 
+/// A transaction (거래) as Toss Payments v1 shapes it, plus paygate's `kind`, `transactionStatus` and `mode`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionBody {
     m_id: String,
     transaction_key: String,
     payment_key: String,
+    order_id: String,
     method: &'static str,
-    kind: &'static str,
+    /// The billing key's customer for a billing payment; `null` otherwise.
+    customer_key: Option<String>,
+    use_escrow: bool,
+    receipt_url: String,
+    /// The payment's status as this transaction left it: `DONE` (approval), `PARTIAL_CANCELED` or `CANCELED`
+    /// (a cancel), `IN_PROGRESS` (a cancel the acquirer has not answered yet), `ABORTED` (a cancel it refused).
     status: &'static str,
     transaction_at: String,
     currency: &'static str,
     amount: i64,
+    /// `APPROVAL` or `CANCEL`.
+    kind: &'static str,
+    /// `PENDING`, `DONE` or `FAILED`.
+    transaction_status: &'static str,
     mode: &'static str,
 }
 
 impl TransactionBody {
-    fn new(caller: &Caller, t: &paygate_domain::payment::PaymentTransaction) -> TransactionBody {
+    fn new(app: &paygate_app::App, caller: &Caller, listed: &ListedTransaction) -> TransactionBody {
+        use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
+        let t = &listed.transaction;
+        let status = match (t.kind, t.status) {
+            (TransactionKind::Approval, _) => PaymentStatus::Done,
+            (TransactionKind::Cancel, TransactionStatus::Pending) => PaymentStatus::InProgress,
+            (TransactionKind::Cancel, TransactionStatus::Failed) => PaymentStatus::Aborted,
+            (TransactionKind::Cancel, TransactionStatus::Done) if listed.balance_after.is_zero() => {
+                PaymentStatus::Canceled
+            }
+            (TransactionKind::Cancel, TransactionStatus::Done) => PaymentStatus::PartialCanceled,
+        };
         TransactionBody {
             m_id: caller.merchant.id.to_string(),
             transaction_key: t.key.to_string(),
             payment_key: t.payment_id.to_string(),
-            method: "CARD",
-            kind: t.kind.as_str(),
-            status: t.status.as_str(),
+            order_id: listed.order_id.as_str().to_owned(),
+            method: "카드",
+            customer_key: None,
+            use_escrow: false,
+            receipt_url: app.receipt_url(t.payment_id),
+            status: status.as_str(),
             transaction_at: rfc3339(t.created_at),
             currency: t.amount.currency().code(),
             amount: t.amount.amount_minor(),
+            kind: t.kind.as_str(),
+            transaction_status: t.status.as_str(),
             mode: t.mode.as_str(),
         }
     }

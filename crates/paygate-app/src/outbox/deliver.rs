@@ -18,7 +18,7 @@ use paygate_store::{
     Attempt, AttemptOutcome, ClaimedDelivery, DisableEndpoint, NewEvent, NotificationFormat, StoreError,
 };
 
-use crate::instant::rfc3339;
+use crate::instant::{rfc3339, toss_webhook_local};
 use crate::App;
 
 /// What one pass did.
@@ -154,10 +154,14 @@ impl App {
         let event = &claimed.event;
         let data: serde_json::Value =
             serde_json::from_str(&event.data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?;
+        // Standard Webhooks' envelope (`type`, `timestamp`, `data`) and Toss Payments' (`eventType`, `createdAt`,
+        // `data`) at once, so a receiver written for either decodes it.
         let envelope = serde_json::json!({
             "id": event.id.to_string(),
             "type": event.event_type.as_str(),
-            "createdAt": rfc3339(event.created_at),
+            "eventType": event.event_type.as_str(),
+            "timestamp": rfc3339(event.created_at),
+            "createdAt": toss_webhook_local(event.created_at),
             "sequence": event.sequence,
             "previousStatus": event.previous_status,
             "data": data,

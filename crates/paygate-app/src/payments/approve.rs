@@ -163,6 +163,9 @@ impl App {
         let details = ApprovalDetails {
             approval_number: approval.approval_number.clone(),
             issuer_code: approval.issuer_code.clone(),
+            acquirer_code: Some(approval.acquirer_code.clone()),
+            card_type: approval.card_type,
+            owner_type: approval.owner_type,
             acquirer_transaction_id: approval.acquirer_transaction_id.clone(),
             approved_at: approval.approved_at,
         };
@@ -176,6 +179,7 @@ impl App {
             kind: TransactionKind::Approval,
             status: TransactionStatus::Done,
             amount: payment.total(),
+            tax_free: payment.amounts.tax_free(),
             reason: None,
             created_at: approval.approved_at,
             completed_at: Some(now),

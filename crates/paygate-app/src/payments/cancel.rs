@@ -6,7 +6,7 @@ use paygate_connectors::{CancelOutcome, Outcome};
 use paygate_domain::id::{JournalId, PaymentId};
 use paygate_domain::ledger::Journal;
 use paygate_domain::money::Money;
-use paygate_domain::payment::{Payment, PaymentTransaction, TransactionKind, TransactionStatus};
+use paygate_domain::payment::{Payment, PaymentRuleError, PaymentTransaction, TransactionKind, TransactionStatus};
 use paygate_domain::time::{DurationMs, UnixMillis};
 use paygate_store::{IdempotencyResource, IdempotencyWrite, JournalEntry, PaymentUpdate, StoreError};
 
@@ -31,6 +31,18 @@ async fn race_pause() {
     .await;
 }
 
+/// A cancel as the use case runs it.
+#[derive(Clone, Copy)]
+struct CancelRequest<'a> {
+    /// None cancels the whole balance.
+    amount: Option<Money>,
+    tax_free: Money,
+    expected: Option<Money>,
+    /// The guard came as Toss's `refundableAmount`.
+    as_refundable: bool,
+    reason: &'a str,
+}
+
 impl App {
     pub async fn cancel(
         &self,
@@ -50,12 +62,14 @@ impl App {
             .amount
             .map(|amount| self.check_amount(amount, "cancelAmount"))
             .transpose()?;
-        let expected = command.expected_balance;
-        let reason = command.reason.as_str();
-        let (payment, transaction) = match self
-            .reserve_cancel(caller, id, amount, expected, reason, claim.as_ref())
-            .await
-        {
+        let request = CancelRequest {
+            amount,
+            tax_free: command.tax_free,
+            expected: command.expected_balance,
+            as_refundable: command.balance_as_refundable,
+            reason: command.reason.as_str(),
+        };
+        let (payment, transaction) = match self.reserve_cancel(caller, id, &request, claim.as_ref()).await {
             Err(PaymentError::Idempotency(_)) if claim.is_some() => {
                 let claim = claim.as_ref().ok_or(PaymentError::Concurrent)?;
                 return self
@@ -76,11 +90,16 @@ impl App {
         &self,
         caller: &Caller,
         id: PaymentId,
-        amount: Option<Money>,
-        expected: Option<Money>,
-        reason: &str,
+        request: &CancelRequest<'_>,
         claim: Option<&PaymentClaim>,
     ) -> Result<(Payment, PaymentTransaction), PaymentError> {
+        let CancelRequest {
+            amount,
+            tax_free,
+            expected,
+            as_refundable,
+            reason,
+        } = *request;
         for _ in 0..RACE_RETRIES_MAX {
             let payment = self
                 .store()
@@ -93,7 +112,18 @@ impl App {
                 return Err(PaymentError::NotCancelable { status: payment.status });
             }
             let amount = amount.unwrap_or(payment.balance);
-            let next = payment.cancel_reserved(amount, expected)?;
+            if !tax_free.is_zero() {
+                // Read after the payment: a cancel committed in between shows here (the check is stricter, never
+                // looser) and moves the version, so the write below fails and this is tried again.
+                let cancelled = self.tax_free_cancelled(&payment).await?;
+                payment.check_cancel_tax_free(amount, tax_free, cancelled)?;
+            }
+            let next = match payment.cancel_reserved(amount, expected) {
+                Err(PaymentRuleError::BalanceMismatch { actual, .. }) if as_refundable => {
+                    return Err(PaymentError::RefundableMismatch { actual });
+                }
+                other => other?,
+            };
             let now = self.clock().now();
             let transaction = PaymentTransaction {
                 key: self.new_transaction_key(now),
@@ -103,6 +133,7 @@ impl App {
                 kind: TransactionKind::Cancel,
                 status: TransactionStatus::Pending,
                 amount,
+                tax_free,
                 reason: Some(reason.to_owned()),
                 created_at: now,
                 completed_at: None,
@@ -132,6 +163,19 @@ impl App {
             }
         }
         Err(PaymentError::Concurrent)
+    }
+
+    /// The tax-free amount that the payment's cancels, pending or done, declared so far.
+    async fn tax_free_cancelled(&self, payment: &Payment) -> Result<Money, PaymentError> {
+        let mut sum = Money::zero(payment.total().currency());
+        for t in self.store().payment_transactions(payment.id).await? {
+            if t.kind == TransactionKind::Cancel && t.status != TransactionStatus::Failed {
+                sum = sum
+                    .checked_add(t.tax_free)
+                    .map_err(|e| InternalError::Invariant(e.to_string()))?;
+            }
+        }
+        Ok(sum)
     }
 
     /// Sends a reserved cancel to the acquirer (first time, or again from the worker) and records the answer.

@@ -153,6 +153,7 @@ impl App {
             PaymentExtras {
                 customer: command.customer,
                 notification_url,
+                order: command.extras,
             },
         );
         let expires_at = new

@@ -11,6 +11,7 @@ use paygate_domain::card::{CardExpiry, CardNumber, CardPassword, IdentityNumber,
 use paygate_domain::customer::CustomerEmail;
 use paygate_domain::money::Money;
 use paygate_domain::order::{OrderId, OrderName};
+use paygate_domain::payment::{Metadata, OrderExtras};
 use paygate_domain::vat::VatSplit;
 
 /// Why a request field was refused. The HTTP layer maps each reason to its stable code in one place.
@@ -122,15 +123,93 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// An empty field means "not given" (Toss clients send `""` for optional fields they leave blank).
     pub fn parse(name: Option<String>, email: Option<String>) -> Result<Customer, FieldError> {
         Ok(Customer {
-            name: name.map(CustomerName::parse).transpose()?,
+            name: name.filter(|n| !n.is_empty()).map(CustomerName::parse).transpose()?,
             email: email
+                .filter(|e| !e.is_empty())
                 .map(|email| CustomerEmail::parse(&email))
                 .transpose()
                 .map_err(|e| FieldError::invalid("customerEmail", e))?,
         })
     }
+}
+
+/// Shortest and longest buyer's mobile phone number, in digits.
+pub const MOBILE_PHONE_DIGITS: std::ops::RangeInclusive<usize> = 8..=15;
+
+/// What a merchant may send with a payment that paygate keeps and returns without acting on it:
+/// `taxExemptionAmount` (0 to the taxable part), `metadata` (an object of at most 5 string values) and
+/// `customerMobilePhone` (8–15 digits, hyphens allowed and dropped). An empty phone means "not given".
+pub fn order_extras(
+    amounts: &VatSplit,
+    tax_exemption_minor: Option<i64>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    mobile_phone: Option<String>,
+) -> Result<OrderExtras, FieldError> {
+    let tax_exemption_minor = tax_exemption_minor.unwrap_or(0);
+    let taxable = amounts.total().amount_minor() - amounts.tax_free().amount_minor();
+    if !(0..=taxable).contains(&tax_exemption_minor) {
+        return Err(FieldError::invalid(
+            "taxExemptionAmount",
+            "`taxExemptionAmount` must be between 0 and the amount minus `taxFreeAmount`",
+        ));
+    }
+    let metadata = metadata.map(parse_metadata).transpose()?;
+    let customer_mobile_phone = match mobile_phone.filter(|p| !p.is_empty()) {
+        None => None,
+        Some(phone) => {
+            let digits: String = phone.chars().filter(|c| *c != '-').collect();
+            if !MOBILE_PHONE_DIGITS.contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(FieldError::invalid(
+                    "customerMobilePhone",
+                    "`customerMobilePhone` must be 8 to 15 digits",
+                ));
+            }
+            Some(digits)
+        }
+    };
+    Ok(OrderExtras {
+        tax_exemption_minor,
+        metadata,
+        customer_mobile_phone,
+        free_installment: false,
+    })
+}
+
+fn parse_metadata(map: serde_json::Map<String, serde_json::Value>) -> Result<Metadata, FieldError> {
+    if map.len() > Metadata::PAIRS_MAX {
+        return Err(FieldError::invalid(
+            "metadata",
+            format!("`metadata` holds at most {} keys", Metadata::PAIRS_MAX),
+        ));
+    }
+    for (key, value) in &map {
+        if key.is_empty() || key.chars().count() > Metadata::KEY_CHARS_MAX || key.contains(['[', ']']) {
+            return Err(FieldError::invalid(
+                "metadata",
+                format!(
+                    "a `metadata` key is 1 to {} characters without `[` or `]`",
+                    Metadata::KEY_CHARS_MAX
+                ),
+            ));
+        }
+        let ok = value
+            .as_str()
+            .is_some_and(|text| text.chars().count() <= Metadata::VALUE_CHARS_MAX);
+        if !ok {
+            return Err(FieldError::invalid(
+                "metadata",
+                format!(
+                    "a `metadata` value is a string of at most {} characters",
+                    Metadata::VALUE_CHARS_MAX
+                ),
+            ));
+        }
+    }
+    let json = serde_json::to_string(&map).map_err(|e| FieldError::invalid("metadata", e))?;
+    Ok(Metadata::from_validated_json(json))
 }
 
 /// Where a payment's notification (노티) goes instead of the merchant's setting: a non-empty URL of at most
@@ -288,6 +367,7 @@ pub struct KeyInCommand {
     pub customer: Customer,
     /// Overrides the merchant's notification URL for this payment.
     pub notification_url: Option<NotificationUrl>,
+    pub extras: OrderExtras,
 }
 
 /// A checkout payment for the buyer to authenticate.
@@ -299,6 +379,7 @@ pub struct CreateCommand {
     pub customer: Customer,
     /// Overrides the merchant's notification URL for this payment.
     pub notification_url: Option<NotificationUrl>,
+    pub extras: OrderExtras,
     /// Where the browser goes after the buyer paid (then the merchant confirms) or gave up. Required with a client
     /// key (the browser SDK), optional with a secret key.
     pub success_url: Option<RedirectUrl>,
@@ -366,18 +447,52 @@ pub struct CancelCommand {
     pub amount: Option<Money>,
     /// The balance the merchant believes the payment has; the cancel is refused if it differs.
     pub expected_balance: Option<Money>,
+    /// Whether that balance came as Toss's `refundableAmount` (a mismatch answers Toss's code) rather than
+    /// paygate's `expectedBalance`.
+    pub balance_as_refundable: bool,
+    /// The tax-free part of the cancelled amount (`taxFreeAmount`, default 0); the payment's rules check it
+    /// against what is left of its tax-free amount.
+    pub tax_free: Money,
 }
 
 impl CancelCommand {
+    /// Adds Toss's `refundableAmount`: the same guard as `expectedBalance`; sent together, they must agree.
+    pub fn with_refundable_amount(mut self, refundable_minor: Option<i64>) -> Result<CancelCommand, FieldError> {
+        let Some(refundable) = refundable_minor.map(Money::krw) else {
+            return Ok(self);
+        };
+        if self.expected_balance.is_some_and(|expected| expected != refundable) {
+            return Err(FieldError::invalid(
+                "refundableAmount",
+                "`refundableAmount` and `expectedBalance` differ; send one of them",
+            ));
+        }
+        self.expected_balance = Some(refundable);
+        self.balance_as_refundable = true;
+        Ok(self)
+    }
+
     pub fn parse(
         reason: &str,
         amount_minor: Option<i64>,
         expected_balance_minor: Option<i64>,
+        tax_free_minor: Option<i64>,
     ) -> Result<CancelCommand, FieldError> {
+        let amount = amount_minor.map(|a| positive_amount(a, "cancelAmount")).transpose()?;
+        let tax_free_minor = tax_free_minor.unwrap_or(0);
+        let over_amount = amount.is_some_and(|a| tax_free_minor > a.amount_minor());
+        if tax_free_minor < 0 || over_amount {
+            return Err(FieldError::invalid(
+                "taxFreeAmount",
+                "`taxFreeAmount` must be between 0 and `cancelAmount`",
+            ));
+        }
         Ok(CancelCommand {
             reason: CancelReason::parse(reason)?,
-            amount: amount_minor.map(|a| positive_amount(a, "cancelAmount")).transpose()?,
+            amount,
             expected_balance: expected_balance_minor.map(Money::krw),
+            balance_as_refundable: false,
+            tax_free: Money::krw(tax_free_minor),
         })
     }
 }

@@ -10,7 +10,7 @@ use paygate_domain::api_key::Mode;
 use paygate_domain::card::Installment;
 use paygate_domain::id::{MerchantId, PaymentId};
 use paygate_domain::merchant::Merchant;
-use paygate_domain::payment::{Failure, Payment, PaymentStatus};
+use paygate_domain::payment::{Failure, OrderExtras, Payment, PaymentStatus};
 use paygate_store::{CheckoutCardChange, CheckoutEntry, CheckoutSession, PaymentUpdate, StoreError};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -89,6 +89,7 @@ impl FormCheckout {
             order_name: command::order_name(&self.goods_name)?,
             customer: Customer::parse(optional(&self.buyer_name), optional(&self.buyer_email))?,
             notification_url: NotificationUrl::parse(optional(&self.notification_url))?,
+            extras: OrderExtras::default(),
             success_url: None,
             fail_url: None,
         })

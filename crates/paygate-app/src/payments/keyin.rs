@@ -3,7 +3,7 @@
 use paygate_domain::card::Installment;
 use paygate_domain::id::PaymentId;
 use paygate_domain::order::{OrderId, OrderName};
-use paygate_domain::payment::{NewPayment, Payment};
+use paygate_domain::payment::{NewPayment, OrderExtras, Payment};
 use paygate_domain::time::DurationMs;
 use paygate_domain::vat::VatSplit;
 use paygate_store::{IdempotencyResource, InsertPaymentOutcome, PaymentInsert, StoreError};
@@ -19,6 +19,7 @@ pub(crate) struct PaymentExtras {
     pub customer: Customer,
     /// Already checked against the SSRF guard.
     pub notification_url: Option<String>,
+    pub order: OrderExtras,
 }
 
 impl App {
@@ -57,6 +58,7 @@ impl App {
             customer_name: extras.customer.name.map(|name| name.into_string()),
             customer_email: extras.customer.email.map(|email| email.into_string()),
             notification_url: extras.notification_url,
+            extras: extras.order,
             now,
         }
     }
@@ -88,6 +90,7 @@ impl App {
             PaymentExtras {
                 customer: command.customer,
                 notification_url,
+                order: command.extras,
             },
         );
         let route = self.route(caller.merchant.id, caller.key.mode, &card.number).await?;

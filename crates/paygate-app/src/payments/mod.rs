@@ -30,7 +30,7 @@ use paygate_domain::money::Money;
 use paygate_domain::order::OrderId;
 use paygate_domain::payment::{Payment, PaymentRuleError, PaymentTransaction};
 use paygate_domain::time::UnixMillis;
-use paygate_store::{StoreError, TransactionQuery};
+use paygate_store::{ListedTransaction, StoreError, TransactionQuery};
 
 use crate::auth::Caller;
 use crate::App;
@@ -161,6 +161,9 @@ pub enum PaymentError {
     AcquirerUnavailable { payment: Option<Box<Payment>> },
     #[error("no acquirer serves this card for the merchant")]
     NoRoute,
+    /// Toss's balance guard (`refundableAmount`) differed from the balance; nothing was cancelled.
+    #[error("the balance is {actual}, not the refundableAmount sent")]
+    RefundableMismatch { actual: Money },
     #[error("the payment has nothing left to cancel")]
     NotCancelable {
         status: paygate_domain::payment::PaymentStatus,
@@ -203,6 +206,7 @@ impl PaymentError {
             },
             PaymentError::NoRoute => PaymentError::NoRoute,
             PaymentError::NotCancelable { status } => PaymentError::NotCancelable { status: *status },
+            PaymentError::RefundableMismatch { actual } => PaymentError::RefundableMismatch { actual: *actual },
             PaymentError::CancelRefused { message, acquirer_code } => PaymentError::CancelRefused {
                 message: message.clone(),
                 acquirer_code: acquirer_code.clone(),
@@ -419,7 +423,7 @@ impl App {
         until: UnixMillis,
         after: Option<TransactionKey>,
         limit: u32,
-    ) -> Result<Vec<PaymentTransaction>, PaymentError> {
+    ) -> Result<Vec<ListedTransaction>, PaymentError> {
         let query = TransactionQuery {
             merchant_id: caller.merchant.id,
             mode: caller.key.mode,

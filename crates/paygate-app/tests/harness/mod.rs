@@ -217,7 +217,7 @@ impl Harness {
     }
 
     pub async fn cancel(&self, id: PaymentId, amount: Option<i64>) -> Result<PaymentView, PaymentError> {
-        let command = CancelCommand::parse("harness cancel", amount, None).unwrap();
+        let command = CancelCommand::parse("harness cancel", amount, None, None).unwrap();
         self.app.cancel(&self.caller, id, command, None).await.map(fresh)
     }
 
@@ -295,6 +295,7 @@ pub fn key_in_notifying(order_id: &str, amount_minor: i64, card: &str, notificat
         installment: command::installment(0).unwrap(),
         customer: Customer::default(),
         notification_url: NotificationUrl::parse(notification_url.map(str::to_owned)).unwrap(),
+        extras: Default::default(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! Readers are tolerant (unknown fields are ignored, so either side can add fields); writers are strict. Bodies
 //! that carry card data deliberately have no `Debug`, so they cannot end up in a log line by accident.
 
+use paygate_domain::card::{CardType, OwnerType};
 use paygate_domain::money::{Currency, Money};
 use paygate_domain::time::UnixMillis;
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,11 @@ pub(crate) struct ApprovalWire {
     pub approval_number: String,
     pub transaction_id: String,
     pub issuer_code: String,
+    pub acquirer_code: String,
+    /// `CREDIT`, `CHECK`, `GIFT` or `UNKNOWN`; an unknown spelling reads as `UNKNOWN`.
+    pub card_type: String,
+    /// `PERSONAL`, `CORPORATE` or `UNKNOWN`; an unknown spelling reads as `UNKNOWN`.
+    pub owner_type: String,
     pub approved_at: i64,
 }
 
@@ -114,6 +120,9 @@ impl From<&Approval> for ApprovalWire {
             approval_number: approval.approval_number.clone(),
             transaction_id: approval.acquirer_transaction_id.clone(),
             issuer_code: approval.issuer_code.clone(),
+            acquirer_code: approval.acquirer_code.clone(),
+            card_type: approval.card_type.as_str().to_owned(),
+            owner_type: approval.owner_type.as_str().to_owned(),
             approved_at: approval.approved_at.as_millis(),
         }
     }
@@ -125,6 +134,9 @@ impl From<ApprovalWire> for Approval {
             approval_number: wire.approval_number,
             acquirer_transaction_id: wire.transaction_id,
             issuer_code: wire.issuer_code,
+            acquirer_code: wire.acquirer_code,
+            card_type: CardType::parse(&wire.card_type).unwrap_or(CardType::Unknown),
+            owner_type: OwnerType::parse(&wire.owner_type).unwrap_or(OwnerType::Unknown),
             approved_at: UnixMillis::new(wire.approved_at),
         }
     }

@@ -190,10 +190,10 @@ pub const CASES: &[Case] = &[
         card: "4111111111111111",
         authenticated: false,
         expired: false,
-        first: Expect::Approved { issuer: "99" },
+        first: Expect::Approved { issuer: "41" },
         journal: Some(JournalKind::Approved),
         inquiry: Inquiry::Approved,
-        retry: Expect::Approved { issuer: "99" },
+        retry: Expect::Approved { issuer: "41" },
     },
     Case {
         name: "expired card",
@@ -270,6 +270,16 @@ pub fn check(name: &str, step: &str, expect: Expect, got: &Result<ApproveOutcome
     match (expect, got) {
         (Expect::Approved { issuer }, Ok(ApproveOutcome::Approved(approval))) => {
             assert_eq!(approval.issuer_code, issuer, "{name} {step}: issuer");
+            assert!(
+                ["11", "21", "31"].contains(&approval.acquirer_code.as_str()),
+                "{name} {step}: acquirer code {}",
+                approval.acquirer_code
+            );
+            assert_eq!(
+                approval.card_type,
+                paygate_domain::card::CardType::Credit,
+                "{name} {step}"
+            );
             assert_eq!(approval.approval_number.len(), 8, "{name} {step}: approval number");
             assert!(approval.approval_number.bytes().all(|b| b.is_ascii_digit()));
         }

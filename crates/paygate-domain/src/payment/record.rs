@@ -4,7 +4,7 @@
 //! conditionally on the record's `version`, so two racing requests cannot both win. Nothing here does I/O.
 
 use crate::api_key::Mode;
-use crate::card::{CardSummary, Installment};
+use crate::card::{CardSummary, CardType, Installment, OwnerType};
 use crate::id::{MerchantId, PaymentId, TransactionKey};
 use crate::money::Money;
 use crate::order::{OrderId, OrderName};
@@ -87,7 +87,12 @@ pub struct Failure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApprovalDetails {
     pub approval_number: String,
+    /// The issuer's (발급사) card-company code, in Toss Payments' numbering.
     pub issuer_code: String,
+    /// The acquirer's (매입사) card-company code, in the same numbering.
+    pub acquirer_code: Option<String>,
+    pub card_type: CardType,
+    pub owner_type: OwnerType,
     pub acquirer_transaction_id: String,
     pub approved_at: UnixMillis,
 }
@@ -113,6 +118,8 @@ pub struct Payment {
     pub customer_email: Option<String>,
     /// Overrides the merchant's notification URL (노티) for this payment.
     pub notification_url: Option<String>,
+    /// What the merchant sent that paygate keeps and returns but does not act on.
+    pub extras: OrderExtras,
     pub failure: Option<Failure>,
     pub requested_at: UnixMillis,
     /// The deadline of the current waiting state (buyer authentication, merchant confirm); none for key-in.
@@ -140,6 +147,44 @@ pub enum PaymentRuleError {
     OrderMismatch,
     #[error("the balance is {actual}, not the expected {expected}")]
     BalanceMismatch { expected: Money, actual: Money },
+    #[error(
+        "the cancel's tax-free amount exceeds its amount or what is left of the payment's tax-free amount ({left})"
+    )]
+    CancelTaxFreeExceeded { left: Money },
+}
+
+/// What a merchant may send with a payment that paygate stores and returns as sent, without acting on it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OrderExtras {
+    /// 과세 제외 금액 (e.g. a cup deposit), part of the total, in its currency's minor units. Informational: the
+    /// VAT split does not use it (Toss Payments computes `vat` from `totalAmount - taxFreeAmount` alone).
+    pub tax_exemption_minor: i64,
+    pub metadata: Option<Metadata>,
+    pub customer_mobile_phone: Option<String>,
+    /// The merchant asked for an interest-free installment plan (무이자 할부, `useFreeInstallmentPlan`) and pays
+    /// the interest. Meaningful only with installments.
+    pub free_installment: bool,
+}
+
+/// The merchant's own key-value pairs for a payment, as a JSON object of strings (validated by the edge: at most
+/// [`Metadata::PAIRS_MAX`] pairs, keys up to [`Metadata::KEY_CHARS_MAX`] characters without `[` or `]`, values up
+/// to [`Metadata::VALUE_CHARS_MAX`] characters). The core keeps the text and never parses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metadata(String);
+
+impl Metadata {
+    pub const PAIRS_MAX: usize = 5;
+    pub const KEY_CHARS_MAX: usize = 40;
+    pub const VALUE_CHARS_MAX: usize = 500;
+
+    /// Wraps the JSON text of an object the caller has validated (or that was stored after validation).
+    pub fn from_validated_json(json: String) -> Metadata {
+        Metadata(json)
+    }
+
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Everything needed to start a payment.
@@ -155,6 +200,7 @@ pub struct NewPayment {
     pub customer_name: Option<String>,
     pub customer_email: Option<String>,
     pub notification_url: Option<String>,
+    pub extras: OrderExtras,
     pub now: UnixMillis,
 }
 
@@ -196,6 +242,7 @@ impl Payment {
             customer_name: new.customer_name,
             customer_email: new.customer_email,
             notification_url: new.notification_url,
+            extras: new.extras,
             failure: None,
             requested_at: new.now,
             expires_at: None,
@@ -350,6 +397,27 @@ impl Payment {
         Ok(next)
     }
 
+    /// Whether a cancel may declare `tax_free` of its `amount` as tax-free, when earlier cancels (pending or done)
+    /// already declared `tax_free_cancelled`: at most the amount, and at most what is left of the payment's
+    /// tax-free amount.
+    pub fn check_cancel_tax_free(
+        &self,
+        amount: Money,
+        tax_free: Money,
+        tax_free_cancelled: Money,
+    ) -> Result<(), PaymentRuleError> {
+        let left = self
+            .amounts
+            .tax_free()
+            .checked_sub(tax_free_cancelled)
+            .map_err(CancelError::from)?;
+        let over = |limit: &Money| tax_free.checked_cmp(limit).map(|o| o == std::cmp::Ordering::Greater);
+        if over(&amount).map_err(CancelError::from)? || over(&left).map_err(CancelError::from)? {
+            return Err(PaymentRuleError::CancelTaxFreeExceeded { left });
+        }
+        Ok(())
+    }
+
     /// The acquirer confirmed a reserved cancel. `settled_remaining` is total minus all completed cancels
     /// (pending ones excluded): zero means fully cancelled.
     pub fn cancel_completed(&self, settled_remaining: Money) -> Result<Payment, PaymentRuleError> {
@@ -431,6 +499,8 @@ pub struct PaymentTransaction {
     pub kind: TransactionKind,
     pub status: TransactionStatus,
     pub amount: Money,
+    /// The tax-free part of `amount`: the payment's `taxFreeAmount` for its approval, a cancel's own for a cancel.
+    pub tax_free: Money,
     pub reason: Option<String>,
     pub created_at: UnixMillis,
     pub completed_at: Option<UnixMillis>,
@@ -457,6 +527,7 @@ mod tests {
             customer_name: None,
             customer_email: None,
             notification_url: None,
+            extras: OrderExtras::default(),
             now: UnixMillis::new(1_000),
         }
     }
@@ -480,6 +551,9 @@ mod tests {
         ApprovalDetails {
             approval_number: "12345678".into(),
             issuer_code: "11".into(),
+            acquirer_code: Some("11".into()),
+            card_type: CardType::Credit,
+            owner_type: OwnerType::Personal,
             acquirer_transaction_id: "A-1".into(),
             approved_at: UnixMillis::new(2_000),
         }

@@ -2,14 +2,14 @@
 //! card of a checkout awaiting confirmation.
 
 use paygate_domain::api_key::Mode;
-use paygate_domain::card::{CardSummary, Installment};
+use paygate_domain::card::{CardSummary, CardType, Installment, OwnerType};
 use paygate_domain::checkout::CheckoutSession;
 use paygate_domain::id::{MerchantId, PaymentId, TransactionKey};
 use paygate_domain::money::{Currency, Money};
 use paygate_domain::order::{OrderId, OrderName};
 use paygate_domain::payment::{
-    ApprovalDetails, ApprovalState, Failure, Flow, Payment, PaymentStatus, PaymentTransaction, Route, TransactionKind,
-    TransactionStatus,
+    ApprovalDetails, ApprovalState, Failure, Flow, Metadata, OrderExtras, Payment, PaymentStatus, PaymentTransaction,
+    Route, TransactionKind, TransactionStatus,
 };
 use paygate_domain::sealed::Sealed;
 use paygate_domain::time::UnixMillis;
@@ -35,7 +35,7 @@ aggregate! {
         write fn update_payment(update: &PaymentUpdate) -> ();
         /// A payment's approval and cancels, oldest first.
         read fn payment_transactions(payment_id: PaymentId) -> Vec<PaymentTransaction>;
-        read fn list_transactions(query: &TransactionQuery) -> Vec<PaymentTransaction>;
+        read fn list_transactions(query: &TransactionQuery) -> Vec<ListedTransaction>;
         read fn checkout_card(payment_id: PaymentId) -> Option<Sealed>;
         /// Payments whose approval was requested or is unknown, with `next_inquiry_at <= now`, oldest due first.
         read fn due_inquiries(now: UnixMillis, limit: u32) -> Vec<Payment>;
@@ -116,6 +116,15 @@ pub enum InsertPaymentOutcome {
     DuplicateOrderId,
 }
 
+/// A transaction as the merchant's transaction list shows it: with its payment's orderId, and what was left to
+/// cancel of the payment once this transaction (and the ones before it, failed cancels excluded) went through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedTransaction {
+    pub transaction: PaymentTransaction,
+    pub order_id: OrderId,
+    pub balance_after: Money,
+}
+
 /// Filters for listing a merchant's transactions. `limit` is capped by the caller.
 #[derive(Clone, Debug)]
 pub struct TransactionQuery {
@@ -133,13 +142,14 @@ macro_rules! payment_columns {
          tax_free_amount, vat_amount, balance_amount, card_bin, card_last4, card_masked, installment_months, \
          acquirer, acquirer_merchant_id, approval_number, issuer_code, acquirer_transaction_id, approved_at, \
          customer_name, customer_email, failure_code, failure_message, failure_acquirer_code, requested_at, \
-         expires_at, next_inquiry_at, inquiry_attempts, version, notification_url"
+         expires_at, next_inquiry_at, inquiry_attempts, version, notification_url, approval_acquirer_code, card_type, \
+         card_owner_type, tax_exemption_amount, metadata, customer_mobile_phone, free_installment"
     };
 }
 macro_rules! transaction_columns {
     () => {
         "transaction_key, payment_id, merchant_id, mode, kind, status, currency, amount, reason, created_at, \
-         completed_at, acquirer_transaction_id, next_attempt_at, attempts"
+         completed_at, acquirer_transaction_id, next_attempt_at, attempts, tax_free_amount"
     };
 }
 
@@ -150,7 +160,7 @@ mod sql {
         "INSERT INTO payments (",
         payment_columns!(),
         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-             ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)
+             ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)
          ON CONFLICT (merchant_id, mode, order_id) DO NOTHING"
     );
     /// Every column but the identity ones is rewritten; the WHERE clause makes the write conditional on the version
@@ -162,8 +172,10 @@ mod sql {
              acquirer = ?18, acquirer_merchant_id = ?19, approval_number = ?20, issuer_code = ?21,
              acquirer_transaction_id = ?22, approved_at = ?23, customer_name = ?24, customer_email = ?25,
              failure_code = ?26, failure_message = ?27, failure_acquirer_code = ?28, expires_at = ?30,
-             next_inquiry_at = ?31, inquiry_attempts = ?32, version = ?33, notification_url = ?34
-         WHERE id = ?1 AND version = ?35
+             next_inquiry_at = ?31, inquiry_attempts = ?32, version = ?33, notification_url = ?34,
+             approval_acquirer_code = ?35, card_type = ?36, card_owner_type = ?37, tax_exemption_amount = ?38,
+             metadata = ?39, customer_mobile_phone = ?40, free_installment = ?41
+         WHERE id = ?1 AND version = ?42
            AND merchant_id = ?2 AND mode = ?3 AND order_id = ?4 AND flow = ?6 AND currency = ?9
            AND total_amount = ?10 AND tax_free_amount = ?11 AND vat_amount = ?12 AND requested_at = ?29";
     // By the primary key alone, the owner checked by the caller: with `AND merchant_id = … AND mode = …` in the
@@ -193,7 +205,7 @@ mod sql {
     pub const INSERT_TRANSACTION: &str = concat!(
         "INSERT INTO payment_transactions (",
         transaction_columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     );
     /// Conditional on the transaction still being pending (and being the payment's, for that amount).
     pub const UPDATE_TRANSACTION: &str = "UPDATE payment_transactions SET status = ?2, completed_at = ?3,
@@ -204,10 +216,17 @@ mod sql {
         transaction_columns!(),
         " FROM payment_transactions WHERE payment_id = ?1 ORDER BY transaction_key"
     );
+    /// With each row its payment's orderId and the payment's balance after it: the total minus the cancels up to
+    /// and including it that did not fail (two lookups by primary key and by the payment_id index).
     pub const LIST_TRANSACTIONS: &str = concat!(
         "SELECT ",
         transaction_columns!(),
-        " FROM payment_transactions WHERE merchant_id = ?1 AND mode = ?2 AND created_at >= ?3 AND created_at < ?4
+        ", (SELECT order_id FROM payments p WHERE p.id = t.payment_id),
+           CAST((SELECT total_amount FROM payments p WHERE p.id = t.payment_id)
+             - (SELECT COALESCE(SUM(c.amount), 0) FROM payment_transactions c WHERE c.payment_id = t.payment_id
+                  AND c.kind = 'CANCEL' AND c.status <> 'FAILED' AND c.transaction_key <= t.transaction_key)
+             AS BIGINT)
+         FROM payment_transactions t WHERE merchant_id = ?1 AND mode = ?2 AND created_at >= ?3 AND created_at < ?4
            AND transaction_key > ?5 ORDER BY transaction_key LIMIT ?6"
     );
     pub const DUE_CANCEL_RETRIES: &str = concat!(
@@ -252,6 +271,9 @@ fn payment_from(row: &Row) -> Result<Payment, StoreError> {
             Some(ApprovalDetails {
                 approval_number,
                 issuer_code,
+                acquirer_code: row.opt_string(34)?,
+                card_type: row.opt_parse(35, CardType::parse)?.unwrap_or(CardType::Unknown),
+                owner_type: row.opt_parse(36, OwnerType::parse)?.unwrap_or(OwnerType::Unknown),
                 acquirer_transaction_id,
                 approved_at,
             })
@@ -291,10 +313,16 @@ fn payment_from(row: &Row) -> Result<Payment, StoreError> {
         inquiry_attempts: row.num(31)?,
         version: row.int(32)?,
         notification_url: row.opt_string(33)?,
+        extras: OrderExtras {
+            tax_exemption_minor: row.int(37)?,
+            metadata: row.opt_string(38)?.map(Metadata::from_validated_json),
+            customer_mobile_phone: row.opt_string(39)?,
+            free_installment: row.flag(40)?,
+        },
     })
 }
 
-/// A payment's values in `payment_columns!()` order (`?1` to `?34`).
+/// A payment's values in `payment_columns!()` order (`?1` to `?41`).
 fn payment_values(p: &Payment) -> Vec<Value<'_>> {
     let (card, route, approval, failure) = (
         p.card.as_ref(),
@@ -337,6 +365,13 @@ fn payment_values(p: &Payment) -> Vec<Value<'_>> {
         p.inquiry_attempts,
         p.version,
         p.notification_url.as_deref(),
+        approval.and_then(|a| a.acquirer_code.as_deref()),
+        approval.map(|a| a.card_type.as_str()),
+        approval.map(|a| a.owner_type.as_str()),
+        p.extras.tax_exemption_minor,
+        p.extras.metadata.as_ref().map(Metadata::as_json),
+        p.extras.customer_mobile_phone.as_deref(),
+        p.extras.free_installment,
     ]
     .to_vec()
 }
@@ -358,6 +393,7 @@ fn transaction_from(row: &Row) -> Result<PaymentTransaction, StoreError> {
         acquirer_transaction_id: row.opt_string(11)?,
         next_attempt_at: row.opt_millis(12)?,
         attempts: row.num(13)?,
+        tax_free: Money::new(row.int(14)?, currency),
     })
 }
 
@@ -377,6 +413,7 @@ async fn insert_transaction(db: &impl Db, t: &PaymentTransaction) -> Result<(), 
         t.acquirer_transaction_id.as_deref(),
         t.next_attempt_at,
         t.attempts,
+        t.tax_free.amount_minor(),
     ];
     db.execute(sql::INSERT_TRANSACTION, values).await?;
     Ok(())
@@ -550,10 +587,19 @@ async fn payment_transactions(db: &impl Db, payment_id: PaymentId) -> Result<Vec
     all(db, sql::TRANSACTIONS_OF, vals![payment_id], transaction_from).await
 }
 
-async fn list_transactions(db: &impl Db, q: TransactionQuery) -> Result<Vec<PaymentTransaction>, StoreError> {
+async fn list_transactions(db: &impl Db, q: TransactionQuery) -> Result<Vec<ListedTransaction>, StoreError> {
     let after = q.after.map(|k| k.to_string()).unwrap_or_default();
     let values = vals![q.merchant_id, q.mode, q.from, q.until, after, q.limit];
-    all(db, sql::LIST_TRANSACTIONS, values, transaction_from).await
+    all(db, sql::LIST_TRANSACTIONS, values, |row| {
+        let transaction = transaction_from(row)?;
+        let currency = transaction.amount.currency();
+        Ok(ListedTransaction {
+            order_id: row.parse(15, OrderId::parse)?,
+            balance_after: Money::new(row.int(16)?, currency),
+            transaction,
+        })
+    })
+    .await
 }
 
 async fn checkout_card(db: &impl Db, payment_id: PaymentId) -> Result<Option<Sealed>, StoreError> {

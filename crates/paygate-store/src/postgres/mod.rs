@@ -26,7 +26,7 @@ use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 7] = [
+pub(crate) const MIGRATIONS: [Migration; 8] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -61,6 +61,11 @@ pub(crate) const MIGRATIONS: [Migration; 7] = [
         version: 7,
         name: "integer_widths",
         sql: include_str!("../../migrations/postgres/0007_integer_widths.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "toss_fields",
+        sql: include_str!("../../migrations/postgres/0008_toss_fields.sql"),
     },
 ];
 

@@ -41,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 7] = [
+pub(crate) const MIGRATIONS: [Migration; 8] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -76,6 +76,11 @@ pub(crate) const MIGRATIONS: [Migration; 7] = [
         version: 7,
         name: "integer_widths",
         sql: include_str!("../../migrations/sqlite/0007_integer_widths.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "toss_fields",
+        sql: include_str!("../../migrations/sqlite/0008_toss_fields.sql"),
     },
 ];
 

@@ -1,0 +1,237 @@
+//! Toss Payments v1 compatibility, black-box: a merchant's code written against Toss's reference must work against
+//! paygate by changing only the base URL and the keys. Requests are the bodies Toss documents (with every optional
+//! field Toss accepts), and every answer is decoded into `toss::*`, types written from Toss's public reference
+//! (`docs/toss-reference.md`), not from paygate's code: a missing key, a wrong type or an enum spelling Toss does
+//! not use fails the decode. Runs on the backend `PAYGATE_TEST_DATABASE_URL` selects.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod toss;
+
+use std::time::{Duration, Instant};
+
+use common::{http, Gateway, TestDb};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+const FAST: [(&str, &str); 3] = [
+    ("PAYGATE_PAYMENTS__WORKER_INTERVAL_MS", "50"),
+    ("PAYGATE_PAYMENTS__INQUIRY_BACKOFF_BASE_MS", "100"),
+    ("PAYGATE_PAYMENTS__INQUIRY_BACKOFF_MAX_MS", "500"),
+];
+
+struct Merchant {
+    base: String,
+    secret: String,
+    client_key: String,
+}
+
+impl Merchant {
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, String) {
+        let response = request.basic_auth(&self.secret, Some("")).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, String) {
+        self.send(http().post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        self.send(http().get(format!("{}{path}", self.base))).await
+    }
+}
+
+/// Decodes an answer into a Toss type, failing the test with the decoder's message and the body.
+fn decode<T: DeserializeOwned>(what: &str, body: &str) -> T {
+    toss::decode(body).unwrap_or_else(|e| panic!("{what}: does not decode as Toss's type: {e}\n{body}"))
+}
+
+/// Toss's documented key-in body, with every optional field Toss accepts.
+fn key_in(order_id: &str, amount: i64, number: &str) -> Value {
+    json!({
+        "amount": amount, "orderId": order_id, "orderName": "토스 티셔츠 외 2건",
+        "cardNumber": number, "cardExpirationYear": "29", "cardExpirationMonth": "12",
+        "customerIdentityNumber": "900101", "cardPassword": "12", "cardInstallmentPlan": 3,
+        "useFreeInstallmentPlan": true, "taxFreeAmount": 1_000, "taxExemptionAmount": 0,
+        "customerName": "박토스", "customerEmail": "", "customerMobilePhone": "010-1234-5678",
+        "metadata": {"campaign": "봄 세일", "channel": "app"},
+        "vbv": {"cavv": "AAABBBCCC", "xid": "XID0001", "eci": "05"}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toss_clients_decode_every_answer() {
+    let db = TestDb::new().await;
+    let (gateway, demo) = Gateway::fresh(&db, &[], &FAST);
+    let m = Merchant {
+        base: gateway.url(""),
+        secret: demo.secret_key.clone(),
+        client_key: demo.client_key.clone(),
+    };
+
+    // Key-in with Toss's body: DONE, every field of the Payment object.
+    let (status, body) = m
+        .post(
+            "/v1/payments/key-in",
+            &key_in("toss-order-0001", 50_000, "4330000000000003"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let paid: toss::Payment = decode("key-in", &body);
+    assert_eq!(paid.status, toss::PaymentStatus::Done);
+    assert_eq!(paid.method, Some(toss::Method::Card));
+    assert_eq!(paid.version, "2022-11-16");
+    assert_eq!(paid.payment_type, toss::PaymentType::Normal);
+    assert_eq!((paid.total_amount, paid.balance_amount), (50_000, 50_000));
+    assert_eq!(
+        (paid.tax_free_amount, paid.vat, paid.supplied_amount),
+        (1_000, 4_455, 44_545)
+    );
+    assert!(paid.cancels.is_none(), "no cancels yet: null, as Toss writes it");
+    assert!(paid.last_transaction_key.is_some());
+    let card = paid.card.clone().expect("an approved card payment has its card");
+    assert_eq!((card.amount, card.installment_plan_months), (50_000, 3));
+    assert!(
+        card.is_interest_free,
+        "useFreeInstallmentPlan: the merchant pays the interest"
+    );
+    assert_eq!(card.interest_payer, Some(toss::InterestPayer::Merchant));
+    assert_eq!(card.number, "433000******0003");
+    assert_eq!(card.approve_no.len(), 8);
+    let metadata = paid.metadata.clone().expect("metadata is returned as sent");
+    assert_eq!(metadata.get("campaign").map(String::as_str), Some("봄 세일"));
+    let key = paid.payment_key.clone();
+
+    // Both lookups answer the same Payment.
+    let (status, body) = m.get(&format!("/v1/payments/{key}")).await;
+    assert_eq!(status, 200, "{body}");
+    let by_key: toss::Payment = decode("lookup by paymentKey", &body);
+    let (status, body) = m.get("/v1/payments/orders/toss-order-0001").await;
+    assert_eq!(status, 200, "{body}");
+    let by_order: toss::Payment = decode("lookup by orderId", &body);
+    assert_eq!(by_key, by_order);
+    assert_eq!(by_key.payment_key, key);
+
+    // A partial cancel with Toss's optional fields, then the rest.
+    let partial = json!({"cancelReason": "사이즈 교환", "cancelAmount": 20_000, "taxFreeAmount": 1_000,
+                         "currency": "KRW", "refundReceiveAccount": null});
+    let (status, body) = m.post(&format!("/v1/payments/{key}/cancel"), &partial).await;
+    assert_eq!(status, 200, "{body}");
+    let part: toss::Payment = decode("partial cancel", &body);
+    assert_eq!(part.status, toss::PaymentStatus::PartialCanceled);
+    assert_eq!(part.balance_amount, 30_000);
+    // As Toss does, the amounts' parts describe what is left: 19,000 taxable cancelled carried 1,727 of VAT.
+    assert_eq!(
+        (part.tax_free_amount, part.vat, part.supplied_amount),
+        (0, 2_728, 27_272)
+    );
+    let cancels = part.cancels.clone().unwrap();
+    assert_eq!(cancels.len(), 1);
+    assert_eq!((cancels[0].cancel_amount, cancels[0].tax_free_amount), (20_000, 1_000));
+    assert_eq!(cancels[0].refundable_amount, 30_000);
+    assert_eq!(cancels[0].cancel_status, toss::CancelStatus::Done);
+    assert_eq!(
+        part.last_transaction_key.as_deref(),
+        Some(cancels[0].transaction_key.as_str())
+    );
+    let (status, body) = m
+        .post(
+            &format!("/v1/payments/{key}/cancel"),
+            &json!({"cancelReason": "전액 취소"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let canceled: toss::Payment = decode("full cancel", &body);
+    assert_eq!(canceled.status, toss::PaymentStatus::Canceled);
+    assert_eq!(
+        (canceled.balance_amount, canceled.vat, canceled.supplied_amount),
+        (0, 0, 0)
+    );
+    assert_eq!(canceled.card.unwrap().acquire_status, toss::AcquireStatus::Canceled);
+    assert_eq!(canceled.cancels.unwrap().len(), 2);
+
+    // A declined key-in is recorded ABORTED; Toss's error object, and the payment decodes.
+    let (status, body) = m
+        .post(
+            "/v1/payments/key-in",
+            &key_in("toss-order-0002", 10_000, "4330000000000011"),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let error: toss::TossError = decode("decline", &body);
+    assert_eq!(error.code, "REJECT_CARD_PAYMENT");
+    let (status, body) = m.get("/v1/payments/orders/toss-order-0002").await;
+    assert_eq!(status, 200, "{body}");
+    let aborted: toss::Payment = decode("aborted payment", &body);
+    assert_eq!(aborted.status, toss::PaymentStatus::Aborted);
+    assert!(aborted.card.is_none() && aborted.approved_at.is_none());
+    assert_eq!(aborted.failure.unwrap().code, "REJECT_CARD_PAYMENT");
+
+    // Unknown payments: Toss's code and error object.
+    for path in [
+        "/v1/payments/pay_01M8V52D3Y11P9CTQCV99T4YTY",
+        "/v1/payments/orders/no-such-order",
+    ] {
+        let (status, body) = m.get(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(decode::<toss::TossError>(path, &body).code, "NOT_FOUND_PAYMENT");
+    }
+
+    // The two-step flow: create, the buyer authenticates, confirm; a second confirm is ALREADY_PROCESSED_PAYMENT.
+    let created = json!({"method": "카드", "amount": 15_000, "orderId": "toss-order-0003", "orderName": "머그컵",
+                         "successUrl": "https://shop.example/success", "failUrl": "https://shop.example/fail"});
+    let (status, body) = m.post("/v1/payments", &created).await;
+    assert_eq!(status, 200, "{body}");
+    let ready: toss::Payment = decode("created", &body);
+    assert_eq!(ready.status, toss::PaymentStatus::Ready);
+    assert!(ready.checkout.is_some());
+    let ready_key = ready.payment_key;
+    let auth = json!({"cardNumber": "5400000000000005", "cardExpirationYear": "29", "cardExpirationMonth": "12"});
+    let response = http()
+        .post(format!("{}/v1/checkout/{ready_key}/authenticate", m.base))
+        .basic_auth(&m.client_key, Some(""))
+        .json(&auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let confirm = json!({"paymentKey": ready_key, "orderId": "toss-order-0003", "amount": 15_000});
+    let (status, body) = m.post("/v1/payments/confirm", &confirm).await;
+    assert_eq!(status, 200, "{body}");
+    let confirmed: toss::Payment = decode("confirm", &body);
+    assert_eq!(confirmed.status, toss::PaymentStatus::Done);
+    assert_eq!(confirmed.card.unwrap().acquirer_code, Some(toss::CardCompanyCode::Hana));
+    let (status, body) = m.post("/v1/payments/confirm", &confirm).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        decode::<toss::TossError>("re-confirm", &body).code,
+        "ALREADY_PROCESSED_PAYMENT"
+    );
+
+    // Transactions, queried with Toss's date form (KST, no offset): every approval and cancel.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed: Vec<toss::Transaction> = loop {
+        let (status, body) = m
+            .get("/v1/transactions?startDate=2000-01-01T00:00:00&endDate=2100-01-01T00:00:00")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let listed: Vec<toss::Transaction> = decode("transactions", &body);
+        if listed.len() >= 4 || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let statuses: Vec<toss::PaymentStatus> = listed.iter().map(|t| t.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            toss::PaymentStatus::Done,
+            toss::PaymentStatus::PartialCanceled,
+            toss::PaymentStatus::Canceled,
+            toss::PaymentStatus::Done
+        ]
+    );
+    assert!(listed.iter().all(|t| t.method == toss::Method::Card));
+    assert_eq!(listed[0].order_id, "toss-order-0001");
+}
