@@ -18,12 +18,17 @@ const FORMAT: &[BorrowedFormatItem<'static>] = time::macros::format_description!
 
 /// `2026-11-23T16:04:52.123+09:00`; `.000` for a whole second. Empty for an instant outside years 0000–9999.
 pub fn rfc3339(at: UnixMillis) -> String {
+    format_kst(at, FORMAT)
+}
+
+/// The instant in KST with `format`; empty outside years 0000–9999.
+fn format_kst(at: UnixMillis, format: &[BorrowedFormatItem<'_>]) -> String {
     let nanos = i128::from(at.as_millis()) * 1_000_000;
     OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
         .map(|t| t.to_offset(KST))
         .filter(|t| (0..=9999).contains(&t.year()))
-        .and_then(|t| t.format(FORMAT).ok())
+        .and_then(|t| t.format(format).ok())
         .unwrap_or_default()
 }
 
@@ -33,13 +38,7 @@ pub fn rfc3339(at: UnixMillis) -> String {
 pub fn toss_webhook_local(at: UnixMillis) -> String {
     const LOCAL: &[BorrowedFormatItem<'static>] =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]");
-    let nanos = i128::from(at.as_millis()) * 1_000_000;
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .map(|t| t.to_offset(KST))
-        .filter(|t| (0..=9999).contains(&t.year()))
-        .and_then(|t| t.format(LOCAL).ok())
-        .unwrap_or_default()
+    format_kst(at, LOCAL)
 }
 
 #[cfg(test)]
