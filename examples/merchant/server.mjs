@@ -162,7 +162,7 @@ async function home(url) {
   }
   const hidden = (name, value) => `<input type="hidden" name="${name}" value="${esc(value)}">`;
   const sdk = { amount: product.price, orderId: sdkOrderId, orderName, successUrl: `${SHOP_URL}/success`,
-    failUrl: `${SHOP_URL}/fail`, method: "CARD", customerName: "홍길동", customerEmail: "buyer@example.com" };
+    failUrl: `${SHOP_URL}/fail`, customerName: "홍길동", customerEmail: "buyer@example.com" };
   return layout("Shop", `
 <h1>${esc(product.nameKo)} <small>${esc(product.nameEn)}</small></h1>
 <p class="price" id="price">${won(product.price)}</p>
@@ -185,20 +185,22 @@ async function home(url) {
   <p id="sdk-error" role="alert" class="bad"></p>
 </section>
 
-<script src="${esc(PAYGATE_URL)}/sdk/paygate.js"></script>
+<!-- Toss Payments' v1 SDK code, unchanged but for the script's host (js.tosspayments.com → the gateway). -->
+<script src="${esc(PAYGATE_URL)}/v1/payment"></script>
 <script>
   const payment = ${JSON.stringify(sdk).replace(/</g, "\\u003c")};
   const errorBox = document.getElementById("sdk-error");
   const show = (e) => { errorBox.textContent = (e.code || "ERROR") + ": " + e.message; };
   let pg = null;
-  try { pg = PayGate(${JSON.stringify(CLIENT_KEY)}); } catch (e) { show(e); }
+  try { pg = TossPayments(${JSON.stringify(CLIENT_KEY)}); } catch (e) { show(e); }
   document.getElementById("sdk-redirect").addEventListener("click", () => {
     errorBox.textContent = "";
-    pg.requestPayment(payment, { mode: "redirect" }).catch(show);
+    pg.requestPayment("카드", payment).catch(show);
   });
   document.getElementById("sdk-popup").addEventListener("click", () => {
     errorBox.textContent = "";
-    pg.requestPayment(payment, { mode: "popup" })
+    // paygate's extra third argument: a popup instead of leaving the page.
+    pg.requestPayment("카드", payment, { mode: "popup" })
       .then((result) => location.assign("/orders/" + encodeURIComponent(result.orderId)))
       .catch(show);
   });

@@ -437,7 +437,9 @@ const scenarios = [
     assert(await page.isVisible("#receipt"), "the shop shows a receipt link");
     const payment = await paymentByOrder(orderId);
     equal(payment.status, "DONE", "API status");
-    equal(payment.card?.acquirerCode, "B", "5400… goes to acquirer B");
+    // Acquirer B is Toss's card-company code 21 (하나); docs/toss-compat.md has the table.
+    equal(payment.card?.acquirerCode, "21", "5400… goes to acquirer B (card-company code 21)");
+    equal(payment.method, "카드", "Toss's method spelling");
     equal((await approvalsOf(payment.paymentKey)).length, 1, "one approval");
   }],
 
@@ -451,7 +453,7 @@ const scenarios = [
     assert(popup.isClosed(), "the SDK closed the popup");
     const payment = await paymentByOrder(orderId);
     equal(payment.status, "DONE", "API status");
-    equal(payment.card?.acquirerCode, "C", "9400… goes to acquirer C");
+    equal(payment.card?.acquirerCode, "31", "9400… goes to acquirer C (card-company code 31)");
   }],
 
   ["6c SDK redirect with a declined card → failUrl, or a declined confirm", async (page) => {
@@ -488,6 +490,28 @@ const scenarios = [
     const { popup } = await sdkPopup(page);
     await popup.close();
     await page.waitForFunction(() => document.querySelector("#sdk-error").textContent.includes("USER_CANCEL"));
+  }],
+
+  ["6e Toss's SDK calls: a method paygate lacks and a bad amount reject with INVALID_PARAMETER; the one-argument form works", async (page) => {
+    await page.goto(SHOP + "/");
+    const answers = await page.evaluate(async () => {
+      // Every one of these is refused before the SDK calls the gateway, so any well-formed client key will do.
+      const sdk = TossPayments("test_ck_0000");
+      const base = { orderId: "toss-sdk-check-1", orderName: "T", successUrl: "/success", failUrl: "/fail" };
+      const code = (p) => p.then(() => "resolved", (e) => e.code);
+      return {
+        sameConstructor: TossPayments === PayGate,
+        virtualAccount: await code(sdk.requestPayment("가상계좌", { ...base, amount: 1000 })),
+        badAmount: await code(sdk.requestPayment("카드", { ...base, amount: 10.5 })),
+        noSuccessUrl: await code(sdk.requestPayment("CARD", { ...base, amount: 1000, successUrl: undefined })),
+        oldForm: await code(sdk.requestPayment({ ...base, amount: 1000, method: "계좌이체" })),
+      };
+    });
+    equal(answers.sameConstructor, true, "TossPayments is PayGate");
+    equal(answers.virtualAccount, "INVALID_PARAMETER", "가상계좌 through the card window");
+    equal(answers.badAmount, "INVALID_PARAMETER", "a fractional amount");
+    equal(answers.noSuccessUrl, "INVALID_PARAMETER", "no successUrl");
+    equal(answers.oldForm, "INVALID_PARAMETER", "the one-argument form checks its method too");
   }],
 
   ["7 receipt page: masked card, approval number, amount; prints", async (page) => {

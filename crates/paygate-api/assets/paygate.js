@@ -2,8 +2,13 @@
  *
  *   <script src="https://YOUR-GATEWAY/sdk/paygate.js"></script>
  *   const pg = PayGate("test_ck_…");
- *   pg.requestPayment({amount: 15000, orderId: "order-0001", orderName: "T-shirt",
+ *   pg.requestPayment("카드", {amount: 15000, orderId: "order-0001", orderName: "T-shirt",
  *                      successUrl: "https://shop.example/success", failUrl: "https://shop.example/fail"});
+ *
+ * Toss Payments' v1 SDK calls work unchanged: the same script is served at /v1/payment (Toss's script path),
+ * `TossPayments(clientKey)` is an alias of `PayGate(clientKey)`, and `requestPayment(method, params)` takes
+ * Toss's method names (`카드` or `CARD`) and parameters. paygate's own options come last:
+ * `requestPayment("카드", params, {mode: "popup"})`. The older one-argument form `requestPayment(params)` still works.
  *
  * The SDK only starts a payment with the merchant's client key and sends the buyer to paygate's hosted page.
  * It never sees card data: the buyer types the card on paygate's page. Confirming the payment
@@ -19,10 +24,14 @@
   var POPUP_WAIT_MS_MAX = 40 * 60 * 1000; // longer than a READY payment lives (30 min), so the gateway decides
   var POPUP_WIDTH = 480, POPUP_HEIGHT = 760; // the hosted page is laid out for phones, so this fits it
   var RETRY_COUNT_MAX = 5, RETRY_DELAY_MS = 200;
+  var CARD_METHODS = ["카드", "CARD"]; // Toss's spellings of the card method; the only one paygate's window offers
+  var FORWARDED = ["customerName", "customerEmail", "customerMobilePhone", "taxFreeAmount", "taxExemptionAmount",
+    "metadata"];
 
   /**
    * An error with paygate's stable `code` and a human `message`.
-   * @param {string} code e.g. "INVALID_REQUEST", "USER_CANCEL", "POPUP_BLOCKED", "NETWORK_ERROR"
+   * @param {string} code Toss's SDK codes where Toss has one ("INVALID_PARAMETER", "USER_CANCEL", "NETWORK_ERROR"),
+   *        "POPUP_BLOCKED", "TIMEOUT", "INVALID_RESPONSE", or the gateway's own error code
    * @param {string} message
    * @param {object} [extra] more fields from paygate's error object (param, requestId, orderId…)
    */
@@ -38,7 +47,7 @@
   }
 
   function absolute(url, name) {
-    if (typeof url !== "string" || url === "") throw PayGateError("INVALID_REQUEST", name + " is required", { param: name });
+    if (typeof url !== "string" || url === "") throw PayGateError("INVALID_PARAMETER", name + " is required", { param: name });
     return new URL(url, global.location.href).href;
   }
 
@@ -124,10 +133,13 @@
     }
 
     async function createPayment(params) {
-      var body = { amount: params.amount, orderId: params.orderId, orderName: params.orderName,
+      var body = { method: "카드", amount: params.amount, orderId: params.orderId, orderName: params.orderName,
         successUrl: params.successUrl, failUrl: params.failUrl };
-      if (params.customerName) body.customerName = params.customerName;
-      if (params.customerEmail) body.customerEmail = params.customerEmail;
+      // Toss's SDK parameters the gateway keeps; the window and card-selection ones (windowTarget, cardCompany,
+      // flowMode, useCardPoint…) only shape Toss's own window and are not sent.
+      FORWARDED.forEach(function (name) {
+        if (params[name] !== undefined && params[name] !== null && params[name] !== "") body[name] = params[name];
+      });
       for (var attempt = 1; ; attempt++) {
         var response = await post(body, "sdk-" + params.orderId);
         if (response.ok) break;
@@ -145,13 +157,25 @@
      * Starts a card payment and sends the buyer to paygate's hosted page.
      * After paying, the buyer lands on `successUrl?paymentKey=…&orderId=…&amount=…` (or on
      * `failUrl?code=…&message=…&orderId=…`); your server must then confirm with its secret key.
+     * @param {string} method `카드` or `CARD` (Toss's spellings). May be left out: `requestPayment(params, options)`.
      * @param {{amount: number, orderId: string, orderName: string, successUrl: string, failUrl: string,
-     *          method?: "CARD", customerName?: string, customerEmail?: string}} params
+     *          customerName?: string, customerEmail?: string, customerMobilePhone?: string,
+     *          taxFreeAmount?: number, taxExemptionAmount?: number, metadata?: object,
+     *          windowTarget?: "self"|"iframe"}} params Toss's v1 parameters; `windowTarget` and Toss's
+     *          window options are accepted and ignored (paygate's page always opens in the window or a popup)
      * @param {{mode?: "redirect"|"popup"}} [options] redirect (default) leaves the page; popup keeps it open
      * @returns {Promise<object>} redirect: the READY payment (the page is leaving); popup: `{paymentKey, orderId,
      *          amount}` once the popup reaches successUrl. Rejects with a PayGateError `{code, message}`.
      */
-    function requestPayment(params, options) {
+    function requestPayment(method, params, options) {
+      if (typeof method !== "string") { // the one-argument form: (params, options)
+        options = params;
+        params = method;
+        method = params && typeof params === "object" && params.method !== undefined ? params.method : "카드";
+      }
+      if (CARD_METHODS.indexOf(method) < 0) {
+        return Promise.reject(PayGateError("INVALID_PARAMETER", "paygate's payment window offers the card method only (카드 or CARD), not " + method, { param: "method" }));
+      }
       var key = params && params.orderId;
       if (key && inFlight[key]) return inFlight[key];
       var mode = (options && options.mode) || "redirect";
@@ -169,11 +193,10 @@
     }
 
     async function start(params, mode, popup) {
-      if (!params || typeof params !== "object") throw PayGateError("INVALID_REQUEST", "requestPayment needs its parameters");
-      if (mode !== "redirect" && mode !== "popup") throw PayGateError("INVALID_REQUEST", "mode is redirect or popup", { param: "mode" });
-      if ((params.method || "CARD") !== "CARD") throw PayGateError("INVALID_REQUEST", "only method CARD is supported", { param: "method" });
-      if (!Number.isSafeInteger(params.amount) || params.amount <= 0) throw PayGateError("INVALID_REQUEST", "amount must be a positive integer", { param: "amount" });
-      if (typeof params.orderId !== "string" || params.orderId === "") throw PayGateError("INVALID_REQUEST", "orderId is required", { param: "orderId" });
+      if (!params || typeof params !== "object") throw PayGateError("INVALID_PARAMETER", "requestPayment needs its parameters");
+      if (mode !== "redirect" && mode !== "popup") throw PayGateError("INVALID_PARAMETER", "mode is redirect or popup", { param: "mode" });
+      if (!Number.isSafeInteger(params.amount) || params.amount <= 0) throw PayGateError("INVALID_PARAMETER", "amount must be a positive integer", { param: "amount" });
+      if (typeof params.orderId !== "string" || params.orderId === "") throw PayGateError("INVALID_PARAMETER", "orderId is required", { param: "orderId" });
       if (mode === "popup" && !popup) throw PayGateError("POPUP_BLOCKED", "the browser blocked the payment window; call requestPayment from a click");
       var request = Object.assign({}, params, {
         successUrl: absolute(params.successUrl, "successUrl"),
@@ -195,4 +218,7 @@
   PayGate.version = VERSION;
   PayGate.PayGateError = PayGateError;
   global.PayGate = PayGate;
+  // Toss's constructor name, so a page written for Toss's v1 SDK runs once its script src points here.
+  // A page that also loads Toss's own SDK keeps Toss's.
+  if (typeof global.TossPayments === "undefined") global.TossPayments = PayGate;
 })(typeof window !== "undefined" ? window : globalThis);

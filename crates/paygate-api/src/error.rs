@@ -2,7 +2,9 @@
 //!
 //! Every failure a client can see is an [`ApiError`] with a stable UPPER_SNAKE_CASE `code`, an HTTP status and a
 //! human message. Internal details are logged under the request ID and never sent. The body is
-//! `{"code", "message", "requestId", "param"?}`; the request ID is filled in by the outermost middleware.
+//! `{"code", "message", "requestId", "param"?, "reason"?}`; the request ID is filled in by the outermost middleware.
+//! Bad input answers Toss's `INVALID_REQUEST`; paygate's finer reason (`MISSING_FIELD`, `INVALID_FIELD_TYPE`,
+//! `INVALID_FIELD_VALUE`, `MALFORMED_JSON`, `INVALID_URL`) rides in `reason`, a field Toss does not use.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -127,10 +129,11 @@ impl ErrorCode {
         match self {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            ErrorCode::MalformedJson => "MALFORMED_JSON",
-            ErrorCode::MissingField => "MISSING_FIELD",
-            ErrorCode::InvalidFieldType => "INVALID_FIELD_TYPE",
-            ErrorCode::InvalidFieldValue => "INVALID_FIELD_VALUE",
+            ErrorCode::MalformedJson
+            | ErrorCode::MissingField
+            | ErrorCode::InvalidFieldType
+            | ErrorCode::InvalidFieldValue
+            | ErrorCode::InvalidUrl => "INVALID_REQUEST",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
@@ -172,12 +175,28 @@ impl ErrorCode {
             ErrorCode::AcquirerUnavailable => "ACQUIRER_UNAVAILABLE",
             ErrorCode::NoAcquirerRoute => "NO_ACQUIRER_ROUTE",
             ErrorCode::CancelRefused => "CANCEL_REFUSED",
-            ErrorCode::InvalidUrl => "INVALID_URL",
             ErrorCode::NotFoundWebhook => "NOT_FOUND_WEBHOOK",
             ErrorCode::NotFoundEvent => "NOT_FOUND_EVENT",
             ErrorCode::TooManyWebhooks => "TOO_MANY_WEBHOOKS",
             ErrorCode::InvalidDate => "INVALID_DATE",
         }
+    }
+
+    /// paygate's finer spelling of an `INVALID_REQUEST`, sent as `reason`.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::MalformedJson => Some("MALFORMED_JSON"),
+            ErrorCode::MissingField => Some("MISSING_FIELD"),
+            ErrorCode::InvalidFieldType => Some("INVALID_FIELD_TYPE"),
+            ErrorCode::InvalidFieldValue => Some("INVALID_FIELD_VALUE"),
+            ErrorCode::InvalidUrl => Some("INVALID_URL"),
+            _ => None,
+        }
+    }
+
+    /// The most precise spelling: the `reason` of an `INVALID_REQUEST`, else the code.
+    pub fn detail(self) -> &'static str {
+        self.reason().unwrap_or(self.as_str())
     }
 
     pub fn status(self) -> StatusCode {
@@ -315,6 +334,8 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acquirer_code: Option<String>,
@@ -332,6 +353,7 @@ impl ApiError {
             code: self.code.as_str(),
             message: self.message.clone(),
             param: self.param.clone(),
+            reason: self.code.reason(),
             request_id: None,
             acquirer_code: details.acquirer_code,
             acquirer_message: details.acquirer_message,
@@ -676,10 +698,22 @@ mod tests {
     }
 
     #[test]
+    fn errors_md_lists_every_code() {
+        let doc = include_str!("../../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            let row = match code.reason() {
+                Some(reason) => format!("| ↳ `reason: {reason}` | {} |", code.status().as_u16()),
+                None => format!("| `{}` | {} |", code.as_str(), code.status().as_u16()),
+            };
+            assert!(doc.contains(&row), "docs/errors.md has no row {row}");
+        }
+    }
+
+    #[test]
     fn codes_are_unique_upper_snake_case() {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
-            let text = code.as_str();
+            let text = code.detail();
             assert!(seen.insert(text), "duplicate {text}");
             assert!(text.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{text}");
             assert!(

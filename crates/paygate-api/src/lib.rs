@@ -137,6 +137,8 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
         .route("/static/receipt.js", get(hosted::receipt_script))
         .route("/static/favicon.svg", get(hosted::favicon))
         .route("/sdk/paygate.js", get(hosted::sdk))
+        // Toss's v1 SDK script path (js.tosspayments.com/v1/payment), so only the script's host changes.
+        .route("/v1/payment", get(hosted::sdk))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics));

@@ -90,7 +90,8 @@ async fn spoofing_order_names_and_bad_emails_are_refused() {
         ] {
             let (status, answer) = post(&h, path, &body).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {name:?} {email:?}: {answer}");
-            assert_eq!(answer["code"], "INVALID_FIELD_VALUE", "{path}: {answer}");
+            assert_eq!(answer["code"], "INVALID_REQUEST", "{path}: {answer}");
+            assert_eq!(answer["reason"], "INVALID_FIELD_VALUE", "{path}: {answer}");
             assert_eq!(answer["param"], *param, "{path}: {answer}");
         }
     }

@@ -435,7 +435,11 @@ async fn sdk_two_step_flow_with_a_client_key() {
             Some(json!({"amount": 7_000, "orderId": "sdk-0001", "orderName": "Book"})),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("MISSING_FIELD")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str(), body["reason"].as_str()),
+        (400, Some("INVALID_REQUEST"), Some("MISSING_FIELD")),
+        "{body}"
+    );
     let create = json!({
         "amount": 7_000, "orderId": "sdk-0001", "orderName": "Book",
         "successUrl": "https://shop.example/success", "failUrl": "https://shop.example/fail"
@@ -487,7 +491,11 @@ async fn sdk_two_step_flow_with_a_client_key() {
     let (status, body) = shop
         .api(reqwest::Method::POST, "/v1/payments", &shop.client, Some(create))
         .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_URL")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str(), body["reason"].as_str()),
+        (400, Some("INVALID_REQUEST"), Some("INVALID_URL")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -697,7 +705,7 @@ async fn client_keys_cannot_choose_the_notification_url_or_an_unregistered_redir
         )
         .await;
     assert_eq!(
-        (status, body["code"].as_str(), body["param"].as_str()),
+        (status, body["reason"].as_str(), body["param"].as_str()),
         (400, Some("INVALID_URL"), Some("successUrl")),
         "{body}"
     );
@@ -743,7 +751,7 @@ async fn client_keys_cannot_choose_the_notification_url_or_an_unregistered_redir
             )
             .await;
         assert_eq!(
-            (status, body["code"].as_str(), body["param"].as_str()),
+            (status, body["reason"].as_str(), body["param"].as_str()),
             (400, Some("INVALID_URL"), Some(param)),
             "{name}: {body}"
         );
@@ -754,7 +762,7 @@ async fn client_keys_cannot_choose_the_notification_url_or_an_unregistered_redir
         .api(reqwest::Method::POST, "/v1/payments", &shop.client, Some(with_noti))
         .await;
     assert_eq!(
-        (status, body["code"].as_str(), body["param"].as_str()),
+        (status, body["reason"].as_str(), body["param"].as_str()),
         (400, Some("INVALID_FIELD_VALUE"), Some("notificationUrl")),
         "{body}"
     );

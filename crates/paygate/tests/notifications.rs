@@ -333,8 +333,8 @@ async fn ssrf_guard_refuses_internal_destinations_at_registration() {
             )
             .await;
         assert_eq!(
-            (status, body["code"].as_str()),
-            (400, Some("INVALID_URL")),
+            (status, body["code"].as_str(), body["reason"].as_str()),
+            (400, Some("INVALID_REQUEST"), Some("INVALID_URL")),
             "{url}: {body}"
         );
         let (status, body) = merchant
@@ -345,8 +345,8 @@ async fn ssrf_guard_refuses_internal_destinations_at_registration() {
             )
             .await;
         assert_eq!(
-            (status, body["code"].as_str()),
-            (400, Some("INVALID_URL")),
+            (status, body["code"].as_str(), body["reason"].as_str()),
+            (400, Some("INVALID_REQUEST"), Some("INVALID_URL")),
             "{url}: {body}"
         );
     }

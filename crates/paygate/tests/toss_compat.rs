@@ -9,6 +9,7 @@
 mod common;
 mod toss;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{http, Gateway, TestDb};
@@ -168,6 +169,14 @@ async fn toss_clients_decode_every_answer() {
     assert!(aborted.card.is_none() && aborted.approved_at.is_none());
     assert_eq!(aborted.failure.unwrap().code, "REJECT_CARD_PAYMENT");
 
+    // Bad input: Toss's INVALID_REQUEST (paygate's finer reason beside it), and nothing is recorded.
+    let mut bad = key_in("toss-order-0009", 10_000, "4330000000000003");
+    bad["amount"] = json!("10000");
+    let (status, body) = m.post("/v1/payments/key-in", &bad).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(decode::<toss::TossError>("bad input", &body).code, "INVALID_REQUEST");
+    assert_eq!(m.get("/v1/payments/orders/toss-order-0009").await.0, 404);
+
     // Unknown payments: Toss's code and error object.
     for path in [
         "/v1/payments/pay_01M8V52D3Y11P9CTQCV99T4YTY",
@@ -234,4 +243,106 @@ async fn toss_clients_decode_every_answer() {
     );
     assert!(listed.iter().all(|t| t.method == toss::Method::Card));
     assert_eq!(listed[0].order_id, "toss-order-0001");
+}
+
+/// Collects the bodies POSTed to it, answering 200.
+#[derive(Clone, Default)]
+struct Hooks(Arc<Mutex<Vec<String>>>);
+
+impl Hooks {
+    async fn start() -> (Hooks, String) {
+        let hooks = Hooks::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/toss-webhook", listener.local_addr().unwrap());
+        let collected = hooks.clone();
+        let app = axum::Router::new().route(
+            "/toss-webhook",
+            axum::routing::post(move |body: String| {
+                let collected = collected.clone();
+                async move {
+                    collected.0.lock().unwrap().push(body);
+                    "OK"
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (hooks, url)
+    }
+
+    /// Polls until `count` bodies arrived, with a deadline.
+    async fn wait_for(&self, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let bodies = self.0.lock().unwrap().clone();
+            if bodies.len() >= count {
+                return bodies;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} webhooks arrived",
+                bodies.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toss_webhook_handlers_decode_every_event() {
+    let db = TestDb::new().await;
+    let mut env = FAST.to_vec();
+    env.extend([
+        ("PAYGATE_OUTBOX__ALLOW_LOOPBACK", "true"),
+        ("PAYGATE_OUTBOX__WORKER_INTERVAL_MS", "20"),
+    ]);
+    let (gateway, demo) = Gateway::fresh(&db, &[], &env);
+    let m = Merchant {
+        base: gateway.url(""),
+        secret: demo.secret_key.clone(),
+        client_key: demo.client_key.clone(),
+    };
+    let (hooks, url) = Hooks::start().await;
+    let (status, body) = m
+        .post(
+            "/v1/webhooks",
+            &json!({"url": url, "eventTypes": ["PAYMENT_STATUS_CHANGED"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // An approval, a partial cancel and the rest: three status changes, each a Toss PAYMENT_STATUS_CHANGED body.
+    let (status, body) = m
+        .post(
+            "/v1/payments/key-in",
+            &key_in("toss-hook-0001", 30_000, "9400000000000007"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let key = decode::<toss::Payment>("key-in", &body).payment_key;
+    for cancel in [
+        json!({"cancelReason": "일부", "cancelAmount": 10_000}),
+        json!({"cancelReason": "나머지"}),
+    ] {
+        let (status, body) = m.post(&format!("/v1/payments/{key}/cancel"), &cancel).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let events: Vec<toss::PaymentStatusChangedEvent> = hooks
+        .wait_for(3)
+        .await
+        .iter()
+        .map(|body| decode("PAYMENT_STATUS_CHANGED webhook", body))
+        .collect();
+    let mut statuses: Vec<toss::PaymentStatus> = events.iter().map(|e| e.data.status).collect();
+    statuses.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(
+        statuses,
+        vec![
+            toss::PaymentStatus::Canceled,
+            toss::PaymentStatus::Done,
+            toss::PaymentStatus::PartialCanceled
+        ]
+    );
+    assert!(events.iter().all(|e| e.data.payment_key == key));
+    let acquirer = events[0].data.card.as_ref().and_then(|c| c.acquirer_code);
+    assert_eq!(acquirer, Some(toss::CardCompanyCode::Bc), "acquirer C is BC카드 (31)");
 }

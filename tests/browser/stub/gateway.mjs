@@ -21,10 +21,11 @@ let base = "";
 const id = (p) => `${p}_${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const hmac = (msg) => createHmac("sha256", SIGNING_KEY).update(msg).digest("hex");
-const CARDS = { "4330000000000003": "A", "4330000000000078": "A", "5400000000000005": "B", "9400000000000007": "C" };
+// The sandbox acquirers as Toss card-company codes: A → 11, B → 21, C → 31.
+const CARDS = { "4330000000000003": "11", "4330000000000078": "11", "5400000000000005": "21", "9400000000000007": "31" };
 
 function view(p) {
-  return { mId: MID, paymentKey: p.paymentKey, orderId: p.orderId, orderName: p.orderName, status: p.status, method: "CARD",
+  return { mId: MID, paymentKey: p.paymentKey, orderId: p.orderId, orderName: p.orderName, status: p.status, method: "카드",
     totalAmount: p.amount, balanceAmount: p.amount, card: p.card ?? null, failure: p.failure ?? null,
     checkout: { url: `${base}/checkout/${p.paymentKey}` }, receipt: p.status === "DONE" ? { url: `${base}/receipts/${p.paymentKey}/${p.token}` } : null };
 }
@@ -89,7 +90,7 @@ async function route(req, url, body) {
   const auth = Buffer.from((req.headers.authorization ?? "").replace(/^Basic /, ""), "base64").toString().replace(/:$/, "");
   if (req.method === "OPTIONS") return { status: 204, type: "text/plain", body: "", headers: { ...CORS,
     "Access-Control-Allow-Headers": "authorization, content-type, idempotency-key", "Access-Control-Allow-Methods": "POST" } };
-  if (path === "/sdk/paygate.js") return { status: 200, type: "text/javascript", body: readFileSync(SDK, "utf8") };
+  if (path === "/sdk/paygate.js" || path === "/v1/payment") return { status: 200, type: "text/javascript", body: readFileSync(SDK, "utf8") };
   if (path.startsWith("/v1/")) {
     if (auth !== SK && !(auth === CK && path === "/v1/payments")) return apiError(401, "UNAUTHORIZED_KEY", "the API key is not valid");
     const b = body ? JSON.parse(body) : {};

@@ -579,7 +579,7 @@ mod tests {
             (Err(error), None) => panic!("{case}: refused with {error:?}"),
             (Err(error), Some((code, param))) => {
                 let api = field_error(&error);
-                assert_eq!(api.code.as_str(), code, "{case}");
+                assert_eq!(api.code.detail(), code, "{case}");
                 assert_eq!(api.param.as_deref(), Some(param), "{case}");
                 assert_eq!(api.code.status(), StatusCode::BAD_REQUEST, "{case}");
             }
