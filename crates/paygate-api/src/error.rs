@@ -8,7 +8,9 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use paygate_app::billing::BillingError;
 use paygate_app::payments::{DeclineCode, FieldError, FieldReason, PaymentError};
+use paygate_domain::billing::BillingRuleError;
 use paygate_domain::payment::PaymentRuleError;
 use serde::Serialize;
 
@@ -67,10 +69,13 @@ pub enum ErrorCode {
     NotFoundEvent,
     TooManyWebhooks,
     InvalidDate,
+    NotFoundBilling,
+    InvalidBillKeyRequest,
+    NotMatchesCustomerKey,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 52] = [
+    pub const ALL: [ErrorCode; 55] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -123,6 +128,9 @@ impl ErrorCode {
         ErrorCode::NotFoundEvent,
         ErrorCode::TooManyWebhooks,
         ErrorCode::InvalidDate,
+        ErrorCode::NotFoundBilling,
+        ErrorCode::InvalidBillKeyRequest,
+        ErrorCode::NotMatchesCustomerKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +187,9 @@ impl ErrorCode {
             ErrorCode::NotFoundEvent => "NOT_FOUND_EVENT",
             ErrorCode::TooManyWebhooks => "TOO_MANY_WEBHOOKS",
             ErrorCode::InvalidDate => "INVALID_DATE",
+            ErrorCode::NotFoundBilling => "NOT_FOUND_BILLING",
+            ErrorCode::InvalidBillKeyRequest => "INVALID_BILL_KEY_REQUEST",
+            ErrorCode::NotMatchesCustomerKey => "NOT_MATCHES_CUSTOMER_KEY",
         }
     }
 
@@ -250,6 +261,8 @@ impl ErrorCode {
             ErrorCode::NotFoundEvent => StatusCode::NOT_FOUND,
             ErrorCode::TooManyWebhooks => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::InvalidDate => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFoundBilling => StatusCode::NOT_FOUND,
+            ErrorCode::InvalidBillKeyRequest | ErrorCode::NotMatchesCustomerKey => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -406,6 +419,66 @@ pub fn decline_code(code: DeclineCode) -> ErrorCode {
     }
 }
 
+fn not_found_billing() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFoundBilling,
+        "no such billing key for this merchant and mode",
+    )
+}
+
+fn billing_rule_error(rule: BillingRuleError) -> ApiError {
+    match rule {
+        BillingRuleError::Deleted => ApiError::new(
+            ErrorCode::InvalidBillKeyRequest,
+            "the billing key was deleted; nothing was charged",
+        ),
+        BillingRuleError::CustomerKeyMismatch => ApiError::new(
+            ErrorCode::NotMatchesCustomerKey,
+            "the customerKey is not the one the billing key was issued to; nothing was charged",
+        )
+        .with_param("customerKey"),
+    }
+}
+
+/// Maps the billing-key use cases' errors (issue, look up, delete) onto stable codes.
+pub fn billing_error_ref(error: &BillingError) -> ApiError {
+    match error.clone_for_answer() {
+        BillingError::Field(field) => field_error(&field),
+        BillingError::NotFound => not_found_billing(),
+        BillingError::Declined {
+            code,
+            message,
+            acquirer_code,
+        } => ApiError::new(
+            decline_code(code),
+            "the issuer refused the card; no billing key was issued",
+        )
+        .with_details(ErrorDetails {
+            acquirer_code: Some(acquirer_code),
+            acquirer_message: Some(message),
+            payment_key: None,
+        }),
+        BillingError::AcquirerUnavailable => ApiError::new(
+            ErrorCode::AcquirerUnavailable,
+            "the card could not be checked with its issuer; nothing was registered, retrying is safe",
+        ),
+        BillingError::NoRoute => ApiError::new(
+            ErrorCode::NoAcquirerRoute,
+            "no acquirer serves this card for this merchant and mode",
+        ),
+        BillingError::Forbidden => ApiError::new(
+            ErrorCode::ClientKeyNotAllowed,
+            "billing keys are managed with the secret key, on your server",
+        ),
+        BillingError::Concurrent => ApiError::new(
+            ErrorCode::AlreadyProcessingRequest,
+            "another request is changing this billing key; retry shortly",
+        ),
+        BillingError::Idempotency(refusal) => idempotency_error(refusal),
+        BillingError::Internal(internal) => ApiError::internal(&internal),
+    }
+}
+
 /// Maps the use cases' errors onto stable codes.
 pub fn payment_error(error: PaymentError) -> ApiError {
     payment_error_ref(&error)
@@ -420,6 +493,8 @@ pub fn payment_error_ref(error: &PaymentError) -> ApiError {
         }
         PaymentError::NotFound => ApiError::new(ErrorCode::NotFoundPayment, "no such payment"),
         PaymentError::Rule(rule) => rule_error(rule),
+        PaymentError::BillingKeyNotFound => not_found_billing(),
+        PaymentError::Billing(rule) => billing_rule_error(rule),
         PaymentError::Concurrent => ApiError::new(
             ErrorCode::AlreadyProcessingRequest,
             "another request is changing this payment; retry shortly and read the result",

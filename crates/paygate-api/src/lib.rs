@@ -45,7 +45,7 @@ impl AppState {
 
 /// The authenticated API under `/v1`, without middleware. Tests may merge their own routes before layering.
 pub fn v1_routes() -> Router<AppState> {
-    use routes::{encryption_keys, merchants, payments, webhooks};
+    use routes::{billing, encryption_keys, merchants, payments, webhooks};
     Router::new()
         .route("/v1/merchants/me", get(merchants::me))
         .route("/v1/merchants/me/encryption-key", get(encryption_keys::get))
@@ -59,6 +59,12 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/v1/payments/{payment_key}/cancel", post(payments::cancel))
         .route("/v1/checkout/{payment_key}/authenticate", post(payments::authenticate))
         .route("/v1/transactions", get(payments::transactions))
+        .route("/v1/billing/authorizations/card", post(billing::issue_card))
+        .route("/v1/billing", get(billing::list))
+        .route(
+            "/v1/billing/{billing_key}",
+            post(billing::charge).get(billing::get).delete(billing::delete),
+        )
         .route(
             "/v1/merchants/me/settings",
             get(webhooks::get_settings).patch(webhooks::set_settings),

@@ -408,6 +408,13 @@ impl paygate_connectors::Acquirer for Gated {
     ) -> Result<paygate_connectors::InquiryOutcome, paygate_connectors::ConnectorError> {
         self.inner.inquire(reference, merchant).await
     }
+
+    async fn verify(
+        &self,
+        request: &paygate_connectors::VerifyRequest,
+    ) -> Result<paygate_connectors::VerifyOutcome, paygate_connectors::ConnectorError> {
+        self.inner.verify(request).await
+    }
 }
 
 /// Regression: a request timeout dropped the use case's future mid-flight, like a crash. Now the caller gets

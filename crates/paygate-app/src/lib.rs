@@ -5,6 +5,7 @@
 //! It knows nothing about HTTP.
 
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod enc_keys;
 pub mod encdata;

@@ -7,7 +7,9 @@
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use paygate_connectors::CardData;
 use paygate_store::Sealed;
+use serde::{Deserialize, Serialize};
 
 /// One version of the vault key.
 #[derive(Clone)]
@@ -32,6 +34,17 @@ pub enum VaultError {
     Tampered,
     #[error("encryption failed")]
     Encryption,
+    #[error("the sealed data is not what its purpose says")]
+    Malformed,
+}
+
+/// A card as the vault keeps it: number and expiry only. The password digits and the identity number are used once,
+/// with the acquirer, and never stored.
+#[derive(Serialize, Deserialize)]
+struct StoredCard {
+    number: String,
+    expiry_year: u16,
+    expiry_month: u8,
 }
 
 /// The set of vault keys; the highest version seals.
@@ -73,6 +86,30 @@ impl Vault {
         Ok(Sealed {
             key_version: key.version,
             bytes,
+        })
+    }
+
+    /// Seals a card's number and expiry (a checkout's card until the merchant confirms; a billing key's card).
+    pub(crate) fn seal_card(&self, purpose: &str, card: &CardData) -> Result<Sealed, VaultError> {
+        let stored = StoredCard {
+            number: card.number.clone(),
+            expiry_year: card.expiry_year,
+            expiry_month: card.expiry_month,
+        };
+        let plaintext = serde_json::to_vec(&stored).map_err(|_| VaultError::Encryption)?;
+        self.seal(purpose, &plaintext)
+    }
+
+    /// Opens a card sealed by [`Vault::seal_card`], for the acquirer call that needs it.
+    pub(crate) fn open_card(&self, purpose: &str, sealed: &Sealed) -> Result<CardData, VaultError> {
+        let plaintext = self.open(purpose, sealed)?;
+        let stored: StoredCard = serde_json::from_slice(&plaintext).map_err(|_| VaultError::Malformed)?;
+        Ok(CardData {
+            number: stored.number,
+            expiry_year: stored.expiry_year,
+            expiry_month: stored.expiry_month,
+            password_two_digits: None,
+            identity_number: None,
         })
     }
 

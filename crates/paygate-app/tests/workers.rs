@@ -67,6 +67,13 @@ impl Acquirer for SlowAcquirer {
         self.at_gate().await;
         Ok(InquiryOutcome::Approved(approval(reference)))
     }
+
+    async fn verify(
+        &self,
+        _request: &paygate_connectors::VerifyRequest,
+    ) -> Result<paygate_connectors::VerifyOutcome, ConnectorError> {
+        Err(ConnectorError::SystemError("this acquirer verifies no cards".into()))
+    }
 }
 
 impl SlowAcquirer {

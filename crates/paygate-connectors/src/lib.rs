@@ -77,6 +77,36 @@ pub struct ApproveRequest {
     pub installment_months: u8,
     /// The buyer passed authentication on a paygate page (인증결제); false for key-in (비인증).
     pub authenticated: bool,
+    /// The merchant charges a card the customer registered earlier (a billing key), without the buyer present
+    /// (MIT). The authentication, if any, happened when the card was registered.
+    pub merchant_initiated: bool,
+}
+
+/// A check of a card that moves no money (카드 유효성 인증), as when a billing key is issued.
+#[derive(Clone, Debug)]
+pub struct VerifyRequest {
+    /// paygate's reference for the check (the billing key being issued).
+    pub reference: String,
+    pub acquirer_merchant_id: String,
+    pub card: CardData,
+    /// The buyer passed the issuer's authentication on a paygate page.
+    pub authenticated: bool,
+}
+
+/// What the issuer says about a card it accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    /// Toss card-company codes of the issuer (발급사) and of the acquirer (매입사).
+    pub issuer_code: String,
+    pub acquirer_code: String,
+    pub card_type: CardType,
+    pub owner_type: OwnerType,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    Verified(Verification),
+    Declined(Decline),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,4 +274,8 @@ pub trait Acquirer: Send + Sync + 'static {
     async fn reverse(&self, approval_reference: &str, acquirer_merchant_id: &str) -> Result<(), ConnectorError>;
 
     async fn inquire(&self, reference: &str, acquirer_merchant_id: &str) -> Result<InquiryOutcome, ConnectorError>;
+
+    /// Checks a card with its issuer without moving money. Nothing is recorded that a retry could duplicate, so
+    /// an unknown outcome may simply be asked again.
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyOutcome, ConnectorError>;
 }

@@ -44,7 +44,7 @@ use paygate_domain::time::UnixMillis;
 
 use crate::{
     Acquirer, AcquirerId, Approval, ApproveOutcome, ApproveRequest, CancelOutcome, CancelRequest, Cancellation,
-    ConnectorError, Decline, DeclineCode, InquiryOutcome,
+    ConnectorError, Decline, DeclineCode, InquiryOutcome, Verification, VerifyOutcome, VerifyRequest,
 };
 
 /// The sandbox test cards of product.md §5. Any future expiry and any password work unless the name says otherwise.
@@ -125,6 +125,7 @@ pub enum Operation {
     Cancel,
     Reverse,
     Inquire,
+    Verify,
 }
 
 impl Operation {
@@ -135,6 +136,7 @@ impl Operation {
             Operation::Cancel => 2,
             Operation::Reverse => 3,
             Operation::Inquire => 4,
+            Operation::Verify => 5,
         }
     }
 }
@@ -321,6 +323,8 @@ pub struct JournalCounts {
     pub cancel_refused: u64,
     pub reversed: u64,
     pub reverse_of_unknown: u64,
+    /// Card checks (billing-key issuance); they move no money and are not journaled.
+    pub verifications: u64,
 }
 
 impl JournalCounts {
@@ -732,7 +736,7 @@ impl SandboxAcquirer {
                     "55",
                     "incorrect card password",
                 )),
-                "0078" if !request.authenticated => Err(static_decline(
+                "0078" if !request.authenticated && !request.merchant_initiated => Err(static_decline(
                     DeclineCode::AuthenticationRequired,
                     "1A",
                     "buyer authentication required",
@@ -788,6 +792,63 @@ impl SandboxAcquirer {
             return Err(ConnectorError::Timeout);
         }
         Ok(outcome)
+    }
+
+    /// Verifies a card without fault injection: the card rules of an approval that do not depend on an amount.
+    /// Nothing is journaled (no money moves); verifications are counted.
+    pub(crate) fn verify_now(&self, request: &VerifyRequest) -> Result<VerifyOutcome, ConnectorError> {
+        let now = (self.clock)();
+        let number = request.card.number.as_str();
+        let valid_number = is_valid_card_number(number);
+        let suffix = number.get(number.len().saturating_sub(4)..).unwrap_or("");
+        if valid_number {
+            match suffix {
+                "0060" => return Err(ConnectorError::SystemError("issuer system unavailable".to_owned())),
+                "0052" => return Err(ConnectorError::Timeout),
+                _ => {}
+            }
+        }
+        let verdict = if !valid_number {
+            Err(static_decline(
+                DeclineCode::InvalidCardNumber,
+                "14",
+                "invalid card number",
+            ))
+        } else if is_expired(request.card.expiry_year, request.card.expiry_month, now) {
+            Err(static_decline(DeclineCode::InvalidCardExpiration, "54", "expired card"))
+        } else {
+            match suffix {
+                "0029" => Err(static_decline(
+                    DeclineCode::LostOrStolenCard,
+                    "43",
+                    "lost or stolen card",
+                )),
+                "0037" => Err(static_decline(
+                    DeclineCode::InvalidPassword,
+                    "55",
+                    "incorrect card password",
+                )),
+                "0078" if !request.authenticated => Err(static_decline(
+                    DeclineCode::AuthenticationRequired,
+                    "1A",
+                    "buyer authentication required",
+                )),
+                _ => Ok(()),
+            }
+        };
+        self.lock().counts.verifications += 1;
+        Ok(match verdict {
+            Ok(()) => {
+                let issuer = issuer_facts(number, request.card.identity_number.as_deref());
+                VerifyOutcome::Verified(Verification {
+                    issuer_code: issuer.code.to_owned(),
+                    acquirer_code: card_company_code(&self.id).to_owned(),
+                    card_type: issuer.card_type,
+                    owner_type: issuer.owner_type,
+                })
+            }
+            Err(declined) => VerifyOutcome::Declined(declined.to_decline()),
+        })
     }
 
     /// Cancels without fault injection.
@@ -968,6 +1029,10 @@ impl Acquirer for SandboxAcquirer {
         self.faulted(Operation::Inquire, reference, || {
             Ok(self.inquire_now(reference, acquirer_merchant_id))
         })
+    }
+
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyOutcome, ConnectorError> {
+        self.faulted(Operation::Verify, &request.reference, || self.verify_now(request))
     }
 }
 

@@ -12,15 +12,26 @@ pub enum EventType {
     PaymentStatusChanged,
     /// paygate disabled a webhook endpoint that kept failing.
     WebhookEndpointDisabled,
+    /// A billing key was issued (paygate's event; `data` is the Billing object).
+    BillingIssued,
+    /// A billing key was deleted (Toss's event; `data` is `{billingKey, reason}`).
+    BillingDeleted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 2] = [EventType::PaymentStatusChanged, EventType::WebhookEndpointDisabled];
+    pub const ALL: [EventType; 4] = [
+        EventType::PaymentStatusChanged,
+        EventType::WebhookEndpointDisabled,
+        EventType::BillingIssued,
+        EventType::BillingDeleted,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::PaymentStatusChanged => "PAYMENT_STATUS_CHANGED",
             EventType::WebhookEndpointDisabled => "WEBHOOK_ENDPOINT_DISABLED",
+            EventType::BillingIssued => "BILLING_ISSUED",
+            EventType::BillingDeleted => "BILLING_DELETED",
         }
     }
 

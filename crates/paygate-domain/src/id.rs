@@ -167,6 +167,12 @@ typed_id!(
     "whk"
 );
 typed_id!(
+    /// A billing key (빌링키): a customer's card registered with a merchant, charged without the buyer. The
+    /// `billingKey` of the API.
+    BillingKeyId,
+    "bil"
+);
+typed_id!(
     /// One HTTP request, echoed in `X-Request-Id` and error objects.
     RequestId,
     "req"

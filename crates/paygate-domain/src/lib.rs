@@ -4,6 +4,7 @@
 //! Callers pass in the current time and entropy, and persist what the core decides.
 
 pub mod api_key;
+pub mod billing;
 pub mod card;
 pub mod checkout;
 pub mod customer;

@@ -13,7 +13,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use paygate_domain::api_key::Mode;
-use paygate_domain::id::{ApiKeyId, EventId, JournalId, MerchantId, PaymentId, TransactionKey, WebhookEndpointId};
+use paygate_domain::id::{
+    ApiKeyId, BillingKeyId, EventId, JournalId, MerchantId, PaymentId, TransactionKey, WebhookEndpointId,
+};
 use paygate_domain::time::UnixMillis;
 
 use crate::StoreError;
@@ -183,7 +185,8 @@ id_values!(
     EventId,
     WebhookEndpointId,
     TransactionKey,
-    JournalId
+    JournalId,
+    BillingKeyId
 );
 
 /// A column's value as read.
@@ -391,6 +394,7 @@ copy_args!(
     PaymentId,
     EventId,
     WebhookEndpointId,
+    BillingKeyId,
     Option<MerchantId>,
     Option<EventId>
 );

@@ -9,6 +9,7 @@
 //! Every method that changes state does all of its writes in one transaction, and state changes are conditional
 //! on the state they came from (`UPDATE … WHERE id = ? AND state = ?`), so a lost race is reported, not overwritten.
 
+mod billing;
 mod checkout;
 mod db;
 mod idempotency;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use billing::{BillingKeyInsert, BillingKeyUpdate, BillingStore};
 pub use checkout::CheckoutStore;
 pub use idempotency::{
     IdempotencyRecord, IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyStore, IdempotencyWrite,
@@ -171,7 +173,16 @@ pub struct PoolStats {
 /// need one aggregate only may take its trait instead.
 #[async_trait]
 pub trait Store:
-    MerchantStore + PaymentStore + CheckoutStore + LedgerStore + OutboxStore + IdempotencyStore + Send + Sync + 'static
+    MerchantStore
+    + PaymentStore
+    + CheckoutStore
+    + BillingStore
+    + LedgerStore
+    + OutboxStore
+    + IdempotencyStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
 

@@ -378,7 +378,7 @@ async fn merchant_cli_creates_and_lists() {
     let tmp = tempfile::tempdir().unwrap();
     let (ok, out, err) = cli(&["migrate"], tmp.path(), &db);
     assert!(ok, "{err}");
-    assert!(out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 8]"), "{out}");
+    assert!(out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9]"), "{out}");
     let (ok, out, _) = cli(&["migrate"], tmp.path(), &db);
     assert!(ok && out.contains("already up to date"), "{out}");
     let (ok, out, err) = cli(

@@ -346,3 +346,187 @@ async fn toss_webhook_handlers_decode_every_event() {
     let acquirer = events[0].data.card.as_ref().and_then(|c| c.acquirer_code);
     assert_eq!(acquirer, Some(toss::CardCompanyCode::Bc), "acquirer C is BC카드 (31)");
 }
+
+/// Toss's body for issuing a billing key from card data.
+fn billing_card(customer_key: &str, number: &str) -> Value {
+    json!({
+        "customerKey": customer_key, "cardNumber": number, "cardExpirationYear": "29",
+        "cardExpirationMonth": "12", "customerIdentityNumber": "900101", "cardPassword": "12",
+        "customerName": "박토스", "customerEmail": "customer@example.com"
+    })
+}
+
+/// Toss's body for charging a billing key.
+fn billing_charge(customer_key: &str, order_id: &str, amount: i64) -> Value {
+    json!({
+        "customerKey": customer_key, "amount": amount, "orderId": order_id, "orderName": "토스 프라임 구독",
+        "customerEmail": "customer@example.com", "customerName": "박토스", "customerIp": "203.0.113.7",
+        "taxFreeAmount": 0, "taxExemptionAmount": 0, "cardInstallmentPlan": 0
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toss_billing_clients_decode_every_answer() {
+    let db = TestDb::new().await;
+    let mut env = FAST.to_vec();
+    env.extend([
+        ("PAYGATE_OUTBOX__ALLOW_LOOPBACK", "true"),
+        ("PAYGATE_OUTBOX__WORKER_INTERVAL_MS", "20"),
+    ]);
+    let (gateway, demo) = Gateway::fresh(&db, &[], &env);
+    let m = Merchant {
+        base: gateway.url(""),
+        secret: demo.secret_key.clone(),
+        client_key: demo.client_key.clone(),
+    };
+    let (hooks, url) = Hooks::start().await;
+    let (status, body) = m
+        .post(
+            "/v1/webhooks",
+            &json!({"url": url, "eventTypes": ["BILLING_ISSUED", "BILLING_DELETED"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Issue: Toss's Billing object.
+    let customer = "2d5f9c1e-6b1a-4d8e-9f3a-1c2b3d4e5f60";
+    let (status, body) = m
+        .post(
+            "/v1/billing/authorizations/card",
+            &billing_card(customer, "4330000000000003"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let billing: toss::Billing = decode("billing key issue", &body);
+    assert_eq!(billing.customer_key, customer);
+    assert_eq!(billing.method, toss::Method::Card);
+    assert_eq!(billing.card.issuer_code, toss::CardCompanyCode::Kookmin);
+    assert_eq!(billing.card.acquirer_code, toss::CardCompanyCode::Kookmin);
+    assert_eq!(billing.card.card_type, toss::BillingCardType::Credit);
+    assert_eq!(billing.card.owner_type, toss::BillingOwnerType::Personal);
+    assert_eq!(
+        (billing.card_company.as_str(), billing.card_number.as_str()),
+        ("국민", "433000******0003")
+    );
+    assert!(
+        !body.contains("4330000000000003"),
+        "the full number never comes back: {body}"
+    );
+    let key = billing.billing_key.clone();
+
+    // paygate's own look-up answers the same object.
+    let (status, body) = m.get(&format!("/v1/billing/{key}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(decode::<toss::Billing>("billing key lookup", &body), billing);
+
+    // Charge: a Payment of type BILLING with its card; then it cancels like any payment.
+    let (status, body) = m
+        .post(
+            &format!("/v1/billing/{key}"),
+            &billing_charge(customer, "toss-bill-0001", 9_900),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let charged: toss::Payment = decode("billing charge", &body);
+    assert_eq!(charged.payment_type, toss::PaymentType::Billing);
+    assert_eq!(charged.status, toss::PaymentStatus::Done);
+    assert_eq!(charged.method, Some(toss::Method::Card));
+    let card = charged.card.clone().expect("a billing charge has its card");
+    assert_eq!((card.number.as_str(), card.amount), ("433000******0003", 9_900));
+    let (status, body) = m
+        .post(
+            &format!("/v1/payments/{}/cancel", charged.payment_key),
+            &json!({"cancelReason": "구독 해지"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let canceled: toss::Payment = decode("billing cancel", &body);
+    assert_eq!(
+        (canceled.status, canceled.payment_type),
+        (toss::PaymentStatus::Canceled, toss::PaymentType::Billing)
+    );
+    let (status, body) = m
+        .get("/v1/transactions?startDate=2000-01-01T00:00:00&endDate=2100-01-01T00:00:00")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<toss::Transaction> = decode("transactions", &body);
+    assert!(
+        listed.iter().all(|t| t.customer_key.as_deref() == Some(customer)),
+        "a billing payment's transactions name its customer: {body}"
+    );
+
+    // Refusals with Toss's codes, and nothing charged.
+    let cases = [
+        (
+            format!("/v1/billing/{key}"),
+            billing_charge("someone-else", "toss-bill-0002", 9_900),
+            400,
+            "NOT_MATCHES_CUSTOMER_KEY",
+        ),
+        (
+            "/v1/billing/bil_01M8VGWB8EJCZ5D358GSM2Y283".to_owned(),
+            billing_charge(customer, "toss-bill-0003", 9_900),
+            404,
+            "NOT_FOUND_BILLING",
+        ),
+        (
+            "/v1/billing/authorizations/card".to_owned(),
+            billing_card(customer, "4330000000000029"),
+            400,
+            "INVALID_CARD_LOST_OR_STOLEN",
+        ),
+        (
+            "/v1/billing/authorizations/card".to_owned(),
+            billing_card("a", "4330000000000003"),
+            400,
+            "INVALID_REQUEST",
+        ),
+    ];
+    for (path, request, status, code) in cases {
+        let (got, body) = m.post(&path, &request).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(decode::<toss::TossError>(&path, &body).code, code, "{path}");
+    }
+    for order in ["toss-bill-0002", "toss-bill-0003"] {
+        assert_eq!(m.get(&format!("/v1/payments/orders/{order}")).await.0, 404, "{order}");
+    }
+
+    // Delete: 200 with an empty body, Toss's BILLING_DELETED webhook; the key charges nothing any more.
+    let response = http()
+        .delete(format!("{}/v1/billing/{key}", m.base))
+        .basic_auth(&m.secret, Some(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), "");
+    let (status, body) = m
+        .post(
+            &format!("/v1/billing/{key}"),
+            &billing_charge(customer, "toss-bill-0004", 9_900),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        decode::<toss::TossError>("charge after delete", &body).code,
+        "INVALID_BILL_KEY_REQUEST"
+    );
+    assert_eq!(m.get("/v1/payments/orders/toss-bill-0004").await.0, 404);
+    let bodies = hooks.wait_for(2).await;
+    let deleted = bodies
+        .iter()
+        .find(|b| b.contains("\"BILLING_DELETED\""))
+        .expect("a BILLING_DELETED webhook");
+    let event: toss::BillingDeletedEvent = decode("BILLING_DELETED webhook", deleted);
+    assert_eq!(event.data.billing_key, key);
+    assert_eq!(event.data.reason.as_deref(), Some("삭제 API 요청"));
+    let issued = bodies
+        .iter()
+        .find(|b| b.contains("\"BILLING_ISSUED\""))
+        .expect("a BILLING_ISSUED webhook");
+    let issued: Value = serde_json::from_str(issued).unwrap();
+    assert_eq!(
+        decode::<toss::Billing>("BILLING_ISSUED data", &issued["data"].to_string()).billing_key,
+        key
+    );
+}

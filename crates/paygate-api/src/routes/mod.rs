@@ -1,3 +1,4 @@
+pub mod billing;
 pub mod encryption_keys;
 pub mod health;
 pub mod hosted;

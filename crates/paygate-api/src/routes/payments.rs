@@ -453,12 +453,12 @@ fn render_payment(app: &paygate_app::App, result: &Result<PaymentView, PaymentEr
     }
 }
 
-fn payment_renderer(state: &AppState) -> paygate_app::idempotency::Render<PaymentView, PaymentError> {
+pub(crate) fn payment_renderer(state: &AppState) -> paygate_app::idempotency::Render<PaymentView, PaymentError> {
     let app = state.app.clone();
     renderer(move |result| render_payment(&app, result))
 }
 
-fn respond_payment(state: &AppState, answer: PaymentAnswer) -> Response {
+pub(crate) fn respond_payment(state: &AppState, answer: PaymentAnswer) -> Response {
     respond(answer, |result| render_payment(&state.app, result))
 }
 
@@ -521,7 +521,7 @@ impl TransactionBody {
             payment_key: t.payment_id.to_string(),
             order_id: listed.order_id.as_str().to_owned(),
             method: "카드",
-            customer_key: None,
+            customer_key: listed.customer_key.clone(),
             use_escrow: false,
             receipt_url: app.receipt_url(t.payment_id),
             status: status.as_str(),

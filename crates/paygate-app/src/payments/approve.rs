@@ -71,6 +71,8 @@ impl App {
             amount: payment.total(),
             installment_months: payment.installment.months(),
             authenticated,
+            // A billing key's charge: the merchant charges a registered card without the buyer.
+            merchant_initiated: payment.billing.is_some(),
         };
         let attempts_max = self.payments.approve_attempts_max.max(1);
         let mut attempt = 1;

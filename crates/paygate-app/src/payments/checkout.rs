@@ -12,7 +12,6 @@ use paygate_store::{
     CheckoutCardChange, CheckoutSession, IdempotencyResource, InsertPaymentOutcome, PaymentInsert, PaymentUpdate,
     StoreError,
 };
-use serde::{Deserialize, Serialize};
 
 use super::command::{AuthenticateCommand, ConfirmCommand, CreateCommand, FieldError, FieldReason, RedirectUrl};
 use super::keyin::PaymentExtras;
@@ -40,14 +39,8 @@ pub(crate) fn origin_of(url: &str) -> String {
     format!("{scheme}://{authority}")
 }
 
-/// The sealed form of a checkout's card: number and expiry only. The buyer's authentication stands in for the
-/// password digits and identity number, which are never taken on this path, let alone stored.
-#[derive(Serialize, Deserialize)]
-struct SealedCard {
-    number: String,
-    expiry_year: u16,
-    expiry_month: u8,
-}
+// A checkout's card is sealed with number and expiry only (`Vault::seal_card`): the buyer's authentication stands
+// in for the password digits and identity number, which are never taken on this path, let alone stored.
 
 fn purpose(id: PaymentId) -> String {
     format!("checkout-card:{id}")
@@ -213,13 +206,7 @@ impl App {
         let now = self.clock().now();
         let confirm_by = now.saturating_add_secs(u64::from(self.payments.confirm_window_secs));
         let next = payment.authenticated(card.number.summary(), installment, route, now, confirm_by)?;
-        let sealed_card = SealedCard {
-            number: card.number.expose_digits().to_owned(),
-            expiry_year: card.expiry.year(),
-            expiry_month: card.expiry.month(),
-        };
-        let plaintext = serde_json::to_vec(&sealed_card).map_err(|e| InternalError::Invariant(e.to_string()))?;
-        let sealed = self.vault.seal(&purpose(id), &plaintext)?;
+        let sealed = self.vault.seal_card(&purpose(id), &card.card_data())?;
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Store(sealed);
         let answer = Ok(PaymentView {
@@ -320,16 +307,7 @@ impl App {
             .checkout_card(id)
             .await?
             .ok_or_else(|| InternalError::Invariant("an authenticated payment has no sealed card".into()))?;
-        let plaintext = self.vault.open(&purpose(id), &sealed)?;
-        let card: SealedCard =
-            serde_json::from_slice(&plaintext).map_err(|e| InternalError::Invariant(e.to_string()))?;
-        let data = CardData {
-            number: card.number,
-            expiry_year: card.expiry_year,
-            expiry_month: card.expiry_month,
-            password_two_digits: None,
-            identity_number: None,
-        };
+        let data = self.vault.open_card(&purpose(id), &sealed)?;
         self.run_approval(requested, data, true, claim).await
     }
 
@@ -339,13 +317,7 @@ impl App {
         id: PaymentId,
         card: &CardData,
     ) -> Result<paygate_store::Sealed, PaymentError> {
-        let sealed_card = SealedCard {
-            number: card.number.clone(),
-            expiry_year: card.expiry_year,
-            expiry_month: card.expiry_month,
-        };
-        let plaintext = serde_json::to_vec(&sealed_card).map_err(|e| InternalError::Invariant(e.to_string()))?;
-        Ok(self.vault.seal(&purpose(id), &plaintext)?)
+        Ok(self.vault.seal_card(&purpose(id), card)?)
     }
 
     /// Opens a checkout's sealed card.
@@ -353,15 +325,6 @@ impl App {
         let Some(sealed) = self.store().checkout_card(id).await? else {
             return Ok(None);
         };
-        let plaintext = self.vault.open(&purpose(id), &sealed)?;
-        let card: SealedCard =
-            serde_json::from_slice(&plaintext).map_err(|e| InternalError::Invariant(e.to_string()))?;
-        Ok(Some(CardData {
-            number: card.number,
-            expiry_year: card.expiry_year,
-            expiry_month: card.expiry_month,
-            password_two_digits: None,
-            identity_number: None,
-        }))
+        Ok(Some(self.vault.open_card(&purpose(id), &sealed)?))
     }
 }

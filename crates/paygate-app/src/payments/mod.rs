@@ -15,7 +15,7 @@ mod cancel;
 mod checkout;
 pub mod command;
 pub mod hosted;
-mod keyin;
+pub(crate) mod keyin;
 mod routing;
 pub mod wire;
 pub mod workers;
@@ -148,6 +148,12 @@ pub enum PaymentError {
     NotFound,
     #[error(transparent)]
     Rule(#[from] PaymentRuleError),
+    /// A billing key's charge: the key is not this merchant's in this mode (or does not exist).
+    #[error("no such billing key")]
+    BillingKeyNotFound,
+    /// A billing key's charge: the key was deleted, or belongs to another customer.
+    #[error(transparent)]
+    Billing(#[from] paygate_domain::billing::BillingRuleError),
     #[error("another request changed the payment at the same time; retry")]
     Concurrent,
     #[error("the card was declined: {message}")]
@@ -189,6 +195,8 @@ impl PaymentError {
             PaymentError::DuplicateOrderId => PaymentError::DuplicateOrderId,
             PaymentError::NotFound => PaymentError::NotFound,
             PaymentError::Rule(rule) => PaymentError::Rule(rule.clone()),
+            PaymentError::BillingKeyNotFound => PaymentError::BillingKeyNotFound,
+            PaymentError::Billing(rule) => PaymentError::Billing(*rule),
             PaymentError::Concurrent => PaymentError::Concurrent,
             PaymentError::Declined {
                 payment,

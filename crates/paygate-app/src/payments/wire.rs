@@ -236,7 +236,7 @@ impl PaymentBody {
             discount: None,
             cancels: (!cancels.is_empty()).then_some(cancels),
             secret: None,
-            kind: "NORMAL",
+            kind: if p.billing.is_some() { "BILLING" } else { "NORMAL" },
             easy_pay: None,
             country: "KR",
             failure: p.failure.as_ref().map(|f| FailureBody {

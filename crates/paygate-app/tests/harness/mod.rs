@@ -112,6 +112,13 @@ impl Acquirer for Scripted {
         self.run(Operation::Inquire, self.inner.inquire(reference, merchant))
             .await
     }
+
+    async fn verify(
+        &self,
+        request: &paygate_connectors::VerifyRequest,
+    ) -> Result<paygate_connectors::VerifyOutcome, ConnectorError> {
+        self.run(Operation::Verify, self.inner.verify(request)).await
+    }
 }
 
 pub struct Harness {

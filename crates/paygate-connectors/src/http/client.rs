@@ -20,11 +20,12 @@ use serde::Serialize;
 
 use super::wire::{
     ApproveAnswer, ApproveWire, CancelAnswer, CancelWire, ErrorWire, HealthWire, InquireWire, InquiryAnswer,
-    JournalPageWire, ReverseAnswer, ReverseWire,
+    JournalPageWire, ReverseAnswer, ReverseWire, VerifyAnswer, VerifyWire,
 };
 use crate::sandbox::JournalEntry;
 use crate::{
     Acquirer, AcquirerId, ApproveOutcome, ApproveRequest, CancelOutcome, CancelRequest, ConnectorError, InquiryOutcome,
+    VerifyOutcome, VerifyRequest,
 };
 
 /// Largest operation answer read, in bytes; a larger one is treated as unreadable (lost).
@@ -249,6 +250,11 @@ impl Acquirer for HttpAcquirer {
             merchant_id: acquirer_merchant_id.to_owned(),
         };
         let answer: InquiryAnswer = self.post("inquire", &body).await?;
+        Ok(answer.into())
+    }
+
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyOutcome, ConnectorError> {
+        let answer: VerifyAnswer = self.post("verify", &VerifyWire::from_request(request)).await?;
         Ok(answer.into())
     }
 }

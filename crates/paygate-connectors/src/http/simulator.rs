@@ -38,7 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{
     ApproveAnswer, ApproveWire, CancelAnswer, CancelWire, ErrorWire, HealthWire, InquireWire, InquiryAnswer,
-    JournalEntryWire, JournalPageWire, JournalQuery, ReverseAnswer, ReverseWire, REVERSE_OK,
+    JournalEntryWire, JournalPageWire, JournalQuery, ReverseAnswer, ReverseWire, VerifyAnswer, VerifyWire, REVERSE_OK,
 };
 use crate::sandbox::{
     builtin_ids, Fault, FaultPlan, JournalBound, Operation, SandboxAcquirer, SIMULATOR_JOURNAL_CAPACITY,
@@ -157,6 +157,7 @@ impl Simulator {
             .route("/{acquirer}/cancel", post(cancel))
             .route("/{acquirer}/reverse", post(reverse))
             .route("/{acquirer}/inquire", post(inquire))
+            .route("/{acquirer}/verify", post(verify))
             .route("/{acquirer}/journal", get(journal))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -322,6 +323,27 @@ async fn inquire(
             Ok(InquiryAnswer::from(
                 &sandbox.inquire_now(&request.reference, &request.merchant_id),
             ))
+        })
+        .await
+}
+
+async fn verify(
+    State(shared): SharedState,
+    Path(acquirer): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (sandbox, _permit) = match shared.admit(&acquirer) {
+        Ok(admitted) => admitted,
+        Err(response) => return *response,
+    };
+    let request = match parse::<VerifyWire>(body).and_then(|wire| wire.into_request().map_err(bad_field)) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let reference = request.reference.clone();
+    shared
+        .perform(Operation::Verify, &sandbox, &reference, |sandbox| {
+            sandbox.verify_now(&request).map(|outcome| VerifyAnswer::from(&outcome))
         })
         .await
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::sandbox::{JournalEntry, JournalKind};
 use crate::{
     Approval, ApproveOutcome, ApproveRequest, CancelOutcome, CancelRequest, Cancellation, CardData, Decline,
-    DeclineCode, InquiryOutcome,
+    DeclineCode, InquiryOutcome, Verification, VerifyOutcome, VerifyRequest,
 };
 
 /// Longest accepted `reference` / `approvalReference`, in bytes: bounds what the simulator stores per request.
@@ -47,6 +47,9 @@ pub(crate) struct ApproveWire {
     pub installment_months: u8,
     #[serde(default)]
     pub authenticated: bool,
+    /// A charge of a registered card without the buyer (a billing key); absent means false.
+    #[serde(default)]
+    pub merchant_initiated: bool,
     pub card: CardWire,
 }
 
@@ -59,6 +62,7 @@ impl ApproveWire {
             currency: request.amount.currency().code().to_owned(),
             installment_months: request.installment_months,
             authenticated: request.authenticated,
+            merchant_initiated: request.merchant_initiated,
             card: CardWire {
                 number: request.card.number.clone(),
                 expiry_year: request.card.expiry_year,
@@ -96,7 +100,120 @@ impl ApproveWire {
             },
             installment_months: self.installment_months,
             authenticated: self.authenticated,
+            merchant_initiated: self.merchant_initiated,
         })
+    }
+}
+
+impl CardWire {
+    fn from_card(card: &CardData) -> CardWire {
+        CardWire {
+            number: card.number.clone(),
+            expiry_year: card.expiry_year,
+            expiry_month: card.expiry_month,
+            password_two_digits: card.password_two_digits.clone(),
+            identity_number: card.identity_number.clone(),
+        }
+    }
+
+    /// Lengths only: the sandbox itself decides what an invalid card means.
+    fn into_card(self) -> Result<CardData, FieldError> {
+        if self.number.len() > 19 {
+            return Err("card.number".to_owned());
+        }
+        if self.password_two_digits.as_ref().is_some_and(|p| p.len() > 2) {
+            return Err("card.passwordTwoDigits".to_owned());
+        }
+        if self.identity_number.as_ref().is_some_and(|p| p.len() > 10) {
+            return Err("card.identityNumber".to_owned());
+        }
+        Ok(CardData {
+            number: self.number,
+            expiry_year: self.expiry_year,
+            expiry_month: self.expiry_month,
+            password_two_digits: self.password_two_digits,
+            identity_number: self.identity_number,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VerifyWire {
+    pub reference: String,
+    pub merchant_id: String,
+    #[serde(default)]
+    pub authenticated: bool,
+    pub card: CardWire,
+}
+
+impl VerifyWire {
+    pub fn from_request(request: &VerifyRequest) -> VerifyWire {
+        VerifyWire {
+            reference: request.reference.clone(),
+            merchant_id: request.acquirer_merchant_id.clone(),
+            authenticated: request.authenticated,
+            card: CardWire::from_card(&request.card),
+        }
+    }
+
+    pub fn into_request(self) -> Result<VerifyRequest, FieldError> {
+        check_reference("reference", &self.reference)?;
+        check_merchant(&self.merchant_id)?;
+        Ok(VerifyRequest {
+            reference: self.reference,
+            acquirer_merchant_id: self.merchant_id,
+            card: self.card.into_card()?,
+            authenticated: self.authenticated,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VerificationWire {
+    pub issuer_code: String,
+    pub acquirer_code: String,
+    pub card_type: String,
+    pub owner_type: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum VerifyAnswer {
+    Verified { verification: VerificationWire },
+    Declined { decline: DeclineWire },
+}
+
+impl From<&VerifyOutcome> for VerifyAnswer {
+    fn from(outcome: &VerifyOutcome) -> VerifyAnswer {
+        match outcome {
+            VerifyOutcome::Verified(v) => VerifyAnswer::Verified {
+                verification: VerificationWire {
+                    issuer_code: v.issuer_code.clone(),
+                    acquirer_code: v.acquirer_code.clone(),
+                    card_type: v.card_type.as_str().to_owned(),
+                    owner_type: v.owner_type.as_str().to_owned(),
+                },
+            },
+            VerifyOutcome::Declined(decline) => VerifyAnswer::Declined {
+                decline: decline.into(),
+            },
+        }
+    }
+}
+
+impl From<VerifyAnswer> for VerifyOutcome {
+    fn from(answer: VerifyAnswer) -> VerifyOutcome {
+        match answer {
+            VerifyAnswer::Verified { verification: v } => VerifyOutcome::Verified(Verification {
+                issuer_code: v.issuer_code,
+                acquirer_code: v.acquirer_code,
+                card_type: CardType::parse(&v.card_type).unwrap_or(CardType::Unknown),
+                owner_type: OwnerType::parse(&v.owner_type).unwrap_or(OwnerType::Unknown),
+            }),
+            VerifyAnswer::Declined { decline } => VerifyOutcome::Declined(decline.into()),
+        }
     }
 }
 

@@ -248,6 +248,7 @@ pub fn approve_request(reference: &str, number: &str, amount: i64) -> ApproveReq
         amount: Money::krw(amount),
         installment_months: 0,
         authenticated: false,
+        merchant_initiated: false,
     }
 }
 
@@ -263,6 +264,7 @@ pub fn case_request(index: usize, case: &Case) -> ApproveRequest {
         amount: Money::krw(15_000),
         installment_months: 0,
         authenticated: case.authenticated,
+        merchant_initiated: false,
     }
 }
 

@@ -4,6 +4,7 @@
 //! conditionally on the record's `version`, so two racing requests cannot both win. Nothing here does I/O.
 
 use crate::api_key::Mode;
+use crate::billing::BillingCharge;
 use crate::card::{CardSummary, CardType, Installment, OwnerType};
 use crate::id::{MerchantId, PaymentId, TransactionKey};
 use crate::money::Money;
@@ -120,6 +121,8 @@ pub struct Payment {
     pub notification_url: Option<String>,
     /// What the merchant sent that paygate keeps and returns but does not act on.
     pub extras: OrderExtras,
+    /// The billing key a merchant-initiated charge used (Toss's `type: BILLING`); none for other payments.
+    pub billing: Option<BillingCharge>,
     pub failure: Option<Failure>,
     pub requested_at: UnixMillis,
     /// The deadline of the current waiting state (buyer authentication, merchant confirm); none for key-in.
@@ -216,6 +219,19 @@ impl Payment {
         payment
     }
 
+    /// A merchant-initiated charge of a billing key: approved at once like a key-in, with the key's stored card.
+    pub fn billing(
+        new: NewPayment,
+        card: CardSummary,
+        route: Route,
+        inquire_after: UnixMillis,
+        charge: BillingCharge,
+    ) -> Payment {
+        let mut payment = Payment::key_in(new, card, route, inquire_after);
+        payment.billing = Some(charge);
+        payment
+    }
+
     /// A checkout payment waiting for the buyer until `expires_at`.
     pub fn checkout(new: NewPayment, expires_at: UnixMillis) -> Payment {
         let mut payment = Payment::base(new, Flow::Checkout, PaymentStatus::Ready);
@@ -243,6 +259,7 @@ impl Payment {
             customer_email: new.customer_email,
             notification_url: new.notification_url,
             extras: new.extras,
+            billing: None,
             failure: None,
             requested_at: new.now,
             expires_at: None,

@@ -2,9 +2,10 @@
 //! card of a checkout awaiting confirmation.
 
 use paygate_domain::api_key::Mode;
+use paygate_domain::billing::{BillingCharge, CustomerKey};
 use paygate_domain::card::{CardSummary, CardType, Installment, OwnerType};
 use paygate_domain::checkout::CheckoutSession;
-use paygate_domain::id::{MerchantId, PaymentId, TransactionKey};
+use paygate_domain::id::{BillingKeyId, MerchantId, PaymentId, TransactionKey};
 use paygate_domain::money::{Currency, Money};
 use paygate_domain::order::{OrderId, OrderName};
 use paygate_domain::payment::{
@@ -123,6 +124,8 @@ pub struct ListedTransaction {
     pub transaction: PaymentTransaction,
     pub order_id: OrderId,
     pub balance_after: Money,
+    /// The billing key's customer, for a billing key's charge.
+    pub customer_key: Option<String>,
 }
 
 /// Filters for listing a merchant's transactions. `limit` is capped by the caller.
@@ -143,7 +146,8 @@ macro_rules! payment_columns {
          acquirer, acquirer_merchant_id, approval_number, issuer_code, acquirer_transaction_id, approved_at, \
          customer_name, customer_email, failure_code, failure_message, failure_acquirer_code, requested_at, \
          expires_at, next_inquiry_at, inquiry_attempts, version, notification_url, approval_acquirer_code, card_type, \
-         card_owner_type, tax_exemption_amount, metadata, customer_mobile_phone, free_installment"
+         card_owner_type, tax_exemption_amount, metadata, customer_mobile_phone, free_installment, billing_key_id, \
+         customer_key"
     };
 }
 macro_rules! transaction_columns {
@@ -160,7 +164,7 @@ mod sql {
         "INSERT INTO payments (",
         payment_columns!(),
         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-             ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)
+             ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)
          ON CONFLICT (merchant_id, mode, order_id) DO NOTHING"
     );
     /// Every column but the identity ones is rewritten; the WHERE clause makes the write conditional on the version
@@ -174,8 +178,9 @@ mod sql {
              failure_code = ?26, failure_message = ?27, failure_acquirer_code = ?28, expires_at = ?30,
              next_inquiry_at = ?31, inquiry_attempts = ?32, version = ?33, notification_url = ?34,
              approval_acquirer_code = ?35, card_type = ?36, card_owner_type = ?37, tax_exemption_amount = ?38,
-             metadata = ?39, customer_mobile_phone = ?40, free_installment = ?41
-         WHERE id = ?1 AND version = ?42
+             metadata = ?39, customer_mobile_phone = ?40, free_installment = ?41, billing_key_id = ?42,
+             customer_key = ?43
+         WHERE id = ?1 AND version = ?44
            AND merchant_id = ?2 AND mode = ?3 AND order_id = ?4 AND flow = ?6 AND currency = ?9
            AND total_amount = ?10 AND tax_free_amount = ?11 AND vat_amount = ?12 AND requested_at = ?29";
     // By the primary key alone, the owner checked by the caller: with `AND merchant_id = … AND mode = …` in the
@@ -225,7 +230,8 @@ mod sql {
            CAST((SELECT total_amount FROM payments p WHERE p.id = t.payment_id)
              - (SELECT COALESCE(SUM(c.amount), 0) FROM payment_transactions c WHERE c.payment_id = t.payment_id
                   AND c.kind = 'CANCEL' AND c.status <> 'FAILED' AND c.transaction_key <= t.transaction_key)
-             AS BIGINT)
+             AS BIGINT),
+           (SELECT customer_key FROM payments p WHERE p.id = t.payment_id)
          FROM payment_transactions t WHERE merchant_id = ?1 AND mode = ?2 AND created_at >= ?3 AND created_at < ?4
            AND transaction_key > ?5 ORDER BY transaction_key LIMIT ?6"
     );
@@ -319,10 +325,20 @@ fn payment_from(row: &Row) -> Result<Payment, StoreError> {
             customer_mobile_phone: row.opt_string(39)?,
             free_installment: row.flag(40)?,
         },
+        billing: match (
+            row.opt_parse(41, BillingKeyId::parse)?,
+            row.opt_parse(42, CustomerKey::parse)?,
+        ) {
+            (Some(billing_key_id), Some(customer_key)) => Some(BillingCharge {
+                billing_key_id,
+                customer_key,
+            }),
+            _ => None,
+        },
     })
 }
 
-/// A payment's values in `payment_columns!()` order (`?1` to `?41`).
+/// A payment's values in `payment_columns!()` order (`?1` to `?43`).
 fn payment_values(p: &Payment) -> Vec<Value<'_>> {
     let (card, route, approval, failure) = (
         p.card.as_ref(),
@@ -372,6 +388,8 @@ fn payment_values(p: &Payment) -> Vec<Value<'_>> {
         p.extras.metadata.as_ref().map(Metadata::as_json),
         p.extras.customer_mobile_phone.as_deref(),
         p.extras.free_installment,
+        p.billing.as_ref().map(|b| b.billing_key_id),
+        p.billing.as_ref().map(|b| b.customer_key.as_str()),
     ]
     .to_vec()
 }
@@ -596,6 +614,7 @@ async fn list_transactions(db: &impl Db, q: TransactionQuery) -> Result<Vec<List
         Ok(ListedTransaction {
             order_id: row.parse(15, OrderId::parse)?,
             balance_after: Money::new(row.int(16)?, currency),
+            customer_key: row.opt_string(17)?,
             transaction,
         })
     })

@@ -26,7 +26,7 @@ use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 8] = [
+pub(crate) const MIGRATIONS: [Migration; 9] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -66,6 +66,11 @@ pub(crate) const MIGRATIONS: [Migration; 8] = [
         version: 8,
         name: "toss_fields",
         sql: include_str!("../../migrations/postgres/0008_toss_fields.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "billing_keys",
+        sql: include_str!("../../migrations/postgres/0009_billing_keys.sql"),
     },
 ];
 

@@ -41,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 8] = [
+pub(crate) const MIGRATIONS: [Migration; 9] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -81,6 +81,11 @@ pub(crate) const MIGRATIONS: [Migration; 8] = [
         version: 8,
         name: "toss_fields",
         sql: include_str!("../../migrations/sqlite/0008_toss_fields.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "billing_keys",
+        sql: include_str!("../../migrations/sqlite/0009_billing_keys.sql"),
     },
 ];
 

@@ -1,0 +1,308 @@
+//! The buyer's billing-key registration pages (`/billing/{id}`: the card, then the issuer's challenge), and the
+//! API that starts a registration (`POST /v1/billing/sessions`, used by the SDK's `requestBillingAuth`) and
+//! exchanges its `authKey` (`POST /v1/billing/authorizations/issue`, Toss's).
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Json};
+use paygate_app::auth::Caller;
+use paygate_app::billing::hosted::{AuthPage, AuthStep, StartAuthCommand};
+use paygate_app::billing::BillingError;
+use paygate_app::payments::command::{CardText, ClearCard, Customer, FieldError, RedirectUrl};
+use paygate_app::payments::hosted::RetryReason;
+use paygate_domain::api_key::Mode;
+use paygate_domain::billing::CustomerKey;
+use paygate_domain::billing_auth::BillingAuthStatus;
+use paygate_domain::id::BillingAuthId;
+use serde::{Deserialize, Serialize};
+
+use super::billing::render_key;
+use super::hosted::{error_page, field, page, retry_text, Lang, Text};
+use crate::error::{billing_error_ref, field_error, ApiError};
+use crate::extract::ApiJson;
+use crate::middleware::auth::SecretCaller;
+use crate::middleware::idempotency::{renderer, respond, IdempotencyHeader};
+use crate::wire::rfc3339;
+use crate::AppState;
+
+/// `POST /v1/billing/sessions`: what the SDK's `requestBillingAuth` sends.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartBody {
+    customer_key: String,
+    success_url: String,
+    fail_url: String,
+    customer_name: Option<String>,
+    customer_email: Option<String>,
+}
+
+/// A registration, as `POST /v1/billing/sessions` answers it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionBody {
+    session_id: String,
+    customer_key: String,
+    status: &'static str,
+    mode: &'static str,
+    expires_at: String,
+    /// Where to send the buyer.
+    checkout: UrlBody,
+}
+
+#[derive(Serialize)]
+struct UrlBody {
+    url: String,
+}
+
+/// Toss's `POST /v1/billing/authorizations/issue` body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssueBody {
+    auth_key: String,
+    customer_key: String,
+}
+
+/// The longest `authKey` accepted (Toss: 300).
+const AUTH_KEY_LEN_MAX: usize = 300;
+
+impl TryFrom<StartBody> for StartAuthCommand {
+    type Error = FieldError;
+
+    fn try_from(body: StartBody) -> Result<StartAuthCommand, FieldError> {
+        let customer_key =
+            CustomerKey::parse(&body.customer_key).map_err(|e| FieldError::invalid("customerKey", e))?;
+        let success_url =
+            RedirectUrl::parse(Some(body.success_url), "successUrl")?.ok_or_else(|| FieldError::missing("successUrl"))?;
+        let fail_url =
+            RedirectUrl::parse(Some(body.fail_url), "failUrl")?.ok_or_else(|| FieldError::missing("failUrl"))?;
+        Ok(StartAuthCommand {
+            customer_key,
+            success_url,
+            fail_url,
+            customer: Customer::parse(body.customer_name, body.customer_email)?,
+        })
+    }
+}
+
+/// Starts a registration; allowed with the client key (the browser SDK).
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<StartBody>,
+) -> Result<Json<SessionBody>, ApiError> {
+    let command = StartAuthCommand::try_from(body).map_err(|e| field_error(&e))?;
+    let auth = state
+        .app
+        .start_billing_auth(&caller, command)
+        .await
+        .map_err(|e| billing_error_ref(&e))?;
+    Ok(Json(SessionBody {
+        session_id: auth.id.to_string(),
+        customer_key: auth.customer_key.as_str().to_owned(),
+        status: auth.status.as_str(),
+        mode: auth.mode.as_str(),
+        expires_at: rfc3339(auth.expires_at),
+        checkout: UrlBody {
+            url: state.app.billing_auth_url(auth.id),
+        },
+    }))
+}
+
+/// Exchanges an `authKey` for the billing key (secret key).
+pub async fn issue(
+    State(state): State<AppState>,
+    SecretCaller(caller): SecretCaller,
+    key: IdempotencyHeader,
+    ApiJson(body): ApiJson<IssueBody>,
+) -> Result<Response, ApiError> {
+    if body.auth_key.is_empty() || body.auth_key.len() > AUTH_KEY_LEN_MAX {
+        return Err(field_error(&FieldError::invalid(
+            "authKey",
+            "`authKey` must be 1 to 300 characters",
+        )));
+    }
+    let customer_key = CustomerKey::parse(&body.customer_key)
+        .map_err(|e| field_error(&FieldError::invalid("customerKey", e)))?;
+    let idempotency = key.with(renderer(render_key));
+    let answer = state
+        .app
+        .issue_billing_key_from_auth(&caller, &body.auth_key, customer_key, idempotency)
+        .await;
+    Ok(respond(answer, render_key))
+}
+
+/// The card page (`templates/billing_card.html`).
+#[derive(Template)]
+#[template(path = "billing_card.html")]
+struct CardPage<'a> {
+    lang: Lang,
+    path: &'a str,
+    auth_id: BillingAuthId,
+    merchant: &'a str,
+    test_mode: bool,
+    error: Option<&'static str>,
+}
+
+/// The issuer's challenge (`templates/billing_challenge.html`).
+#[derive(Template)]
+#[template(path = "billing_challenge.html")]
+struct ChallengePage<'a> {
+    lang: Lang,
+    path: &'a str,
+    auth_id: BillingAuthId,
+    merchant: &'a str,
+    card: &'a str,
+    sandbox_otp: Option<&'a str>,
+    error: Option<&'static str>,
+    tries_left: u32,
+}
+
+fn auth_id(text: &str) -> Option<BillingAuthId> {
+    BillingAuthId::parse(text).ok()
+}
+
+fn not_found(lang: Lang) -> Response {
+    error_page(lang, StatusCode::NOT_FOUND, "no such card registration")
+}
+
+fn step_response(step: Result<AuthStep, BillingError>, id: BillingAuthId, lang: Lang) -> Response {
+    // Only a reason code travels in the URL; the page says it in its own words.
+    let query = |reason: RetryReason| match reason {
+        RetryReason::None => String::new(),
+        other => format!("&error={}", other.code()),
+    };
+    match step {
+        Ok(AuthStep::Redirect(url)) => Redirect::to(&url).into_response(),
+        Ok(AuthStep::Card(reason)) => {
+            Redirect::to(&format!("/billing/{id}?lang={}{}", lang.code(), query(reason))).into_response()
+        }
+        Ok(AuthStep::Challenge(reason)) => Redirect::to(&format!(
+            "/billing/{id}/challenge?lang={}{}",
+            lang.code(),
+            query(reason)
+        ))
+        .into_response(),
+        Err(BillingError::NotFound) => not_found(lang),
+        Err(other) => {
+            tracing::error!(error = %other, "billing registration page failed");
+            error_page(
+                lang,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "an internal error occurred; please try again",
+            )
+        }
+    }
+}
+
+fn card_page(data: &AuthPage, lang: Lang, error: Option<&str>) -> Response {
+    let path = format!("/billing/{}", data.auth.id);
+    page(&CardPage {
+        lang,
+        path: &path,
+        auth_id: data.auth.id,
+        merchant: data.merchant.name.as_str(),
+        test_mode: data.auth.mode == Mode::Test,
+        error: retry_text(lang, error),
+    })
+}
+
+/// `GET /billing/{id}`: the card form, or where the registration now stands.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = auth_id(&key) else {
+        return not_found(lang);
+    };
+    match state.app.billing_auth_page(id).await {
+        Ok(data) if data.status == BillingAuthStatus::Ready => {
+            card_page(&data, lang, query.get("error").map(String::as_str))
+        }
+        Ok(data) if data.status == BillingAuthStatus::Challenged && query.contains_key("error") => {
+            // Asked to enter the card again (the issuer could not be reached): the form, with why.
+            card_page(&data, lang, query.get("error").map(String::as_str))
+        }
+        Ok(data) if data.status == BillingAuthStatus::Challenged => {
+            Redirect::to(&format!("/billing/{id}/challenge?lang={}", lang.code())).into_response()
+        }
+        Ok(_) => step_response(state.app.current_billing_auth_step(id).await, id, lang),
+        Err(error) => step_response(Err(error), id, lang),
+    }
+}
+
+/// `POST /billing/{id}/card`: the buyer's card.
+pub async fn card(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = auth_id(&key) else {
+        return not_found(lang);
+    };
+    let digits: String = field(&form, "cardNumber")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let year = field(&form, "expYear");
+    let month = field(&form, "expMonth");
+    let card = ClearCard::parse(CardText {
+        number: &digits,
+        expiration_year: year.trim(),
+        expiration_month: month.trim(),
+        password: None,
+        identity_number: None,
+    });
+    step_response(state.app.billing_auth_card(id, card).await, id, lang)
+}
+
+/// `GET /billing/{id}/challenge`: the issuer's code.
+pub async fn challenge_page(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = auth_id(&key) else {
+        return not_found(lang);
+    };
+    match state.app.billing_auth_page(id).await {
+        Ok(data) if data.status == BillingAuthStatus::Challenged => {
+            let path = format!("/billing/{id}/challenge");
+            let card = data.auth.card.as_ref().map(|c| c.masked.clone()).unwrap_or_default();
+            page(&ChallengePage {
+                lang,
+                path: &path,
+                auth_id: id,
+                merchant: data.merchant.name.as_str(),
+                card: &card,
+                sandbox_otp: data.sandbox_otp.as_deref(),
+                error: retry_text(lang, query.get("error").map(String::as_str)),
+                tries_left: data.tries_left,
+            })
+        }
+        Ok(_) => Redirect::to(&format!("/billing/{id}?lang={}", lang.code())).into_response(),
+        Err(error) => step_response(Err(error), id, lang),
+    }
+}
+
+/// `POST /billing/{id}/challenge`: the buyer's code.
+pub async fn challenge(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = auth_id(&key) else {
+        return not_found(lang);
+    };
+    step_response(state.app.billing_auth_challenge(id, &field(&form, "otp")).await, id, lang)
+}

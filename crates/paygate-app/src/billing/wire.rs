@@ -1,0 +1,104 @@
+//! The JSON shape of a billing key: Toss Payments' v1 Billing object field for field (docs/toss-compat.md), plus
+//! paygate's extras under names Toss does not use. Shared by the API answers and the `BILLING_ISSUED` event.
+
+use paygate_domain::billing::{BillingKey, BillingKeyStatus};
+use serde::Serialize;
+
+use crate::instant::rfc3339;
+
+/// A billing key as Toss's Billing object shapes it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingBody {
+    m_id: String,
+    customer_key: String,
+    /// When the issuer verified the card.
+    authenticated_at: String,
+    method: &'static str,
+    billing_key: String,
+    card: BillingCardBody,
+    /// The issuer's Korean short name (`국민`, `하나`…), as Toss's API version 2022-11-16 sends it.
+    card_company: &'static str,
+    /// The masked card number again, as Toss's `cardNumber`.
+    card_number: String,
+    // paygate's own fields.
+    /// `ACTIVE`, or `DELETED` (charges refused, card erased).
+    billing_key_status: &'static str,
+    deleted_at: Option<String>,
+    /// `KEY_IN` (the merchant sent the card) or `AUTHENTICATED` (the buyer registered it on paygate's page).
+    registration: &'static str,
+    mode: &'static str,
+    customer_name: Option<String>,
+    customer_email: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BillingCardBody {
+    issuer_code: String,
+    acquirer_code: String,
+    /// Masked: first six and last four digits.
+    number: String,
+    card_type: &'static str,
+    owner_type: &'static str,
+}
+
+impl BillingBody {
+    pub fn new(key: &BillingKey) -> BillingBody {
+        BillingBody {
+            m_id: key.merchant_id.to_string(),
+            customer_key: key.customer_key.as_str().to_owned(),
+            authenticated_at: rfc3339(key.authenticated_at),
+            method: "카드",
+            billing_key: key.id.to_string(),
+            card: BillingCardBody {
+                issuer_code: key.facts.issuer_code.clone(),
+                acquirer_code: key.facts.acquirer_code.clone(),
+                number: key.card.masked.clone(),
+                card_type: key.facts.card_type.korean(),
+                owner_type: key.facts.owner_type.korean(),
+            },
+            card_company: card_company_name(&key.facts.issuer_code),
+            card_number: key.card.masked.clone(),
+            billing_key_status: match key.status {
+                BillingKeyStatus::Active => "ACTIVE",
+                BillingKeyStatus::Deleted => "DELETED",
+            },
+            deleted_at: key.deleted_at.map(rfc3339),
+            registration: key.registration.as_str(),
+            mode: key.mode.as_str(),
+            customer_name: key.customer_name.clone(),
+            customer_email: key.customer_email.clone(),
+        }
+    }
+}
+
+/// Toss's Korean short name of a card company, by its code (Toss's code table, docs/toss-reference.md §7).
+pub fn card_company_name(code: &str) -> &'static str {
+    match code {
+        "3K" => "기업비씨",
+        "46" => "광주",
+        "71" => "롯데",
+        "30" => "산업",
+        "31" => "BC",
+        "51" => "삼성",
+        "38" => "새마을",
+        "41" => "신한",
+        "62" => "신협",
+        "36" => "씨티",
+        "33" | "W1" => "우리",
+        "37" => "우체국",
+        "39" => "저축",
+        "35" => "전북",
+        "42" => "제주",
+        "15" => "카카오뱅크",
+        "3A" => "케이뱅크",
+        "24" => "토스뱅크",
+        "21" => "하나",
+        "61" => "현대",
+        "11" => "국민",
+        "91" => "농협",
+        "34" => "수협",
+        _ => "미확인",
+    }
+}
