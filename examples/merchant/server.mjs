@@ -6,9 +6,11 @@
 //       and sends the buyer to /return with a signed result, and calls /notify server-to-server;
 //   (b) the browser SDK ({PAYGATE_URL}/sdk/paygate.js): paygate sends the buyer to /success, and this server
 //       confirms the payment with its secret key.
+//   (c) a subscription (자동결제): the SDK's requestBillingAuth registers the buyer's card on paygate's page;
+//       this server exchanges the authKey for a billing key at /billing/success and charges it with the secret key.
 // The secret key and the checkout signing key never leave this server.
 import { createServer } from "node:http";
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 
 const PAYGATE_URL = (process.env.PAYGATE_URL ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
 const SECRET_KEY = process.env.PAYGATE_SECRET_KEY ?? "";
@@ -32,6 +34,9 @@ const PRODUCTS = [
 
 /** orderId → {orderId, amount, orderName, flow, status, paymentKey?, receiptUrl?, approveNo?, failure?} */
 const orders = new Map();
+/** customerKey → {customerKey, billingKey, card, charges: [{orderId, status, paymentKey, code?}]} */
+const subscribers = new Map();
+const SUBSCRIPTION = { orderName: "paygate 커피 정기구독 (coffee subscription)", price: 9900 };
 /** What paygate POSTed to /notify, oldest first. */
 const notifications = [];
 
@@ -157,6 +162,8 @@ async function home(url) {
   };
   const signature = signCheckout(m.key, form);
   const sdkOrderId = newOrderId("sdk");
+  // The shop's own name for the customer, unguessable (a UUID): the billing key will belong to it.
+  const customerKey = `cust-${randomUUID()}`;
   for (const [orderId, flow] of [[form.orderId, "FORM"], [sdkOrderId, "SDK"]]) {
     remember(orders, orderId, { orderId, amount: product.price, orderName, flow, status: "CREATED" }, ORDERS_MAX);
   }
@@ -185,10 +192,17 @@ async function home(url) {
   <p id="sdk-error" role="alert" class="bad"></p>
 </section>
 
+<section class="card" aria-labelledby="billing-title">
+  <h2 id="billing-title">(c) 정기결제 카드 등록 / Subscribe (billing key)</h2>
+  <p>${esc(SUBSCRIPTION.orderName)}: ${won(SUBSCRIPTION.price)} / month. 고객 / Customer: <code id="customer-key">${esc(customerKey)}</code></p>
+  <button id="billing-register" type="button">카드 등록하고 구독하기 / Register a card and subscribe</button>
+</section>
+
 <!-- Toss Payments' v1 SDK code, unchanged but for the script's host (js.tosspayments.com → the gateway). -->
 <script src="${esc(PAYGATE_URL)}/v1/payment"></script>
 <script>
   const payment = ${JSON.stringify(sdk).replace(/</g, "\\u003c")};
+  const billing = ${JSON.stringify({ customerKey, successUrl: `${SHOP_URL}/billing/success`, failUrl: `${SHOP_URL}/billing/fail`, customerName: "홍길동" }).replace(/</g, "\\u003c")};
   const errorBox = document.getElementById("sdk-error");
   const show = (e) => { errorBox.textContent = (e.code || "ERROR") + ": " + e.message; };
   let pg = null;
@@ -196,6 +210,10 @@ async function home(url) {
   document.getElementById("sdk-redirect").addEventListener("click", () => {
     errorBox.textContent = "";
     pg.requestPayment("카드", payment).catch(show);
+  });
+  document.getElementById("billing-register").addEventListener("click", () => {
+    errorBox.textContent = "";
+    pg.requestBillingAuth("카드", billing).catch(show);
   });
   document.getElementById("sdk-popup").addEventListener("click", () => {
     errorBox.textContent = "";
@@ -274,6 +292,51 @@ async function success(q) {
   return resultPage(order.status === "DONE" ? "결제 완료 / Payment complete" : "결제 실패 / Payment failed", order);
 }
 
+/** Billing registration: exchange the one-time authKey for the billing key, then charge the first month. */
+async function billingSuccess(q) {
+  const customerKey = q.customerKey ?? "";
+  let subscriber = subscribers.get(customerKey);
+  if (!subscriber) {
+    const issued = await paygate("POST", "/v1/billing/authorizations/issue", { authKey: q.authKey, customerKey },
+      `issue-${q.authKey}`);
+    if (!issued.ok) {
+      return resultPage("카드 등록 실패 / Registration failed", { orderId: customerKey, status: "FAILED",
+        failure: { code: issued.json?.code ?? `HTTP_${issued.status}`, message: issued.json?.message ?? issued.text } });
+    }
+    subscriber = { customerKey, billingKey: issued.json.billingKey, card: issued.json.card?.number, charges: [] };
+    remember(subscribers, customerKey, subscriber, ORDERS_MAX);
+  }
+  if (subscriber.charges.length === 0) await chargeSubscriber(subscriber);
+  return subscriberPage(subscriber);
+}
+
+/** Charges one month; the period's orderId doubles as the Idempotency-Key, so a retry never charges twice. */
+async function chargeSubscriber(subscriber) {
+  const orderId = `sub-${subscriber.customerKey.slice(-12)}-${subscriber.charges.length + 1}`;
+  const charged = await paygate("POST", `/v1/billing/${encodeURIComponent(subscriber.billingKey)}`,
+    { customerKey: subscriber.customerKey, amount: SUBSCRIPTION.price, orderId, orderName: SUBSCRIPTION.orderName }, orderId);
+  subscriber.charges.push({ orderId, status: charged.json?.status ?? "FAILED", paymentKey: charged.json?.paymentKey ?? charged.json?.paymentKey,
+    code: charged.ok ? undefined : charged.json?.code });
+}
+
+function subscriberPage(s) {
+  const rows = s.charges.map((c) => `<li class="charge" data-status="${esc(c.status)}"><code>${esc(c.orderId)}</code> ${esc(c.status)}${c.code ? ` <code>${esc(c.code)}</code>` : ""}</li>`).join("");
+  return layout("Subscription", `
+<h1 class="ok">구독 중 / Subscribed</h1>
+<dl>
+  <dt>고객 / Customer</dt><dd id="customer-key">${esc(s.customerKey)}</dd>
+  <dt>빌링키 / Billing key</dt><dd id="billing-key">${esc(s.billingKey)}</dd>
+  <dt>카드 / Card</dt><dd id="billing-card">${esc(s.card ?? "")}</dd>
+</dl>
+<ol id="charges">${rows}</ol>
+<form method="post" action="/billing/${encodeURIComponent(s.customerKey)}/charge"><button id="charge-again" type="submit">다음 달 결제 / Charge next month</button></form>
+<p><a href="/">계속 쇼핑하기 / Continue shopping</a></p>`);
+}
+
+function billingFail(q) {
+  return resultPage("카드 등록 실패 / Registration failed", { orderId: "-", status: "FAILED", failure: { code: q.code, message: q.message } });
+}
+
 function fail(q) {
   const order = orders.get(q.orderId ?? "");
   if (order && order.status !== "DONE") Object.assign(order, { status: "FAILED", failure: { code: q.code, message: q.message } });
@@ -313,6 +376,15 @@ async function route(request, url) {
   }
   if (request.method === "GET" && path === "/success") return html(await success(query));
   if (request.method === "GET" && path === "/fail") return html(fail(query));
+  if (request.method === "GET" && path === "/billing/success") return html(await billingSuccess(query));
+  if (request.method === "GET" && path === "/billing/fail") return html(billingFail(query));
+  const chargeMatch = request.method === "POST" && path.match(/^\/billing\/([^/]+)\/charge$/);
+  if (chargeMatch) {
+    const subscriber = subscribers.get(decodeURIComponent(chargeMatch[1]));
+    if (!subscriber) return { status: 404, type: "text/plain; charset=utf-8", body: "no such subscriber\n" };
+    await chargeSubscriber(subscriber);
+    return html(subscriberPage(subscriber));
+  }
   if (request.method === "GET" && path.startsWith("/orders/")) {
     const order = orders.get(decodeURIComponent(path.slice("/orders/".length)));
     if (!order) return { status: 404, type: "text/plain; charset=utf-8", body: "no such order\n" };

@@ -514,6 +514,55 @@ const scenarios = [
     equal(answers.oldForm, "INVALID_PARAMETER", "the one-argument form checks its method too");
   }],
 
+  ["9 subscription: SDK requestBillingAuth → card → wrong then right issuer code → authKey exchanged → two monthly charges", async (page) => {
+    await page.goto(SHOP + "/");
+    const customerKey = (await page.textContent("#customer-key")).trim();
+    await Promise.race([
+      Promise.all([page.waitForURL(onGateway("/billing/")), page.click("#billing-register")]),
+      sdkFailure(page),
+    ]);
+    await page.waitForSelector("#card-form");
+    const registration = new URL(page.url()).pathname; // /billing/bau_…
+    await audit(page, "billing card page");
+    await shot(page, "billing-card");
+    // The card that needs the buyer's authentication: key-in could not register it, this page can.
+    await fillCard(page, CARD.challenge);
+    await Promise.all([page.waitForURL(onGateway("/billing/")), page.click("#register-button")]);
+    await page.waitForSelector("#otp-form");
+    await audit(page, "billing challenge page");
+    equal(await page.getAttribute("#tries-left", "data-tries-left"), "3", "tries before any answer");
+    const otp = (await page.textContent("#sandbox-otp")).trim();
+    const wrong = otp === "000000" ? "111111" : "000000";
+    await page.fill("#otp", wrong);
+    await Promise.all([page.waitForURL(/error=otp_mismatch/), page.click("#verify-button")]);
+    assert(await page.isVisible("#error"), "a wrong code shows an error");
+    equal(await page.getAttribute("#tries-left", "data-tries-left"), "2", "tries after a wrong answer");
+    await audit(page, "billing challenge page after a wrong code");
+    await page.fill("#otp", otp);
+    await Promise.all([page.waitForURL(onShop("/billing/success")), page.click("#verify-button")]);
+    const landed = new URL(page.url());
+    equal(landed.searchParams.get("customerKey"), customerKey, "successUrl customerKey");
+    assert((landed.searchParams.get("authKey") ?? "").startsWith("bak_"), "successUrl carries the authKey");
+    await page.waitForSelector("#billing-key");
+    const billingKey = (await page.textContent("#billing-key")).trim();
+    equal((await page.textContent("#billing-card")).trim(), "433000******0078", "the shop sees the masked card only");
+    await page.click("#charge-again");
+    await page.waitForFunction(() => document.querySelectorAll("#charges .charge").length === 2);
+    const statuses = await page.$$eval("#charges .charge", (items) => items.map((i) => i.dataset.status));
+    equal(statuses.join(","), "DONE,DONE", "two monthly charges");
+    await shot(page, "billing-subscribed");
+    const key = await api("GET", `/v1/billing/${billingKey}`);
+    equal(key.status, 200, "billing key lookup");
+    equal(key.json.registration, "AUTHENTICATED", "registered on paygate's page");
+    equal(key.json.customerKey, customerKey, "the key's customer");
+    const again = await api("POST", "/v1/billing/authorizations/issue", { authKey: landed.searchParams.get("authKey"), customerKey });
+    equal(again.json?.billingKey, billingKey, "the same authKey answers the same key");
+    // Coming back to the finished registration page sends the buyer on, never back to the form.
+    await page.goto(GATEWAY + registration);
+    await page.waitForURL(onShop("/billing/success"));
+    equal(await page.$$eval("#charges .charge", (items) => items.length), 2, "the shop charged nothing more");
+  }],
+
   ["7 receipt page: masked card, approval number, amount; prints", async (page) => {
     const payment = shared.receiptPayment;
     assert(payment, "scenario 1 left no payment (run it first)");

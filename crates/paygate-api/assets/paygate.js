@@ -78,7 +78,7 @@
   }
 
   /** Resolves when the popup lands on successUrl, rejects on failUrl, on close, or after POPUP_WAIT_MS_MAX. */
-  function watchPopup(popup, successUrl, failUrl) {
+  function watchPopup(popup, successUrl, failUrl, billing) {
     return new Promise(function (resolve, reject) {
       var started = Date.now();
       var timer = setInterval(function () {
@@ -93,7 +93,8 @@
         if (landedOn(href, successUrl)) {
           var q = queryOf(href);
           popup.close();
-          return finish(resolve, { paymentKey: q.paymentKey, orderId: q.orderId, amount: Number(q.amount) });
+          return finish(resolve, billing ? { customerKey: q.customerKey, authKey: q.authKey }
+            : { paymentKey: q.paymentKey, orderId: q.orderId, amount: Number(q.amount) });
         }
         if (landedOn(href, failUrl)) {
           var f = queryOf(href);
@@ -109,7 +110,7 @@
    * Creates an SDK instance for one merchant.
    * @param {string} clientKey the merchant's client key (`test_ck_…` or `live_ck_…`); never a secret key
    * @param {{gatewayUrl?: string}} [options] gatewayUrl defaults to the origin this script was loaded from
-   * @returns {{requestPayment: Function, gatewayUrl: string}}
+   * @returns {{requestPayment: Function, requestBillingAuth: Function, gatewayUrl: string}}
    */
   function PayGate(clientKey, options) {
     if (typeof clientKey !== "string" || !/^(test|live)_ck_/.test(clientKey)) {
@@ -212,7 +213,60 @@
       return watchPopup(popup, request.successUrl, request.failUrl);
     }
 
-    return Object.freeze({ requestPayment: requestPayment, gatewayUrl: gatewayUrl });
+    /**
+     * Registers the buyer's card for a billing key (Toss's `requestBillingAuth`): the buyer types the card on
+     * paygate's page and answers the issuer's code, then lands on `successUrl?customerKey=…&authKey=…` (or on
+     * `failUrl?code=…&message=…`). Your server then exchanges the authKey with its secret key:
+     * `POST /v1/billing/authorizations/issue {authKey, customerKey}`.
+     * @param {string} method `카드` or `CARD`
+     * @param {{customerKey: string, successUrl: string, failUrl: string, customerName?: string,
+     *          customerEmail?: string}} params
+     * @param {{mode?: "redirect"|"popup"}} [options] popup resolves with `{customerKey, authKey}`
+     */
+    function requestBillingAuth(method, params, options) {
+      if (CARD_METHODS.indexOf(method) < 0) {
+        return Promise.reject(PayGateError("INVALID_PARAMETER", "billing keys are for cards (카드 or CARD), not " + method, { param: "method" }));
+      }
+      var mode = (options && options.mode) || "redirect";
+      var popup = mode === "popup" ? openPopup() : null;
+      return startBillingAuth(params, mode, popup).then(null, function (error) {
+        if (popup && !popup.closed) popup.close();
+        throw error;
+      });
+    }
+
+    async function startBillingAuth(params, mode, popup) {
+      if (!params || typeof params !== "object") throw PayGateError("INVALID_PARAMETER", "requestBillingAuth needs its parameters");
+      if (mode !== "redirect" && mode !== "popup") throw PayGateError("INVALID_PARAMETER", "mode is redirect or popup", { param: "mode" });
+      if (typeof params.customerKey !== "string" || params.customerKey === "") throw PayGateError("INVALID_PARAMETER", "customerKey is required", { param: "customerKey" });
+      if (mode === "popup" && !popup) throw PayGateError("POPUP_BLOCKED", "the browser blocked the registration window; call requestBillingAuth from a click");
+      var body = { customerKey: params.customerKey, successUrl: absolute(params.successUrl, "successUrl"), failUrl: absolute(params.failUrl, "failUrl") };
+      if (params.customerName) body.customerName = params.customerName;
+      if (params.customerEmail) body.customerEmail = params.customerEmail;
+      var response;
+      try {
+        response = await fetch(gatewayUrl + "/v1/billing/sessions", {
+          method: "POST", mode: "cors", credentials: "omit",
+          headers: { "Authorization": "Basic " + btoa(clientKey + ":"), "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      } catch (networkError) {
+        throw PayGateError("NETWORK_ERROR", "could not reach paygate at " + gatewayUrl + " (down, or not allowing this origin): " + networkError.message);
+      }
+      if (!response.ok) throw await readError(response);
+      var session = await response.json();
+      if (!session.checkout || !session.checkout.url) throw PayGateError("INVALID_RESPONSE", "paygate returned no checkout.url");
+      if (mode === "redirect") {
+        global.location.assign(session.checkout.url);
+        return session;
+      }
+      popup.location.href = session.checkout.url;
+      popup.focus();
+      var landed = await watchPopup(popup, body.successUrl, body.failUrl, true);
+      return landed;
+    }
+
+    return Object.freeze({ requestPayment: requestPayment, requestBillingAuth: requestBillingAuth, gatewayUrl: gatewayUrl });
   }
 
   PayGate.version = VERSION;

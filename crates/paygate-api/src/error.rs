@@ -72,10 +72,11 @@ pub enum ErrorCode {
     NotFoundBilling,
     InvalidBillKeyRequest,
     NotMatchesCustomerKey,
+    InvalidBillingAuth,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 55] = [
+    pub const ALL: [ErrorCode; 56] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -131,6 +132,7 @@ impl ErrorCode {
         ErrorCode::NotFoundBilling,
         ErrorCode::InvalidBillKeyRequest,
         ErrorCode::NotMatchesCustomerKey,
+        ErrorCode::InvalidBillingAuth,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -190,6 +192,7 @@ impl ErrorCode {
             ErrorCode::NotFoundBilling => "NOT_FOUND_BILLING",
             ErrorCode::InvalidBillKeyRequest => "INVALID_BILL_KEY_REQUEST",
             ErrorCode::NotMatchesCustomerKey => "NOT_MATCHES_CUSTOMER_KEY",
+            ErrorCode::InvalidBillingAuth => "INVALID_BILLING_AUTH",
         }
     }
 
@@ -262,7 +265,9 @@ impl ErrorCode {
             ErrorCode::TooManyWebhooks => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::InvalidDate => StatusCode::BAD_REQUEST,
             ErrorCode::NotFoundBilling => StatusCode::NOT_FOUND,
-            ErrorCode::InvalidBillKeyRequest | ErrorCode::NotMatchesCustomerKey => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBillKeyRequest | ErrorCode::NotMatchesCustomerKey | ErrorCode::InvalidBillingAuth => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 }
@@ -470,6 +475,16 @@ pub fn billing_error_ref(error: &BillingError) -> ApiError {
             ErrorCode::ClientKeyNotAllowed,
             "billing keys are managed with the secret key, on your server",
         ),
+        BillingError::InvalidAuth => ApiError::new(
+            ErrorCode::InvalidBillingAuth,
+            "the authKey cannot be exchanged: it expired, or the buyer did not finish the registration",
+        )
+        .with_param("authKey"),
+        BillingError::CustomerKeyMismatch => ApiError::new(
+            ErrorCode::NotMatchesCustomerKey,
+            "the customerKey is not the one the registration was started for",
+        )
+        .with_param("customerKey"),
         BillingError::Concurrent => ApiError::new(
             ErrorCode::AlreadyProcessingRequest,
             "another request is changing this billing key; retry shortly",

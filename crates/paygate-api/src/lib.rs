@@ -60,6 +60,8 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/v1/checkout/{payment_key}/authenticate", post(payments::authenticate))
         .route("/v1/transactions", get(payments::transactions))
         .route("/v1/billing/authorizations/card", post(billing::issue_card))
+        .route("/v1/billing/authorizations/issue", post(routes::billing_pages::issue))
+        .route("/v1/billing/sessions", post(routes::billing_pages::start))
         .route("/v1/billing", get(billing::list))
         .route(
             "/v1/billing/{billing_key}",
@@ -139,6 +141,12 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
             get(hosted::challenge_page).post(hosted::challenge),
         )
         .route("/receipts/{key}/{token}", get(hosted::receipt))
+        .route("/billing/{id}", get(routes::billing_pages::show))
+        .route("/billing/{id}/card", post(routes::billing_pages::card))
+        .route(
+            "/billing/{id}/challenge",
+            get(routes::billing_pages::challenge_page).post(routes::billing_pages::challenge),
+        )
         .route("/static/checkout.css", get(hosted::stylesheet))
         .route("/static/receipt.js", get(hosted::receipt_script))
         .route("/static/favicon.svg", get(hosted::favicon))

@@ -173,6 +173,11 @@ typed_id!(
     "bil"
 );
 typed_id!(
+    /// A billing-key registration on paygate's page (the buyer's card, then the issuer's challenge).
+    BillingAuthId,
+    "bau"
+);
+typed_id!(
     /// One HTTP request, echoed in `X-Request-Id` and error objects.
     RequestId,
     "req"

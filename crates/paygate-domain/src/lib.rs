@@ -5,6 +5,7 @@
 
 pub mod api_key;
 pub mod billing;
+pub mod billing_auth;
 pub mod card;
 pub mod checkout;
 pub mod customer;

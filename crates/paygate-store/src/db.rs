@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use paygate_domain::api_key::Mode;
 use paygate_domain::id::{
-    ApiKeyId, BillingKeyId, EventId, JournalId, MerchantId, PaymentId, TransactionKey, WebhookEndpointId,
+    ApiKeyId, BillingAuthId, BillingKeyId, EventId, JournalId, MerchantId, PaymentId, TransactionKey, WebhookEndpointId,
 };
 use paygate_domain::time::UnixMillis;
 
@@ -186,7 +186,8 @@ id_values!(
     WebhookEndpointId,
     TransactionKey,
     JournalId,
-    BillingKeyId
+    BillingKeyId,
+    BillingAuthId
 );
 
 /// A column's value as read.
@@ -395,6 +396,7 @@ copy_args!(
     EventId,
     WebhookEndpointId,
     BillingKeyId,
+    BillingAuthId,
     Option<MerchantId>,
     Option<EventId>
 );

@@ -10,6 +10,7 @@
 //! on the state they came from (`UPDATE … WHERE id = ? AND state = ?`), so a lost race is reported, not overwritten.
 
 mod billing;
+mod billing_auth;
 mod checkout;
 mod db;
 mod idempotency;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use billing::{BillingKeyInsert, BillingKeyUpdate, BillingStore};
+pub use billing_auth::{AuthCardChange, BillingAuthStore};
 pub use checkout::CheckoutStore;
 pub use idempotency::{
     IdempotencyRecord, IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyStore, IdempotencyWrite,
@@ -177,6 +179,7 @@ pub trait Store:
     + PaymentStore
     + CheckoutStore
     + BillingStore
+    + BillingAuthStore
     + LedgerStore
     + OutboxStore
     + IdempotencyStore

@@ -378,7 +378,10 @@ async fn merchant_cli_creates_and_lists() {
     let tmp = tempfile::tempdir().unwrap();
     let (ok, out, err) = cli(&["migrate"], tmp.path(), &db);
     assert!(ok, "{err}");
-    assert!(out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9]"), "{out}");
+    assert!(
+        out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"),
+        "{out}"
+    );
     let (ok, out, _) = cli(&["migrate"], tmp.path(), &db);
     assert!(ok && out.contains("already up to date"), "{out}");
     let (ok, out, err) = cli(

@@ -530,3 +530,205 @@ async fn toss_billing_clients_decode_every_answer() {
         key
     );
 }
+
+/// The registration page's flow as a browser without JavaScript drives it: no redirect is followed, so each step's
+/// answer can be checked.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The text of `<strong id="sandbox-otp">…</strong>` on the challenge page.
+fn sandbox_otp(html: &str) -> String {
+    let start = html
+        .find("id=\"sandbox-otp\">")
+        .expect("the test-mode challenge shows the code")
+        + 17;
+    html[start..start + 6].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toss_billing_auth_key_flow_issues_a_key_once() {
+    let db = TestDb::new().await;
+    let (gateway, demo) = Gateway::fresh(&db, &[], &FAST);
+    let m = Merchant {
+        base: gateway.url(""),
+        secret: demo.secret_key.clone(),
+        client_key: demo.client_key.clone(),
+    };
+    let (status, body) = m
+        .send(
+            http()
+                .patch(format!("{}/v1/merchants/me/settings", m.base))
+                .json(&json!({"redirectOrigins": ["https://shop.example"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let customer = "cust-0b6a4c2e";
+    let start = |success: &str| {
+        json!({"customerKey": customer, "successUrl": success, "failUrl": "https://shop.example/billing/fail",
+               "customerName": "박토스"})
+    };
+    // The browser (client key) may start one only toward a registered origin.
+    let sdk = |body: Value| {
+        http()
+            .post(format!("{}/v1/billing/sessions", m.base))
+            .basic_auth(&m.client_key, Some(""))
+            .json(&body)
+            .send()
+    };
+    let refused = sdk(start("https://elsewhere.example/ok")).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    let session: Value = sdk(start("https://shop.example/billing/success"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page_url = session["checkout"]["url"].as_str().unwrap().to_owned();
+    assert_eq!(session["status"], "READY", "{session}");
+
+    // Card, then a wrong code, then the right one: the browser lands on successUrl with the authKey.
+    let b = browser();
+    let page = b.get(&page_url).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("id=\"card-form\""));
+    let card = [
+        ("cardNumber", "4330 0000 0000 0078"),
+        ("expMonth", "12"),
+        ("expYear", "29"),
+    ];
+    let answer = b.post(format!("{page_url}/card")).form(&card).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 303, "card accepted: on to the challenge");
+    assert!(location(&answer).contains("/challenge"), "{}", location(&answer));
+    let challenge = b
+        .get(format!("{page_url}/challenge"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let otp = sandbox_otp(&challenge);
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    let answer = b
+        .post(format!("{page_url}/challenge"))
+        .form(&[("otp", wrong)])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        location(&answer).contains("error=otp_mismatch"),
+        "{}",
+        location(&answer)
+    );
+    let answer = b
+        .post(format!("{page_url}/challenge"))
+        .form(&[("otp", otp.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let landed = location(&answer);
+    assert!(
+        landed.starts_with("https://shop.example/billing/success?customerKey=cust-0b6a4c2e&authKey=bak_"),
+        "{landed}"
+    );
+    let auth_key = landed.split("authKey=").nth(1).unwrap().to_owned();
+    // A reload sends the buyer on again, never back to the form.
+    let reload = b.get(&page_url).send().await.unwrap();
+    assert_eq!(location(&reload), landed);
+
+    // The merchant's server exchanges it (Toss's call), once; the same call again answers the same key.
+    let issue = json!({"authKey": auth_key, "customerKey": customer});
+    let (status, body) = m.post("/v1/billing/authorizations/issue", &issue).await;
+    assert_eq!(status, 200, "{body}");
+    let billing: toss::Billing = decode("authKey exchange", &body);
+    assert_eq!(
+        (billing.customer_key.as_str(), billing.card_number.as_str()),
+        (customer, "433000******0078")
+    );
+    let (status, body) = m.post("/v1/billing/authorizations/issue", &issue).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        decode::<toss::Billing>("second exchange", &body).billing_key,
+        billing.billing_key
+    );
+    for (request, status, code) in [
+        (
+            json!({"authKey": auth_key, "customerKey": "cust-someone-else"}),
+            400,
+            "NOT_MATCHES_CUSTOMER_KEY",
+        ),
+        (
+            json!({"authKey": "bak_not-a-key", "customerKey": customer}),
+            404,
+            "NOT_FOUND_BILLING",
+        ),
+    ] {
+        let (got, body) = m.post("/v1/billing/authorizations/issue", &request).await;
+        assert_eq!(got, status, "{body}");
+        assert_eq!(decode::<toss::TossError>("exchange refused", &body).code, code);
+    }
+    // The card that needed the buyer's authentication is charged merchant-initiated, without the buyer.
+    let (status, body) = m
+        .post(
+            &format!("/v1/billing/{}", billing.billing_key),
+            &billing_charge(customer, "toss-auth-bill-0001", 12_000),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let paid: toss::Payment = decode("charge of an authenticated key", &body);
+    assert_eq!(
+        (paid.status, paid.payment_type),
+        (toss::PaymentStatus::Done, toss::PaymentType::Billing)
+    );
+
+    // Three wrong codes fail the registration: the browser goes to failUrl, and nothing can be exchanged.
+    let session: Value = sdk(start("https://shop.example/billing/success"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page_url = session["checkout"]["url"].as_str().unwrap().to_owned();
+    b.post(format!("{page_url}/card")).form(&card).send().await.unwrap();
+    let challenge = b
+        .get(format!("{page_url}/challenge"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let wrong = if sandbox_otp(&challenge) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let mut last = String::new();
+    for _ in 0..3 {
+        let answer = b
+            .post(format!("{page_url}/challenge"))
+            .form(&[("otp", wrong)])
+            .send()
+            .await
+            .unwrap();
+        last = location(&answer);
+    }
+    assert!(
+        last.starts_with("https://shop.example/billing/fail?code=AUTHENTICATION_FAILED"),
+        "{last}"
+    );
+}

@@ -125,7 +125,7 @@ fn billing_key_id(text: &str) -> Result<BillingKeyId, ApiError> {
     })
 }
 
-fn render_key(result: &Result<BillingKey, BillingError>) -> Rendered {
+pub(crate) fn render_key(result: &Result<BillingKey, BillingError>) -> Rendered {
     match result {
         Ok(key) => json(StatusCode::OK, &BillingBody::new(key)),
         Err(error) => Err(billing_error_ref(error)),

@@ -73,10 +73,9 @@ impl TryFrom<StartBody> for StartAuthCommand {
     type Error = FieldError;
 
     fn try_from(body: StartBody) -> Result<StartAuthCommand, FieldError> {
-        let customer_key =
-            CustomerKey::parse(&body.customer_key).map_err(|e| FieldError::invalid("customerKey", e))?;
-        let success_url =
-            RedirectUrl::parse(Some(body.success_url), "successUrl")?.ok_or_else(|| FieldError::missing("successUrl"))?;
+        let customer_key = CustomerKey::parse(&body.customer_key).map_err(|e| FieldError::invalid("customerKey", e))?;
+        let success_url = RedirectUrl::parse(Some(body.success_url), "successUrl")?
+            .ok_or_else(|| FieldError::missing("successUrl"))?;
         let fail_url =
             RedirectUrl::parse(Some(body.fail_url), "failUrl")?.ok_or_else(|| FieldError::missing("failUrl"))?;
         Ok(StartAuthCommand {
@@ -125,8 +124,8 @@ pub async fn issue(
             "`authKey` must be 1 to 300 characters",
         )));
     }
-    let customer_key = CustomerKey::parse(&body.customer_key)
-        .map_err(|e| field_error(&FieldError::invalid("customerKey", e)))?;
+    let customer_key =
+        CustomerKey::parse(&body.customer_key).map_err(|e| field_error(&FieldError::invalid("customerKey", e)))?;
     let idempotency = key.with(renderer(render_key));
     let answer = state
         .app
@@ -304,5 +303,9 @@ pub async fn challenge(
     let Some(id) = auth_id(&key) else {
         return not_found(lang);
     };
-    step_response(state.app.billing_auth_challenge(id, &field(&form, "otp")).await, id, lang)
+    step_response(
+        state.app.billing_auth_challenge(id, &field(&form, "otp")).await,
+        id,
+        lang,
+    )
 }

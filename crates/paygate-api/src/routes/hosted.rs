@@ -33,14 +33,14 @@ pub enum Lang {
 }
 
 impl Lang {
-    fn from_query(query: &HashMap<String, String>) -> Lang {
+    pub(crate) fn from_query(query: &HashMap<String, String>) -> Lang {
         match query.get("lang").map(String::as_str) {
             Some("en") => Lang::En,
             _ => Lang::Ko,
         }
     }
 
-    fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Lang::Ko => "ko",
             Lang::En => "en",
@@ -48,7 +48,7 @@ impl Lang {
     }
 
     /// The language the page's switch offers.
-    fn other(self) -> Lang {
+    pub(crate) fn other(self) -> Lang {
         match self {
             Lang::Ko => Lang::En,
             Lang::En => Lang::Ko,
@@ -56,7 +56,7 @@ impl Lang {
     }
 
     /// The language's own name, for the switch.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Lang::Ko => "한국어",
             Lang::En => "English",
@@ -64,7 +64,7 @@ impl Lang {
     }
 
     /// The page's words. One table, so a missing translation is a compile error, not a blank label.
-    fn t(self, key: Text) -> &'static str {
+    pub(crate) fn t(self, key: Text) -> &'static str {
         use Text::*;
         match (self, key) {
             (Lang::Ko, Title) => "카드 결제",
@@ -143,12 +143,24 @@ impl Lang {
             (Lang::En, Approved) => "The payment is complete.",
             (Lang::Ko, NotCompleted) => "결제가 완료되지 않았습니다.",
             (Lang::En, NotCompleted) => "The payment did not complete.",
+            (Lang::Ko, BillingTitle) => "자동결제 카드 등록",
+            (Lang::En, BillingTitle) => "Register a card for automatic payments",
+            (Lang::Ko, BillingHint) => "이 카드는 가맹점의 정기결제에 사용됩니다. 등록 후 카드사 본인 인증을 거칩니다.",
+            (Lang::En, BillingHint) => {
+                "The shop will charge this card for your subscription. Your card issuer verifies it's you next."
+            }
+            (Lang::Ko, BillingTestMode) => "테스트 등록입니다. 실제 카드로 청구되지 않습니다.",
+            (Lang::En, BillingTestMode) => "This is a test registration. No real card is charged.",
+            (Lang::Ko, BillingSecure) => "카드 정보는 암호화되어 보관되며 가맹점에는 카드 번호 일부만 전달됩니다.",
+            (Lang::En, BillingSecure) => "Your card is stored encrypted; the shop only ever sees part of the number.",
+            (Lang::Ko, Register) => "카드 등록",
+            (Lang::En, Register) => "Register card",
         }
     }
 }
 
 #[derive(Clone, Copy)]
-enum Text {
+pub(crate) enum Text {
     Title,
     Order,
     Amount,
@@ -185,6 +197,11 @@ enum Text {
     Authenticated,
     Approved,
     NotCompleted,
+    BillingTitle,
+    BillingHint,
+    BillingTestMode,
+    BillingSecure,
+    Register,
 }
 
 /// `15,000원` / `₩15,000`.
@@ -277,7 +294,7 @@ struct ReceiptPage<'a> {
 }
 
 /// Renders a page with the headers every hosted page carries.
-fn page(template: &impl Template) -> Response {
+pub(crate) fn page(template: &impl Template) -> Response {
     let mut response = match template.render() {
         Ok(html) => Html(html).into_response(),
         Err(error) => {
@@ -298,7 +315,7 @@ fn page(template: &impl Template) -> Response {
     response
 }
 
-fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
+pub(crate) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let mut response = page(&ErrorPage {
         lang,
         summary: message,
@@ -352,7 +369,7 @@ pub async fn sdk() -> Response {
     asset("text/javascript; charset=utf-8", "public, max-age=300", SDK)
 }
 
-fn field(form: &HashMap<String, String>, name: &str) -> String {
+pub(crate) fn field(form: &HashMap<String, String>, name: &str) -> String {
     form.get(name).cloned().unwrap_or_default()
 }
 
@@ -470,7 +487,7 @@ fn status_text(lang: Lang, status: PaymentStatus) -> &'static str {
 }
 
 /// The alert for a retry reason named in the URL; unknown codes show nothing.
-fn retry_text(lang: Lang, code: Option<&str>) -> Option<&'static str> {
+pub(crate) fn retry_text(lang: Lang, code: Option<&str>) -> Option<&'static str> {
     let text = match (RetryReason::parse(code.unwrap_or_default()), lang) {
         (RetryReason::None, _) => return None,
         (RetryReason::CardNumber, Lang::Ko) => "카드 번호를 다시 확인해 주세요.",

@@ -1,4 +1,5 @@
 pub mod billing;
+pub mod billing_pages;
 pub mod encryption_keys;
 pub mod health;
 pub mod hosted;

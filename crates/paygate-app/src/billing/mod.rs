@@ -11,6 +11,7 @@
 //!   is looked up by merchant and mode, so another merchant's key is simply not found, and its `customerKey` must
 //!   match.
 
+pub mod hosted;
 pub mod wire;
 
 use paygate_connectors::{CardData, DeclineCode, VerifyOutcome, VerifyRequest};
@@ -80,6 +81,11 @@ pub enum BillingError {
     NoRoute,
     #[error("client keys cannot manage billing keys")]
     Forbidden,
+    /// The `authKey` is no longer exchangeable: expired, or its registration did not authenticate.
+    #[error("the authKey cannot be exchanged (expired, or not authenticated)")]
+    InvalidAuth,
+    #[error("the customerKey is not the one the registration was started for")]
+    CustomerKeyMismatch,
     #[error("another request changed the billing key at the same time; retry")]
     Concurrent,
     #[error(transparent)]
@@ -106,6 +112,8 @@ impl BillingError {
             BillingError::AcquirerUnavailable => BillingError::AcquirerUnavailable,
             BillingError::NoRoute => BillingError::NoRoute,
             BillingError::Forbidden => BillingError::Forbidden,
+            BillingError::InvalidAuth => BillingError::InvalidAuth,
+            BillingError::CustomerKeyMismatch => BillingError::CustomerKeyMismatch,
             BillingError::Concurrent => BillingError::Concurrent,
             BillingError::Idempotency(refusal) => BillingError::Idempotency(*refusal),
             BillingError::Internal(internal) => BillingError::Internal(InternalError::Invariant(internal.to_string())),
@@ -158,7 +166,15 @@ impl App {
         let now = self.clock().now();
         let id = BillingKeyId::new(now, crate::random_bytes());
         let card = command.card.card_data();
-        let facts = self.verify_card(caller, id, &command.card.number, &card, false).await?;
+        let facts = self
+            .verify_card_for(
+                (caller.merchant.id, caller.key.mode),
+                id.to_string(),
+                &command.card.number,
+                &card,
+                false,
+            )
+            .await?;
         let sealed = self.vault.seal_card(&card_purpose(id), &card)?;
         let key = BillingKey::issue(NewBillingKey {
             id,
@@ -190,27 +206,26 @@ impl App {
         }
     }
 
-    /// Asks the acquirer that would charge the card whether the issuer accepts it (no money moves).
-    pub(crate) async fn verify_card(
+    /// Asks the acquirer that would charge the card whether the issuer accepts it (no money moves). `reference`
+    /// names the check (the key being issued, or the registration).
+    pub(crate) async fn verify_card_for(
         &self,
-        caller: &Caller,
-        id: BillingKeyId,
+        owner: (paygate_domain::id::MerchantId, paygate_domain::api_key::Mode),
+        reference: String,
         number: &CardNumber,
         card: &CardData,
         authenticated: bool,
     ) -> Result<CardFacts, BillingError> {
-        let route = match self.route(caller.merchant.id, caller.key.mode, number).await {
+        let (merchant_id, mode) = owner;
+        let route = match self.route(merchant_id, mode, number).await {
             Ok(route) => route,
             Err(PaymentError::NoRoute) => return Err(BillingError::NoRoute),
             Err(PaymentError::Internal(internal)) => return Err(BillingError::Internal(internal)),
             Err(other) => return Err(BillingError::Internal(InternalError::Invariant(other.to_string()))),
         };
-        let acquirer = self
-            .acquirers
-            .get(caller.key.mode, &route.acquirer)
-            .ok_or(BillingError::NoRoute)?;
+        let acquirer = self.acquirers.get(mode, &route.acquirer).ok_or(BillingError::NoRoute)?;
         let request = VerifyRequest {
-            reference: id.to_string(),
+            reference: reference.clone(),
             acquirer_merchant_id: route.acquirer_merchant_id,
             card: card.clone(),
             authenticated,
@@ -230,7 +245,7 @@ impl App {
             // A check moves no money and records nothing a retry could duplicate: whatever happened, nothing
             // was registered, and the merchant may simply try again.
             Err(error) => {
-                tracing::warn!(billing_key = %id, %error, "card verification failed");
+                tracing::warn!(%reference, %error, "card verification failed");
                 Err(BillingError::AcquirerUnavailable)
             }
         }
@@ -289,7 +304,7 @@ impl App {
         }
     }
 
-    fn billing_event(
+    pub(crate) fn billing_event(
         &self,
         key: &BillingKey,
         event_type: EventType,

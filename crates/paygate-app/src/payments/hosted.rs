@@ -198,7 +198,7 @@ pub enum HostedOutcome {
     Failed { code: String },
 }
 
-fn append_query(url: &str, pairs: &[(&str, String)]) -> String {
+pub(crate) fn append_query(url: &str, pairs: &[(&str, String)]) -> String {
     let mut out = url.to_owned();
     let mut separator = if url.contains('?') { '&' } else { '?' };
     for (key, value) in pairs {

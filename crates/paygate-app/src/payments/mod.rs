@@ -35,6 +35,7 @@ use paygate_store::{ListedTransaction, StoreError, TransactionQuery};
 use crate::auth::Caller;
 use crate::App;
 
+pub(crate) use checkout::origin_of as checkout_origin;
 pub use command::{
     AuthenticateCommand, CancelCommand, CardSource, ConfirmCommand, CreateCommand, FieldError, FieldReason,
     KeyInCommand,

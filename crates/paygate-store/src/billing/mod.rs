@@ -107,6 +107,11 @@ fn key_from(row: &Row) -> Result<BillingKey, StoreError> {
 }
 
 async fn insert_billing_key(db: &impl Db, insert: BillingKeyInsert) -> Result<(), StoreError> {
+    insert_key(db, &insert).await
+}
+
+/// Writes a new key, its sealed card, its events and the request's answer inside the caller's transaction.
+pub(crate) async fn insert_key(db: &impl Db, insert: &BillingKeyInsert) -> Result<(), StoreError> {
     if let Some(write) = &insert.idempotency {
         crate::idempotency::apply(db, write).await?;
     }

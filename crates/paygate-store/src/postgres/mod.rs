@@ -26,7 +26,7 @@ use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 9] = [
+pub(crate) const MIGRATIONS: [Migration; 10] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -71,6 +71,11 @@ pub(crate) const MIGRATIONS: [Migration; 9] = [
         version: 9,
         name: "billing_keys",
         sql: include_str!("../../migrations/postgres/0009_billing_keys.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "billing_auths",
+        sql: include_str!("../../migrations/postgres/0010_billing_auths.sql"),
     },
 ];
 

@@ -41,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 9] = [
+pub(crate) const MIGRATIONS: [Migration; 10] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -86,6 +86,11 @@ pub(crate) const MIGRATIONS: [Migration; 9] = [
         version: 9,
         name: "billing_keys",
         sql: include_str!("../../migrations/sqlite/0009_billing_keys.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "billing_auths",
+        sql: include_str!("../../migrations/sqlite/0010_billing_auths.sql"),
     },
 ];
 
