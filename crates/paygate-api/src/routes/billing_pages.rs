@@ -21,7 +21,7 @@ use paygate_domain::id::BillingAuthId;
 use serde::{Deserialize, Serialize};
 
 use super::billing::render_key;
-use super::hosted::{error_page, field, page, retry_text, Lang, Text};
+use super::hosted::{error_page, field, page, retry_text, ChallengePage, Lang, Text};
 use crate::error::{billing_error_ref, field_error, ApiError};
 use crate::extract::ApiJson;
 use crate::middleware::auth::SecretCaller;
@@ -146,20 +146,6 @@ struct CardPage<'a> {
     error: Option<&'static str>,
 }
 
-/// The issuer's challenge (`templates/billing_challenge.html`).
-#[derive(Template)]
-#[template(path = "billing_challenge.html")]
-struct ChallengePage<'a> {
-    lang: Lang,
-    path: &'a str,
-    auth_id: BillingAuthId,
-    merchant: &'a str,
-    card: &'a str,
-    sandbox_otp: Option<&'a str>,
-    error: Option<&'static str>,
-    tries_left: u32,
-}
-
 fn auth_id(text: &str) -> Option<BillingAuthId> {
     BillingAuthId::parse(text).ok()
 }
@@ -279,9 +265,8 @@ pub async fn challenge_page(
             page(&ChallengePage {
                 lang,
                 path: &path,
-                auth_id: id,
-                merchant: data.merchant.name.as_str(),
-                card: &card,
+                subtitle: format!("{} · {card}", data.merchant.name.as_str()),
+                action: &path,
                 sandbox_otp: data.sandbox_otp.as_deref(),
                 error: retry_text(lang, query.get("error").map(String::as_str)),
                 tries_left: data.tries_left,

@@ -239,18 +239,19 @@ struct CardPage<'a> {
     installment_months: &'static [u8],
 }
 
-/// The issuer's OTP challenge (`templates/challenge.html`).
+/// The issuer's OTP challenge (`templates/challenge.html`), for a payment or a card registration.
 #[derive(Template)]
 #[template(path = "challenge.html")]
-struct ChallengePage<'a> {
-    lang: Lang,
-    path: &'a str,
-    payment_id: PaymentId,
-    merchant: &'a str,
-    amount: String,
-    sandbox_otp: Option<&'a str>,
-    error: Option<&'static str>,
-    tries_left: u32,
+pub(crate) struct ChallengePage<'a> {
+    pub lang: Lang,
+    pub path: &'a str,
+    /// Under the title: the merchant and what is being authenticated (the amount, or the masked card).
+    pub subtitle: String,
+    /// Where the form posts.
+    pub action: &'a str,
+    pub sandbox_otp: Option<&'a str>,
+    pub error: Option<&'static str>,
+    pub tries_left: u32,
 }
 
 /// paygate's own result page, when the merchant gave no URL to send the buyer to (`templates/result.html`).
@@ -456,12 +457,16 @@ fn card_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str
 
 fn challenge_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str) -> Response {
     let p = &page_data.payment;
+    let action = format!("/checkout/{}/challenge", p.id);
     page(&ChallengePage {
         lang,
         path,
-        payment_id: p.id,
-        merchant: page_data.merchant.name.as_str(),
-        amount: won(p.total().amount_minor(), lang),
+        subtitle: format!(
+            "{} · {}",
+            page_data.merchant.name.as_str(),
+            won(p.total().amount_minor(), lang)
+        ),
+        action: &action,
         sandbox_otp: page_data.sandbox_otp.as_deref(),
         error: retry_text(lang, error),
         tries_left: CHALLENGE_ATTEMPTS_MAX.saturating_sub(page_data.session.challenge_attempts),
@@ -790,9 +795,8 @@ mod tests {
             let challenge = ChallengePage {
                 lang,
                 path: "/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5/challenge",
-                payment_id: id(),
-                merchant: HOSTILE,
-                amount: won(15_000, lang),
+                subtitle: format!("{HOSTILE} · {}", won(15_000, lang)),
+                action: "/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5/challenge",
                 sandbox_otp: Some(HOSTILE),
                 error: None,
                 tries_left: 2,
