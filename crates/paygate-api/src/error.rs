@@ -337,7 +337,9 @@ impl From<paygate_store::StoreError> for ApiError {
     fn from(error: paygate_store::StoreError) -> ApiError {
         use paygate_store::StoreError;
         match error {
-            StoreError::Unavailable(_) | StoreError::Overloaded(_) => ApiError::unavailable(&error),
+            StoreError::Unavailable(_) | StoreError::Overloaded(_) | StoreError::StaleVaultKey(_) => {
+                ApiError::unavailable(&error)
+            }
             other => ApiError::internal(&other),
         }
     }
@@ -424,6 +426,17 @@ pub fn decline_code(code: DeclineCode) -> ErrorCode {
     }
 }
 
+/// A use case's internal failure. Data sealed under a data key a rotation retired meanwhile is transient (this process
+/// reloads its keys within `vault.refresh_interval_ms`): the client may retry; everything else is a bug.
+fn internal_error(internal: &paygate_app::payments::InternalError) -> ApiError {
+    match internal {
+        paygate_app::payments::InternalError::Store(paygate_store::StoreError::StaleVaultKey(_)) => {
+            ApiError::unavailable(internal)
+        }
+        other => ApiError::internal(other),
+    }
+}
+
 fn not_found_billing() -> ApiError {
     ApiError::new(
         ErrorCode::NotFoundBilling,
@@ -490,7 +503,7 @@ pub fn billing_error_ref(error: &BillingError) -> ApiError {
             "another request is changing this billing key; retry shortly",
         ),
         BillingError::Idempotency(refusal) => idempotency_error(refusal),
-        BillingError::Internal(internal) => ApiError::internal(&internal),
+        BillingError::Internal(internal) => internal_error(&internal),
     }
 }
 
@@ -565,7 +578,7 @@ pub fn payment_error_ref(error: &PaymentError) -> ApiError {
         )
         .with_param("refundableAmount"),
         PaymentError::Idempotency(refusal) => idempotency_error(refusal),
-        PaymentError::Internal(internal) => ApiError::internal(&internal),
+        PaymentError::Internal(internal) => internal_error(&internal),
     }
 }
 

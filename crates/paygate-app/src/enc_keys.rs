@@ -23,7 +23,7 @@ impl App {
         let stored = self.store().enc_keys(caller.merchant.id, caller.key.mode).await?;
         let mut keys = Vec::new();
         for key in stored.into_iter().filter(|k| k.retires_at.is_none_or(|at| at > now)) {
-            let bytes = self.vault.open(&purpose(caller, key.version), &key.sealed)?;
+            let bytes = self.open_sealed(&purpose(caller, key.version), &key.sealed).await?;
             let bytes: [u8; encdata::KEY_LEN] = bytes
                 .try_into()
                 .map_err(|_| InternalError::Invariant("a sealed encData key has the wrong length".into()))?;

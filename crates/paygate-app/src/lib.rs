@@ -28,7 +28,8 @@ pub use clock::{Clock, SystemClock};
 #[derive(Clone)]
 pub struct Secrets {
     pub api_key_pepper: Vec<u8>,
-    /// Keys that seal data at rest (a checkout's card until confirmation, merchants' encData keys).
+    /// The vault's master keys: they wrap the data keys that seal data at rest (cards, encData keys, webhook
+    /// secrets).
     pub vault_keys: Vec<vault::VaultKey>,
 }
 
@@ -87,6 +88,7 @@ pub struct AppInner {
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
     vault: vault::Vault,
+    vault_config: vault::VaultConfig,
     acquirers: payments::Acquirers,
     payments: payments::PaymentConfig,
     outbox: outbox::OutboxConfig,
@@ -103,6 +105,7 @@ pub struct AppOptions {
     pub payments: payments::PaymentConfig,
     pub outbox: outbox::OutboxConfig,
     pub idempotency: idempotency::IdempotencyOptions,
+    pub vault: vault::VaultConfig,
 }
 
 impl App {
@@ -141,6 +144,7 @@ impl App {
                 hasher,
                 clock,
                 vault,
+                vault_config: options.vault,
                 acquirers: options.acquirers,
                 payments: options.payments,
                 outbox,

@@ -92,11 +92,18 @@ impl SlowAcquirer {
     async fn at_gate(&self) {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.in_flight_max.fetch_max(now, Ordering::SeqCst);
-        self.waiting.send_replace(now);
+        // The count is read under the channel's lock: with `send_replace(now)`, two calls arriving together could
+        // publish 16 then 15, and the waiter never saw the bound reached (a flaky failure under load).
+        self.publish_in_flight();
         let mut gate = self.gate.subscribe();
         let _ = gate.wait_for(|open| *open).await;
-        let left = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.waiting.send_replace(left);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.publish_in_flight();
+    }
+
+    fn publish_in_flight(&self) {
+        self.waiting
+            .send_modify(|published| *published = self.in_flight.load(Ordering::SeqCst));
     }
 
     /// Waits, with a deadline rather than a sleep, until `count` calls are at the gate; then opens it.

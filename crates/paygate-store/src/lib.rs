@@ -25,6 +25,7 @@ pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod url;
+mod vault;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub use payments::{
     TransactionQuery,
 };
 pub use url::{DatabaseUrl, DatabaseUrlError};
+pub use vault::{DataKeyRecord, DataKeyState, Resealed, SealedCount, SealedKind, SealedRow, VaultStore};
 // Domain entities the store's traits take and return, re-exported so that callers which used to import them from
 // here keep compiling; new code imports them from `paygate_domain`.
 pub use paygate_domain::checkout::{CheckoutEntry, CheckoutSession};
@@ -97,6 +99,10 @@ pub enum StoreError {
     /// The schema is missing, too new or was altered.
     #[error("schema: {0}")]
     Schema(String),
+    /// Data sealed under a retired vault data key was about to be written (this process had not seen the rotation
+    /// yet); nothing was written. Reload the data keys and seal again.
+    #[error("vault data key {0} is retired")]
+    StaleVaultKey(u32),
     /// A row holds a value the domain cannot represent: a bug or manual tampering.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -180,6 +186,7 @@ pub trait Store:
     + CheckoutStore
     + BillingStore
     + BillingAuthStore
+    + VaultStore
     + LedgerStore
     + OutboxStore
     + IdempotencyStore

@@ -67,8 +67,36 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// The card vault: its data keys and their rotation.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
     /// Run the sandbox acquirers A, B and C as their own process (JSON over HTTP), with fault injection.
     AcquirerSim(SimArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum VaultCommand {
+    /// Rotate the data key: a new version seals from now on, every data key is re-wrapped under the newest master
+    /// key, every sealed card and secret is re-encrypted in batches, then the old data keys are retired. Safe while
+    /// gateways run; run it again to finish one that was interrupted.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Keep the active data key: only finish re-encrypting and retiring (after an interrupted rotation).
+        #[arg(long)]
+        resume: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The data keys, their state, and how many sealed blobs each holds.
+    Status {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -233,6 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Merchant { command } => merchant(config, command).await,
+        Command::Vault { command } => vault(config, command).await,
         Command::Ledger {
             command: LedgerCommand::Check { database, json },
         } => {
@@ -328,6 +357,11 @@ pub async fn open(config: &Config, open_mode: OpenMode) -> anyhow::Result<(Arc<d
         }
     };
     let app = App::with_options(store.clone(), &secrets, Arc::new(SystemClock), app_options(config)?)?;
+    // Every process that seals or opens data loads the vault's data keys (recording the first ones if needed).
+    if let Err(error) = app.vault_bootstrap().await {
+        store.close().await;
+        return Err(anyhow::anyhow!("vault: {error}"));
+    }
     Ok((store, report, app))
 }
 
@@ -363,7 +397,86 @@ pub fn app_options(config: &Config) -> anyhow::Result<paygate_app::AppOptions> {
         idempotency: paygate_app::idempotency::IdempotencyOptions {
             in_flight_lock_ms: config.idempotency.in_flight_lock_ms,
         },
+        vault: config.vault.clone(),
     })
+}
+
+async fn vault(mut config: Config, command: VaultCommand) -> anyhow::Result<()> {
+    match command {
+        VaultCommand::Rotate { database, resume, json } => {
+            apply_database_args(&mut config, &database);
+            let (store, _, app) = open(&config, OpenMode::ExistingOnly).await?;
+            let report = app
+                .vault_rotate(resume, |line| {
+                    if !json {
+                        println!("{line}");
+                    }
+                })
+                .await;
+            store.close().await;
+            let report = report.map_err(|e| anyhow::anyhow!("vault rotate: {e}"))?;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "active": report.active,
+                        "started": report.started,
+                        "resealed": report.resealed,
+                        "batches": report.batches,
+                        "retired": report.retired,
+                        "rewrapped": report.rewrapped,
+                    })
+                );
+            } else {
+                println!(
+                    "vault rotate: data key v{} active; {} blobs re-encrypted in {} batches; retired {:?}",
+                    report.active, report.resealed, report.batches, report.retired
+                );
+            }
+            Ok(())
+        }
+        VaultCommand::Status { database, json } => {
+            apply_database_args(&mut config, &database);
+            let (store, _, app) = open(&config, OpenMode::ExistingOnly).await?;
+            let status = app.vault_status().await;
+            store.close().await;
+            let status = status.map_err(|e| anyhow::anyhow!("vault status: {e}"))?;
+            let keys: Vec<_> = status
+                .keys
+                .iter()
+                .map(|k| {
+                    json!({
+                        "version": k.version,
+                        "masterVersion": k.master_version,
+                        "state": k.state.as_str(),
+                        "sealed": status.counts.iter().filter(|c| c.key_version == k.version).map(|c| c.rows).sum::<u64>(),
+                    })
+                })
+                .collect();
+            let counts: Vec<_> = status
+                .counts
+                .iter()
+                .map(|c| json!({"place": c.kind.as_str(), "version": c.key_version, "rows": c.rows}))
+                .collect();
+            if json {
+                println!("{}", json!({"keys": keys, "sealed": counts}));
+            } else {
+                for key in &keys {
+                    println!(
+                        "data key v{}: {} (wrapped under master v{}), {} sealed blobs",
+                        key["version"],
+                        key["state"].as_str().unwrap_or_default(),
+                        key["masterVersion"],
+                        key["sealed"]
+                    );
+                }
+                for count in &status.counts {
+                    println!("  {}: {} under v{}", count.kind.as_str(), count.rows, count.key_version);
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn merchant(mut config: Config, command: MerchantCommand) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ pub struct Config {
     pub payments: paygate_app::payments::PaymentConfig,
     pub acquirers: AcquirersConfig,
     pub outbox: paygate_app::outbox::OutboxConfig,
+    pub vault: paygate_app::vault::VaultConfig,
 }
 
 /// Where test-mode payments go: the in-process sandbox acquirers, or the simulator process over HTTP.

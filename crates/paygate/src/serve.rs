@@ -58,13 +58,15 @@ pub async fn run(mut config: Config, open_mode: OpenMode) -> anyhow::Result<()> 
     let deliveries = tokio::spawn(run_delivery_worker(
         app.clone(),
         config.outbox.worker_interval_ms,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let vault = tokio::spawn(refresh_vault(app.clone(), stop_rx));
     paygate_api::serve(listener, router, &config.api(), shutdown).await?;
     let _ = stop_tx.send(true);
     let _ = reaper.await;
     let _ = workers.await;
     let _ = deliveries.await;
+    let _ = vault.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -123,6 +125,21 @@ async fn reap_idempotency_keys(
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Reloads the vault's data keys every `vault.refresh_interval_ms`, so a rotation another process started is sealed
+/// under within that time.
+async fn refresh_vault(app: App, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = Duration::from_millis(u64::from(app.vault_config().refresh_interval_ms.max(10)));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = app.vault_refresh().await {
+            tracing::warn!(%error, "reloading the vault's data keys failed; will retry");
         }
     }
 }

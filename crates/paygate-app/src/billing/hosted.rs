@@ -305,7 +305,7 @@ impl App {
         let Some(sealed) = self.store().billing_auth_card(id).await? else {
             return self.current_auth_step(id).await;
         };
-        let card = self.vault.open_card(&purpose(id), &sealed)?;
+        let card = self.open_card(&purpose(id), &sealed).await?;
         let number = paygate_domain::card::CardNumber::parse(&card.number)
             .map_err(|e| InternalError::Invariant(format!("a registration's sealed card: {e}")))?;
         let facts = match self
@@ -383,7 +383,7 @@ impl App {
             .billing_auth_card(auth.id)
             .await?
             .ok_or(BillingError::InvalidAuth)?;
-        let card = self.vault.open_card(&purpose(auth.id), &sealed)?;
+        let card = self.open_card(&purpose(auth.id), &sealed).await?;
         let key_id = BillingKeyId::new(now, crate::random_bytes());
         let resealed = self.vault.seal_card(&card_purpose(key_id), &card)?;
         let key = BillingKey::issue(NewBillingKey {

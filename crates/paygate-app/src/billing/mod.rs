@@ -138,6 +138,10 @@ pub type BillingIdempotency = Idempotent<BillingKey, BillingError>;
 
 /// The vault purpose of a billing key's card: its sealed bytes cannot be moved to another key.
 pub(crate) fn card_purpose(id: BillingKeyId) -> String {
+    card_purpose_text(&id.to_string())
+}
+
+pub(crate) fn card_purpose_text(id: &str) -> String {
     format!("billing-card:{id}")
 }
 
@@ -364,7 +368,7 @@ impl App {
             .billing_card(caller.merchant.id, caller.key.mode, id)
             .await?
             .ok_or(PaymentError::Billing(BillingRuleError::Deleted))?;
-        let card = self.vault.open_card(&card_purpose(id), &sealed)?;
+        let card = self.open_card(&card_purpose(id), &sealed).await?;
         let number = CardNumber::parse(&card.number)
             .map_err(|e| InternalError::Invariant(format!("a billing key's sealed card: {e}")))?;
         let new = self.new_payment(

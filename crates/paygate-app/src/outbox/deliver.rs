@@ -77,7 +77,7 @@ impl App {
         let delivery = &claimed.delivery;
         let started_at = self.clock().now();
         let outgoing = match delivery.kind {
-            DeliveryKind::Webhook => self.webhook_request(&claimed)?,
+            DeliveryKind::Webhook => self.webhook_request(&claimed).await?,
             DeliveryKind::Notification => notification_request(&claimed)?,
         };
         let result = self
@@ -150,7 +150,7 @@ impl App {
         Ok(succeeded)
     }
 
-    fn webhook_request(&self, claimed: &ClaimedDelivery) -> Result<Outgoing, StoreError> {
+    async fn webhook_request(&self, claimed: &ClaimedDelivery) -> Result<Outgoing, StoreError> {
         let event = &claimed.event;
         let data: serde_json::Value =
             serde_json::from_str(&event.data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?;
@@ -171,8 +171,8 @@ impl App {
         let mut secrets = Vec::new();
         for sealed in &claimed.secrets {
             let text = self
-                .vault
-                .open(&webhook_secret_purpose(&endpoint), sealed)
+                .open_sealed(&webhook_secret_purpose(&endpoint), sealed)
+                .await
                 .map_err(|e| StoreError::Corrupt(format!("webhook secret: {e}")))?;
             let text =
                 String::from_utf8(text).map_err(|_| StoreError::Corrupt("webhook secret is not UTF-8".into()))?;

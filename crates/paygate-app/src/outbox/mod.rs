@@ -19,6 +19,7 @@ use crate::payments::wire::PaymentBody;
 use crate::payments::{PaymentError, PaymentView};
 use crate::App;
 
+pub(crate) use deliver::webhook_secret_purpose;
 pub use deliver::DeliveryReport;
 
 /// Bounds and schedules of deliveries. Defaults are listed in `docs/configuration.md`.

@@ -307,7 +307,7 @@ impl App {
             .checkout_card(id)
             .await?
             .ok_or_else(|| InternalError::Invariant("an authenticated payment has no sealed card".into()))?;
-        let data = self.vault.open_card(&purpose(id), &sealed)?;
+        let data = self.open_card(&purpose(id), &sealed).await?;
         self.run_approval(requested, data, true, claim).await
     }
 
@@ -325,6 +325,6 @@ impl App {
         let Some(sealed) = self.store().checkout_card(id).await? else {
             return Ok(None);
         };
-        Ok(Some(self.vault.open_card(&purpose(id), &sealed)?))
+        Ok(Some(self.open_card(&purpose(id), &sealed).await?))
     }
 }

@@ -112,6 +112,7 @@ async fn insert_billing_key(db: &impl Db, insert: BillingKeyInsert) -> Result<()
 
 /// Writes a new key, its sealed card, its events and the request's answer inside the caller's transaction.
 pub(crate) async fn insert_key(db: &impl Db, insert: &BillingKeyInsert) -> Result<(), StoreError> {
+    crate::vault::refuse_retired(db, insert.card.key_version).await?;
     if let Some(write) = &insert.idempotency {
         crate::idempotency::apply(db, write).await?;
     }

@@ -195,6 +195,7 @@ async fn write_update(db: &impl Db, auth: &BillingAuth, card: &AuthCardChange) -
     match card {
         AuthCardChange::Keep => {}
         AuthCardChange::Store(sealed) => {
+            crate::vault::refuse_retired(db, sealed.key_version).await?;
             db.execute(sql::STORE_CARD, vals![auth.id, sealed.key_version, &sealed.bytes])
                 .await?;
         }

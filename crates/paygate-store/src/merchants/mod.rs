@@ -302,6 +302,7 @@ async fn add_enc_key(
     if let Some(write) = &idempotency {
         crate::idempotency::apply(db, write).await?;
     }
+    crate::vault::refuse_retired(db, key.sealed.key_version).await?;
     // Two rotations at once must not both leave their key unretired: they take turns.
     lock_merchant(db, merchant_id).await?;
     db.execute(sql::RETIRE_ENC_KEYS, vals![merchant_id, mode, retire_previous_at])

@@ -410,6 +410,7 @@ async fn insert_endpoint(
         crate::idempotency::apply(db, write).await?;
     }
     let e = &endpoint;
+    refuse_retired_secrets(db, e).await?;
     let previous = e.previous_secret.as_ref();
     let values = vals![
         e.id,
@@ -432,6 +433,14 @@ async fn insert_endpoint(
     write_subscriptions(db, e).await
 }
 
+async fn refuse_retired_secrets(db: &impl Db, e: &WebhookEndpoint) -> Result<(), StoreError> {
+    crate::vault::refuse_retired(db, e.secret.key_version).await?;
+    if let Some((previous, _)) = &e.previous_secret {
+        crate::vault::refuse_retired(db, previous.key_version).await?;
+    }
+    Ok(())
+}
+
 async fn update_endpoint(
     db: &impl Db,
     endpoint: WebhookEndpoint,
@@ -441,6 +450,7 @@ async fn update_endpoint(
         crate::idempotency::apply(db, write).await?;
     }
     let e = &endpoint;
+    refuse_retired_secrets(db, e).await?;
     let previous = e.previous_secret.as_ref();
     let values = vals![
         e.id,

@@ -438,6 +438,7 @@ async fn insert_transaction(db: &impl Db, t: &PaymentTransaction) -> Result<(), 
 }
 
 async fn store_checkout_card(db: &impl Db, id: PaymentId, sealed: &Sealed, at: UnixMillis) -> Result<(), StoreError> {
+    crate::vault::refuse_retired(db, sealed.key_version).await?;
     db.execute(
         sql::STORE_CHECKOUT_CARD,
         vals![id, sealed.key_version, &sealed.bytes, at],

@@ -26,7 +26,7 @@ use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 10] = [
+pub(crate) const MIGRATIONS: [Migration; 11] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -76,6 +76,11 @@ pub(crate) const MIGRATIONS: [Migration; 10] = [
         version: 10,
         name: "billing_auths",
         sql: include_str!("../../migrations/postgres/0010_billing_auths.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "vault_data_keys",
+        sql: include_str!("../../migrations/postgres/0011_vault_data_keys.sql"),
     },
 ];
 

@@ -41,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 10] = [
+pub(crate) const MIGRATIONS: [Migration; 11] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -91,6 +91,11 @@ pub(crate) const MIGRATIONS: [Migration; 10] = [
         version: 10,
         name: "billing_auths",
         sql: include_str!("../../migrations/sqlite/0010_billing_auths.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "vault_data_keys",
+        sql: include_str!("../../migrations/sqlite/0011_vault_data_keys.sql"),
     },
 ];
 
