@@ -166,21 +166,19 @@ impl Vault {
         self.masters.iter().find(|k| k.version == version)
     }
 
-    fn snapshot(&self) -> DataKeys {
-        // Every write leaves the keys consistent before it can panic, so a poisoned lock still guards valid keys.
-        self.data
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    /// The data keys, read in place (no copy per seal or open). Every write leaves the keys consistent before it can
+    /// panic, so a poisoned lock still guards valid keys.
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, DataKeys> {
+        self.data.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The version new blobs are sealed under.
     pub fn active_version(&self) -> u32 {
-        self.snapshot().active
+        self.keys().active
     }
 
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> Result<Sealed, VaultError> {
-        let data = self.snapshot();
+        let data = self.keys();
         let key = data
             .keys
             .iter()
@@ -190,7 +188,7 @@ impl Vault {
     }
 
     pub fn open(&self, purpose: &str, sealed: &Sealed) -> Result<Vec<u8>, VaultError> {
-        let data = self.snapshot();
+        let data = self.keys();
         let key = data
             .keys
             .iter()

@@ -698,52 +698,15 @@ impl SandboxAcquirer {
         }
 
         let number = request.card.number.as_str();
-        let valid_number = is_valid_card_number(number);
-        let suffix = number.get(number.len().saturating_sub(4)..).unwrap_or("");
-        if valid_number {
-            match suffix {
-                "0060" => return Err(ConnectorError::SystemError("issuer system unavailable".to_owned())),
-                "0052" => return Err(ConnectorError::Timeout),
-                _ => {}
-            }
-        }
+        scripted_failure(number)?;
         self.ensure_room(&state)?;
 
-        let verdict = if !valid_number {
-            Err(static_decline(
-                DeclineCode::InvalidCardNumber,
-                "14",
-                "invalid card number",
-            ))
-        } else if !request.amount.is_positive() {
-            Err(static_decline(DeclineCode::RejectCardCompany, "13", "invalid amount"))
-        } else if is_expired(request.card.expiry_year, request.card.expiry_month, now) {
-            Err(static_decline(DeclineCode::InvalidCardExpiration, "54", "expired card"))
-        } else {
-            match suffix {
-                "0011" => Err(static_decline(
-                    DeclineCode::RejectCardPayment,
-                    "51",
-                    "insufficient funds",
-                )),
-                "0029" => Err(static_decline(
-                    DeclineCode::LostOrStolenCard,
-                    "43",
-                    "lost or stolen card",
-                )),
-                "0037" => Err(static_decline(
-                    DeclineCode::InvalidPassword,
-                    "55",
-                    "incorrect card password",
-                )),
-                "0078" if !request.authenticated && !request.merchant_initiated => Err(static_decline(
-                    DeclineCode::AuthenticationRequired,
-                    "1A",
-                    "buyer authentication required",
-                )),
-                _ => Ok(()),
-            }
-        };
+        let verdict = card_verdict(
+            &request.card,
+            Some(request.amount),
+            request.authenticated || request.merchant_initiated,
+            now,
+        );
 
         let mut entry = JournalEntry::new(
             JournalKind::Approved,
@@ -787,7 +750,7 @@ impl SandboxAcquirer {
         );
         drop(state);
 
-        if valid_number && suffix == "0045" {
+        if is_valid_card_number(number) && number.ends_with("0045") {
             // Decided and booked; the answer "never arrives". A repeat finds the stored decision above.
             return Err(ConnectorError::Timeout);
         }
@@ -799,43 +762,8 @@ impl SandboxAcquirer {
     pub(crate) fn verify_now(&self, request: &VerifyRequest) -> Result<VerifyOutcome, ConnectorError> {
         let now = (self.clock)();
         let number = request.card.number.as_str();
-        let valid_number = is_valid_card_number(number);
-        let suffix = number.get(number.len().saturating_sub(4)..).unwrap_or("");
-        if valid_number {
-            match suffix {
-                "0060" => return Err(ConnectorError::SystemError("issuer system unavailable".to_owned())),
-                "0052" => return Err(ConnectorError::Timeout),
-                _ => {}
-            }
-        }
-        let verdict = if !valid_number {
-            Err(static_decline(
-                DeclineCode::InvalidCardNumber,
-                "14",
-                "invalid card number",
-            ))
-        } else if is_expired(request.card.expiry_year, request.card.expiry_month, now) {
-            Err(static_decline(DeclineCode::InvalidCardExpiration, "54", "expired card"))
-        } else {
-            match suffix {
-                "0029" => Err(static_decline(
-                    DeclineCode::LostOrStolenCard,
-                    "43",
-                    "lost or stolen card",
-                )),
-                "0037" => Err(static_decline(
-                    DeclineCode::InvalidPassword,
-                    "55",
-                    "incorrect card password",
-                )),
-                "0078" if !request.authenticated => Err(static_decline(
-                    DeclineCode::AuthenticationRequired,
-                    "1A",
-                    "buyer authentication required",
-                )),
-                _ => Ok(()),
-            }
-        };
+        scripted_failure(number)?;
+        let verdict = card_verdict(&request.card, None, request.authenticated, now);
         self.lock().counts.verifications += 1;
         Ok(match verdict {
             Ok(()) => {
@@ -1039,6 +967,67 @@ impl Acquirer for SandboxAcquirer {
 // ---------------------------------------------------------------------------------------------------------------
 // Card rules
 // ---------------------------------------------------------------------------------------------------------------
+
+/// The faults a valid test card number scripts, before anything is booked: `…0060` a system error, `…0052` a timeout.
+fn scripted_failure(number: &str) -> Result<(), ConnectorError> {
+    if !is_valid_card_number(number) {
+        return Ok(());
+    }
+    match number.get(number.len().saturating_sub(4)..).unwrap_or("") {
+        "0060" => Err(ConnectorError::SystemError("issuer system unavailable".to_owned())),
+        "0052" => Err(ConnectorError::Timeout),
+        _ => Ok(()),
+    }
+}
+
+/// The issuer's rules for a card, shared by approvals and verifications. `amount` is `None` for a verification:
+/// nothing is charged, so neither the amount nor the funds (`…0011`) are checked. `authenticated`: the buyer passed
+/// authentication now, or (a merchant-initiated charge) when the card was registered.
+fn card_verdict(
+    card: &crate::CardData,
+    amount: Option<Money>,
+    authenticated: bool,
+    now: UnixMillis,
+) -> Result<(), StaticDecline> {
+    let number = card.number.as_str();
+    let suffix = number.get(number.len().saturating_sub(4)..).unwrap_or("");
+    if !is_valid_card_number(number) {
+        return Err(static_decline(
+            DeclineCode::InvalidCardNumber,
+            "14",
+            "invalid card number",
+        ));
+    }
+    if amount.is_some_and(|a| !a.is_positive()) {
+        return Err(static_decline(DeclineCode::RejectCardCompany, "13", "invalid amount"));
+    }
+    if is_expired(card.expiry_year, card.expiry_month, now) {
+        return Err(static_decline(DeclineCode::InvalidCardExpiration, "54", "expired card"));
+    }
+    match suffix {
+        "0011" if amount.is_some() => Err(static_decline(
+            DeclineCode::RejectCardPayment,
+            "51",
+            "insufficient funds",
+        )),
+        "0029" => Err(static_decline(
+            DeclineCode::LostOrStolenCard,
+            "43",
+            "lost or stolen card",
+        )),
+        "0037" => Err(static_decline(
+            DeclineCode::InvalidPassword,
+            "55",
+            "incorrect card password",
+        )),
+        "0078" if !authenticated => Err(static_decline(
+            DeclineCode::AuthenticationRequired,
+            "1A",
+            "buyer authentication required",
+        )),
+        _ => Ok(()),
+    }
+}
 
 fn static_decline(code: DeclineCode, acquirer_code: &'static str, message: &'static str) -> StaticDecline {
     StaticDecline {

@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use paygate_app::auth::Caller;
 use paygate_app::billing::hosted::{AuthPage, AuthStep, StartAuthCommand};
 use paygate_app::billing::BillingError;
-use paygate_app::payments::command::{CardText, ClearCard, Customer, FieldError, RedirectUrl};
+use paygate_app::payments::command::{Customer, FieldError, RedirectUrl};
 use paygate_app::payments::hosted::RetryReason;
 use paygate_domain::api_key::Mode;
 use paygate_domain::billing::CustomerKey;
@@ -21,7 +21,7 @@ use paygate_domain::id::BillingAuthId;
 use serde::{Deserialize, Serialize};
 
 use super::billing::render_key;
-use super::hosted::{error_page, field, page, retry_text, ChallengePage, Lang, Text};
+use super::hosted::{card_from_form, error_page, field, page, retry_text, ChallengePage, Lang, Text};
 use crate::error::{billing_error_ref, field_error, ApiError};
 use crate::extract::ApiJson;
 use crate::middleware::auth::SecretCaller;
@@ -232,20 +232,7 @@ pub async fn card(
     let Some(id) = auth_id(&key) else {
         return not_found(lang);
     };
-    let digits: String = field(&form, "cardNumber")
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let year = field(&form, "expYear");
-    let month = field(&form, "expMonth");
-    let card = ClearCard::parse(CardText {
-        number: &digits,
-        expiration_year: year.trim(),
-        expiration_month: month.trim(),
-        password: None,
-        identity_number: None,
-    });
-    step_response(state.app.billing_auth_card(id, card).await, id, lang)
+    step_response(state.app.billing_auth_card(id, card_from_form(&form)).await, id, lang)
 }
 
 /// `GET /billing/{id}/challenge`: the issuer's code.

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use paygate_app::payments::command::{self, CardText, ClearCard};
+use paygate_app::payments::command::{self, CardText, ClearCard, FieldError};
 use paygate_app::payments::hosted::{
     CardEntry, FormCheckout, FormError, HostedOutcome, HostedPage, HostedStep, RetryReason, CHALLENGE_ATTEMPTS_MAX,
 };
@@ -370,6 +370,21 @@ pub async fn sdk() -> Response {
     asset("text/javascript; charset=utf-8", "public, max-age=300", SDK)
 }
 
+/// The card a hosted page's form sent: number (spaces and hyphens dropped) and expiry; never password digits or an
+/// identity number, which the buyer's authentication replaces.
+pub(crate) fn card_from_form(form: &HashMap<String, String>) -> Result<ClearCard, FieldError> {
+    let digits: String = field(form, "cardNumber").chars().filter(char::is_ascii_digit).collect();
+    let year = field(form, "expYear");
+    let month = field(form, "expMonth");
+    ClearCard::parse(CardText {
+        number: &digits,
+        expiration_year: year.trim(),
+        expiration_month: month.trim(),
+        password: None,
+        identity_number: None,
+    })
+}
+
 pub(crate) fn field(form: &HashMap<String, String>, name: &str) -> String {
     form.get(name).cloned().unwrap_or_default()
 }
@@ -606,20 +621,8 @@ pub async fn pay(
     let Some(id) = payment_id(&key) else {
         return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
     };
-    let digits: String = field(&form, "cardNumber")
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let year = field(&form, "expYear");
-    let month = field(&form, "expMonth");
     let entry = CardEntry {
-        card: ClearCard::parse(CardText {
-            number: &digits,
-            expiration_year: year.trim(),
-            expiration_month: month.trim(),
-            password: None,
-            identity_number: None,
-        }),
+        card: card_from_form(&form),
         installment: command::installment(field(&form, "installment").parse().unwrap_or(0)),
     };
     let step = state.app.hosted_pay(id, entry).await;

@@ -1,7 +1,7 @@
 //! The JSON shape of a billing key: Toss Payments' v1 Billing object field for field (docs/toss-compat.md), plus
 //! paygate's extras under names Toss does not use. Shared by the API answers and the `BILLING_ISSUED` event.
 
-use paygate_domain::billing::{BillingKey, BillingKeyStatus};
+use paygate_domain::billing::BillingKey;
 use serde::Serialize;
 
 use crate::instant::rfc3339;
@@ -60,10 +60,7 @@ impl BillingBody {
             },
             card_company: card_company_name(&key.facts.issuer_code),
             card_number: key.card.masked.clone(),
-            billing_key_status: match key.status {
-                BillingKeyStatus::Active => "ACTIVE",
-                BillingKeyStatus::Deleted => "DELETED",
-            },
+            billing_key_status: key.status.as_str(),
             deleted_at: key.deleted_at.map(rfc3339),
             registration: key.registration.as_str(),
             mode: key.mode.as_str(),
