@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod wire;
 
@@ -44,43 +45,9 @@ impl AppState {
 }
 
 /// The authenticated API under `/v1`, without middleware. Tests may merge their own routes before layering.
+/// Its routes come from the OpenAPI document's router ([`openapi::v1_router`]), so each is documented.
 pub fn v1_routes() -> Router<AppState> {
-    use routes::{billing, encryption_keys, merchants, payments, webhooks};
-    Router::new()
-        .route("/v1/merchants/me", get(merchants::me))
-        .route("/v1/merchants/me/encryption-key", get(encryption_keys::get))
-        .route("/v1/merchants/me/encryption-key/rotate", post(encryption_keys::rotate))
-        .route("/v1/merchants/me/checkout-key", get(encryption_keys::checkout_key))
-        .route("/v1/payments", post(payments::create))
-        .route("/v1/payments/key-in", post(payments::key_in))
-        .route("/v1/payments/confirm", post(payments::confirm))
-        .route("/v1/payments/orders/{order_id}", get(payments::get_by_order))
-        .route("/v1/payments/{payment_key}", get(payments::get))
-        .route("/v1/payments/{payment_key}/cancel", post(payments::cancel))
-        .route("/v1/checkout/{payment_key}/authenticate", post(payments::authenticate))
-        .route("/v1/transactions", get(payments::transactions))
-        .route("/v1/billing/authorizations/card", post(billing::issue_card))
-        .route("/v1/billing/authorizations/issue", post(routes::billing_pages::issue))
-        .route("/v1/billing/sessions", post(routes::billing_pages::start))
-        .route("/v1/billing", get(billing::list))
-        .route(
-            "/v1/billing/{billing_key}",
-            post(billing::charge).get(billing::get).delete(billing::delete),
-        )
-        .route(
-            "/v1/merchants/me/settings",
-            get(webhooks::get_settings).patch(webhooks::set_settings),
-        )
-        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
-        .route(
-            "/v1/webhooks/{id}",
-            get(webhooks::get).patch(webhooks::patch).delete(webhooks::delete),
-        )
-        .route("/v1/webhooks/{id}/secret/roll", post(webhooks::roll_secret))
-        .route("/v1/webhooks/{id}/deliveries", get(webhooks::endpoint_deliveries))
-        .route("/v1/events", get(webhooks::list_events))
-        .route("/v1/events/{id}", get(webhooks::get_event))
-        .route("/v1/events/{id}/resend", post(webhooks::resend))
+    openapi::v1_router().split_for_parts().0
 }
 
 /// The whole gateway: public routes plus `v1`, wrapped in the full middleware stack.
@@ -153,9 +120,9 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
         .route("/sdk/paygate.js", get(hosted::sdk))
         // Toss's v1 SDK script path (js.tosspayments.com/v1/payment), so only the script's host changes.
         .route("/v1/payment", get(hosted::sdk))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics));
+        // Probes, metrics and the OpenAPI document (documented in it), and the reference page.
+        .merge(openapi::public_router().split_for_parts().0)
+        .merge(openapi::reference_page());
     let in_flight = Arc::new(Semaphore::new(config.http.in_flight_max));
     let timeout = Duration::from_millis(u64::from(config.http.request_timeout_ms));
     public

@@ -15,6 +15,7 @@ pub mod instant;
 pub mod merchants;
 pub mod outbox;
 pub mod payments;
+pub mod schema;
 pub mod vault;
 
 use std::sync::Arc;

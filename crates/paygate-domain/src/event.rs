@@ -49,6 +49,8 @@ pub enum NotificationFormat {
 }
 
 impl NotificationFormat {
+    pub const ALL: [NotificationFormat; 2] = [NotificationFormat::Form, NotificationFormat::Json];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotificationFormat::Form => "FORM",
@@ -73,6 +75,8 @@ pub enum DeliveryKind {
 }
 
 impl DeliveryKind {
+    pub const ALL: [DeliveryKind; 2] = [DeliveryKind::Webhook, DeliveryKind::Notification];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryKind::Webhook => "WEBHOOK",
@@ -98,6 +102,12 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "PENDING",

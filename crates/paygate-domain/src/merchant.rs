@@ -13,6 +13,12 @@ pub enum MerchantStatus {
 }
 
 impl MerchantStatus {
+    pub const ALL: [MerchantStatus; 3] = [
+        MerchantStatus::Active,
+        MerchantStatus::Suspended,
+        MerchantStatus::Terminated,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MerchantStatus::Active => "ACTIVE",

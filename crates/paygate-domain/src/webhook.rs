@@ -18,6 +18,12 @@ pub enum EndpointStatus {
 }
 
 impl EndpointStatus {
+    pub const ALL: [EndpointStatus; 3] = [
+        EndpointStatus::Enabled,
+        EndpointStatus::Disabled,
+        EndpointStatus::Deleted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndpointStatus::Enabled => "ENABLED",

@@ -74,6 +74,8 @@ enum Command {
     },
     /// Run the sandbox acquirers A, B and C as their own process (JSON over HTTP), with fault injection.
     AcquirerSim(SimArgs),
+    /// Print the OpenAPI 3.1 document of the API (what `GET /v1/openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Subcommand, Debug)]
@@ -308,6 +310,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::AcquirerSim(args) => acquirer_sim(args).await,
         Command::Key { command } => key(config, command).await,
+        Command::Openapi => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(paygate_api::openapi::document_json())?;
+            out.write_all(b"\n")?;
+            Ok(())
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use paygate_app::payments::FieldError;
 use paygate_domain::billing::{BillingKey, CustomerKey};
 use paygate_domain::id::BillingKeyId;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::payments::{detached, payment_renderer, respond_payment, VbvBody};
 use crate::error::{billing_error_ref, field_error, ApiError, ErrorCode};
@@ -23,9 +24,16 @@ use crate::middleware::idempotency::{json, renderer, respond, IdempotencyHeader,
 use crate::AppState;
 
 /// Toss's body for issuing a billing key from card data.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssueCardBody {
+    /// The merchant's ID for the buyer: 2 to 300 of `A-Z a-z 0-9 - _ = . @`.
+    #[schema(
+        example = "customer-1042",
+        min_length = 2,
+        max_length = 300,
+        pattern = "^[A-Za-z0-9_=.@-]+$"
+    )]
     customer_key: String,
     card_number: String,
     card_expiration_year: String,
@@ -42,30 +50,59 @@ pub struct IssueCardBody {
 }
 
 /// Toss's body for charging a billing key.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChargeBody {
+    /// Must be the key's own `customerKey`.
+    #[schema(
+        example = "customer-1042",
+        min_length = 2,
+        max_length = 300,
+        pattern = "^[A-Za-z0-9_=.@-]+$"
+    )]
     customer_key: String,
+    /// Won, at least 1.
+    #[schema(minimum = 1, example = 9900)]
     amount: i64,
+    #[schema(
+        example = "order-20261123-0001",
+        min_length = 6,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._-]+$"
+    )]
     order_id: String,
+    #[schema(example = "토스 티셔츠 외 2건", min_length = 1, max_length = 100)]
     order_name: String,
     customer_email: Option<String>,
     customer_name: Option<String>,
     /// The buyer's IP address as the merchant saw it; accepted and not used.
     #[allow(dead_code)]
     customer_ip: Option<String>,
+    #[schema(minimum = 0)]
     tax_free_amount: Option<i64>,
+    #[schema(minimum = 0)]
     tax_exemption_amount: Option<i64>,
+    /// Months: 0 (lump sum, 일시불) or 2 to 36.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36)]
     card_installment_plan: u8,
+    #[schema(minimum = 0)]
     vat: Option<i64>,
     customer_mobile_phone: Option<String>,
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The merchant's ID for the buyer.
+    #[param(
+        example = "customer-1042",
+        min_length = 2,
+        max_length = 300,
+        pattern = "^[A-Za-z0-9_=.@-]+$"
+    )]
     customer_key: String,
 }
 
@@ -132,6 +169,11 @@ pub(crate) fn render_key(result: &Result<BillingKey, BillingError>) -> Rendered 
     }
 }
 
+#[utoipa::path(post, path = "/v1/billing/authorizations/card", operation_id = "issueBillingKeyByCard", tag = "Billing",
+    summary = "Issue a billing key from card data (빌링키 발급, 키인)",
+    description = "The card is verified with its issuer first (no money moves). A card whose issuer asks for authentication answers `CARD_AUTHENTICATION_REQUIRED`: register it through paygate's page instead.",
+    request_body(content = IssueCardBody, example = json!({"customerKey": "customer-1042", "cardNumber": "4330000000000003", "cardExpirationYear": "30", "cardExpirationMonth": "12", "customerIdentityNumber": "900101"})),
+    responses((status = 200, description = "Issued", body = BillingBody)))]
 pub async fn issue_card(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -144,6 +186,15 @@ pub async fn issue_card(
     Ok(respond(answer, render_key))
 }
 
+#[utoipa::path(post, path = "/v1/billing/{billingKey}", operation_id = "chargeBillingKey", tag = "Billing",
+    summary = "Charge a billing key (자동결제 승인)",
+    description = "A merchant-initiated charge of the stored card: a Payment of `type: BILLING`, cancellable like any other.",
+    params(("billingKey" = String, Path, description = "The billing key")),
+    request_body(content = ChargeBody, example = json!({"customerKey": "customer-1042", "amount": 9900, "orderId": "sub-2026-12-1042", "orderName": "월간 구독"})),
+    responses(
+        (status = 200, description = "Approved", body = paygate_app::payments::wire::PaymentBody),
+        (status = 202, description = "The acquirer's answer is not known yet", body = paygate_app::payments::wire::PaymentBody),
+    ))]
 pub async fn charge(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -159,6 +210,10 @@ pub async fn charge(
     Ok(respond_payment(&state, answer))
 }
 
+#[utoipa::path(get, path = "/v1/billing/{billingKey}", operation_id = "getBillingKey", tag = "Billing",
+    summary = "Look up a billing key (paygate's; Toss has no such call)",
+    params(("billingKey" = String, Path, description = "The billing key")),
+    responses((status = 200, description = "The billing key, deleted ones included", body = BillingBody)))]
 pub async fn get(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -173,6 +228,10 @@ pub async fn get(
     Ok(Json(BillingBody::new(&key)))
 }
 
+#[utoipa::path(get, path = "/v1/billing", operation_id = "listBillingKeys", tag = "Billing",
+    summary = "A customer's billing keys (paygate's)",
+    params(ListQuery),
+    responses((status = 200, description = "Newest first, deleted ones included", body = Vec<BillingBody>)))]
 pub async fn list(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -188,6 +247,11 @@ pub async fn list(
 }
 
 /// Toss answers a deletion with `200` and an empty body.
+#[utoipa::path(delete, path = "/v1/billing/{billingKey}", operation_id = "deleteBillingKey", tag = "Billing",
+    summary = "Delete a billing key (빌링키 삭제)",
+    description = "Further charges answer `NOT_FOUND_BILLING`; the stored card is erased. Sends `BILLING_DELETED`.",
+    params(("billingKey" = String, Path, description = "The billing key")),
+    responses((status = 200, description = "Deleted; the body is empty, as Toss answers")))]
 pub async fn delete(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,

@@ -19,6 +19,7 @@ use paygate_domain::billing::CustomerKey;
 use paygate_domain::billing_auth::BillingAuthStatus;
 use paygate_domain::id::BillingAuthId;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::billing::render_key;
 use super::hosted::{card_from_form, error_page, field, page, retry_text, ChallengePage, Lang, Text};
@@ -30,39 +31,68 @@ use crate::wire::rfc3339;
 use crate::AppState;
 
 /// `POST /v1/billing/sessions`: what the SDK's `requestBillingAuth` sends.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartBody {
+    #[schema(
+        example = "customer-1042",
+        min_length = 2,
+        max_length = 300,
+        pattern = "^[A-Za-z0-9_=.@-]+$"
+    )]
     customer_key: String,
+    /// Where the buyer returns with `customerKey` and `authKey`: an absolute http(s) URL.
+    #[schema(min_length = 1, max_length = 2048, example = "https://shop.example/billing/success")]
     success_url: String,
+    /// Where the buyer returns with `code` and `message` when the registration fails or is abandoned.
+    #[schema(min_length = 1, max_length = 2048, example = "https://shop.example/billing/fail")]
     fail_url: String,
     customer_name: Option<String>,
     customer_email: Option<String>,
 }
 
 /// A registration, as `POST /v1/billing/sessions` answers it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = BillingSession)]
 pub struct SessionBody {
+    #[schema(example = "bau_01M8XB3ZP6M2N4B8V1C5X7Z9K0")]
     session_id: String,
     customer_key: String,
+    #[schema(schema_with = auth_status)]
     status: &'static str,
+    #[schema(schema_with = paygate_app::schema::mode)]
     mode: &'static str,
+    #[schema(schema_with = paygate_app::schema::instant)]
     expires_at: String,
     /// Where to send the buyer.
     checkout: UrlBody,
 }
 
-#[derive(Serialize)]
+fn auth_status() -> utoipa::openapi::Object {
+    paygate_app::schema::string_enum(BillingAuthStatus::ALL.map(|s| s.as_str()))
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = BillingSessionUrl)]
 struct UrlBody {
     url: String,
 }
 
 /// Toss's `POST /v1/billing/authorizations/issue` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssueBody {
+    /// From the success redirect: 1 to 300 characters, valid 10 minutes, exchanged once.
+    #[schema(min_length = 1, max_length = 300)]
     auth_key: String,
+    /// The `customerKey` the registration was started for.
+    #[schema(
+        example = "customer-1042",
+        min_length = 2,
+        max_length = 300,
+        pattern = "^[A-Za-z0-9_=.@-]+$"
+    )]
     customer_key: String,
 }
 
@@ -88,6 +118,11 @@ impl TryFrom<StartBody> for StartAuthCommand {
 }
 
 /// Starts a registration; allowed with the client key (the browser SDK).
+#[utoipa::path(post, path = "/v1/billing/sessions", operation_id = "startBillingAuth", tag = "Billing",
+    summary = "Start a card registration on paygate's page (paygate's; the SDK's `requestBillingAuth` calls it)",
+    description = "Client key allowed (the browser SDK); `successUrl`/`failUrl` must then be on one of the merchant's `redirectOrigins`.",
+    request_body(content = StartBody, example = json!({"customerKey": "customer-1042", "successUrl": "https://shop.example/billing/success", "failUrl": "https://shop.example/billing/fail"})),
+    responses((status = 200, description = "Started: send the buyer to `checkout.url`", body = SessionBody)))]
 pub async fn start(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -112,6 +147,11 @@ pub async fn start(
 }
 
 /// Exchanges an `authKey` for the billing key (secret key).
+#[utoipa::path(post, path = "/v1/billing/authorizations/issue", operation_id = "issueBillingKeyByAuthKey", tag = "Billing",
+    summary = "Issue a billing key from a completed registration (authKey 로 빌링키 발급)",
+    description = "Exchanging the same `authKey` again answers the same key.",
+    request_body(content = IssueBody, example = json!({"authKey": "bak_…", "customerKey": "customer-1042"})),
+    responses((status = 200, description = "Issued", body = paygate_app::billing::wire::BillingBody)))]
 pub async fn issue(
     State(state): State<AppState>,
     SecretCaller(caller): SecretCaller,

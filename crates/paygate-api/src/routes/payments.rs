@@ -18,6 +18,7 @@ use paygate_domain::id::{PaymentId, TransactionKey};
 use paygate_domain::payment::OrderExtras;
 use paygate_store::ListedTransaction;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 pub use crate::error::{field_error, idempotency_error, payment_error, payment_error_ref};
 use crate::error::{ApiError, ErrorCode};
@@ -27,11 +28,20 @@ use crate::middleware::idempotency::{json, renderer, respond, IdempotencyHeader,
 use crate::wire::{parse_instant, rfc3339};
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyInBody {
+    /// Won, at least 1.
+    #[schema(minimum = 1, example = 15000)]
     amount: i64,
+    #[schema(
+        example = "order-20261123-0001",
+        min_length = 6,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._-]+$"
+    )]
     order_id: String,
+    #[schema(example = "토스 티셔츠 외 2건", min_length = 1, max_length = 100)]
     order_name: String,
     card_number: Option<String>,
     card_expiration_year: Option<String>,
@@ -39,16 +49,24 @@ pub struct KeyInBody {
     customer_identity_number: Option<String>,
     card_password: Option<String>,
     enc_data: Option<String>,
+    /// Months: 0 (lump sum, 일시불) or 2 to 36.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36)]
     card_installment_plan: u8,
+    #[schema(minimum = 0)]
     tax_free_amount: Option<i64>,
+    #[schema(minimum = 0)]
     vat: Option<i64>,
+    #[schema(max_length = 100)]
     customer_name: Option<String>,
     customer_email: Option<String>,
+    /// Where paygate posts the payment's result (노티), over the merchant's setting; at most 2 048 characters.
+    #[schema(max_length = 2048)]
     notification_url: Option<String>,
     // Toss Payments' fields, kept and returned (or accepted and ignored): docs/toss-compat.md.
     #[serde(default)]
     use_free_installment_plan: bool,
+    #[schema(minimum = 0)]
     tax_exemption_amount: Option<i64>,
     customer_mobile_phone: Option<String>,
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
@@ -58,7 +76,7 @@ pub struct KeyInBody {
 }
 
 /// Toss's `vbv` object (3-D Secure: `cavv`, `xid`, `eci`), accepted and not used.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct VbvBody {
@@ -67,57 +85,89 @@ pub struct VbvBody {
     eci: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateBody {
+    /// Won, at least 1.
+    #[schema(minimum = 1, example = 15000)]
     amount: i64,
+    #[schema(
+        example = "order-20261123-0001",
+        min_length = 6,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._-]+$"
+    )]
     order_id: String,
+    #[schema(example = "토스 티셔츠 외 2건", min_length = 1, max_length = 100)]
     order_name: String,
+    #[schema(minimum = 0)]
     tax_free_amount: Option<i64>,
+    #[schema(minimum = 0)]
     vat: Option<i64>,
+    #[schema(max_length = 100)]
     customer_name: Option<String>,
     customer_email: Option<String>,
+    /// Where paygate posts the payment's result (노티), over the merchant's setting; at most 2 048 characters.
+    #[schema(max_length = 2048)]
     notification_url: Option<String>,
     success_url: Option<String>,
     fail_url: Option<String>,
     /// `카드` (Toss's spelling) or `CARD`; the only method paygate offers.
     method: Option<String>,
+    #[schema(minimum = 0)]
     tax_exemption_amount: Option<i64>,
     customer_mobile_phone: Option<String>,
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthenticateBody {
     card_number: String,
     card_expiration_year: String,
     card_expiration_month: String,
+    /// Months: 0 (lump sum, 일시불) or 2 to 36.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36)]
     card_installment_plan: u8,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfirmBody {
+    /// From the success redirect.
+    #[schema(example = "pay_01M8XAPQGS22SKF15R5Z2N2D4C")]
     payment_key: String,
+    /// Must be the payment's.
+    #[schema(example = "order-20261123-0002")]
     order_id: String,
+    /// Must be the payment's amount.
+    #[schema(minimum = 1, example = 15000)]
     amount: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelBody {
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200, example = "고객 변심")]
     cancel_reason: String,
+    /// Won; without it the whole balance is cancelled.
+    #[schema(minimum = 1)]
     cancel_amount: Option<i64>,
+    /// The balance the merchant expects before this cancel; a mismatch is `BALANCE_MISMATCH`.
+    #[schema(minimum = 0)]
     expected_balance: Option<i64>,
     /// Toss's spelling of the balance guard: a mismatch is `NOT_MATCHES_REFUNDABLE_AMOUNT` (`expectedBalance`'s
     /// is `BALANCE_MISMATCH`).
+    #[schema(minimum = 0)]
     refundable_amount: Option<i64>,
+    #[schema(minimum = 0)]
     tax_free_amount: Option<i64>,
     /// Toss's: the tax-exempt part of the cancel. paygate keeps a payment's tax-exempt amount as information
     /// only, so a cancel's is accepted and reported as 0 (docs/toss-compat.md).
     #[allow(dead_code)]
+    #[schema(minimum = 0)]
     tax_exemption_amount: Option<i64>,
     /// Toss's: the currency of `cancelAmount`; must be the payment's (KRW) when sent.
     currency: Option<String>,
@@ -127,7 +177,7 @@ pub struct CancelBody {
 }
 
 /// Toss's `refundReceiveAccount`: bank code, account number, holder name.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct RefundAccountBody {
@@ -292,6 +342,14 @@ impl TryFrom<CancelBody> for CancelCommand {
     }
 }
 
+#[utoipa::path(post, path = "/v1/payments/key-in", operation_id = "keyIn", tag = "Payments",
+    summary = "Pay by card number (카드 키인, 비인증)",
+    description = "The merchant sends the card (clear fields, or `encData` sealed under its encryption key); paygate approves at once. A decline answers its code and leaves the payment `ABORTED` with `failure`.",
+    request_body(content = KeyInBody, example = json!({"amount": 15000, "orderId": "order-20261123-0001", "orderName": "토스 티셔츠 외 2건", "cardNumber": "4330000000000003", "cardExpirationYear": "30", "cardExpirationMonth": "12", "cardInstallmentPlan": 0, "customerIdentityNumber": "900101"})),
+    responses(
+        (status = 200, description = "Approved", body = PaymentBody),
+        (status = 202, description = "The acquirer's answer is not known yet (`status: IN_PROGRESS`, `outcomeUnknown: true`); the outcome follows by lookup or webhook", body = PaymentBody),
+    ))]
 pub async fn key_in(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -305,6 +363,11 @@ pub async fn key_in(
     Ok(respond_payment(&state, answer))
 }
 
+#[utoipa::path(post, path = "/v1/payments", operation_id = "createPayment", tag = "Payments",
+    summary = "Create a payment for paygate's checkout page (인증결제)",
+    description = "Secret or client key. The answer's `checkout.url` is where the buyer pays; afterwards the browser returns to `successUrl?paymentKey&orderId&amount` and the merchant confirms.",
+    request_body(content = CreateBody, example = json!({"amount": 15000, "orderId": "order-20261123-0002", "orderName": "토스 티셔츠 외 2건", "method": "카드", "successUrl": "https://shop.example/success", "failUrl": "https://shop.example/fail"})),
+    responses((status = 200, description = "Created: `READY`, waiting for the buyer", body = PaymentBody)))]
 pub async fn create(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -319,6 +382,15 @@ pub async fn create(
 }
 
 /// The buyer's side of checkout; allowed with the merchant's client key.
+#[utoipa::path(post, path = "/v1/checkout/{paymentKey}/authenticate", operation_id = "authenticateCheckout", tag = "Payments",
+    summary = "The buyer's card for a checkout payment",
+    description = "What paygate's checkout page sends for the buyer (client key allowed). Once the issuer authenticated the buyer the payment is `IN_PROGRESS`, waiting for the merchant's confirm.",
+    params(("paymentKey" = String, Path, description = "The payment's key")),
+    request_body(content = AuthenticateBody, example = json!({"cardNumber": "4330000000000003", "cardExpirationYear": "30", "cardExpirationMonth": "12", "cardInstallmentPlan": 0})),
+    responses(
+        (status = 200, description = "Authenticated", body = PaymentBody),
+        (status = 202, description = "The outcome is not known yet", body = PaymentBody),
+    ))]
 pub async fn authenticate(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -334,6 +406,14 @@ pub async fn authenticate(
     Ok(respond_payment(&state, answer))
 }
 
+#[utoipa::path(post, path = "/v1/payments/confirm", operation_id = "confirmPayment", tag = "Payments",
+    summary = "Confirm an authenticated checkout payment (결제 승인)",
+    description = "Toss's confirm: the `paymentKey`, `orderId` and `amount` from the success redirect. Confirming again answers `ALREADY_PROCESSED_PAYMENT`.",
+    request_body(content = ConfirmBody, example = json!({"paymentKey": "pay_01M8XAPQGS22SKF15R5Z2N2D4C", "orderId": "order-20261123-0002", "amount": 15000})),
+    responses(
+        (status = 200, description = "Approved", body = PaymentBody),
+        (status = 202, description = "The acquirer's answer is not known yet", body = PaymentBody),
+    ))]
 pub async fn confirm(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -348,6 +428,10 @@ pub async fn confirm(
     Ok(respond_payment(&state, answer))
 }
 
+#[utoipa::path(get, path = "/v1/payments/{paymentKey}", operation_id = "getPayment", tag = "Payments",
+    summary = "Look up a payment by its key",
+    params(("paymentKey" = String, Path, description = "The payment's key", example = "pay_01M8XAPQGS22SKF15R5Z2N2D4C")),
+    responses((status = 200, description = "The payment", body = PaymentBody)))]
 pub async fn get(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -358,6 +442,10 @@ pub async fn get(
     Ok(Json(PaymentBody::new(&state.app, &view)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/payments/orders/{orderId}", operation_id = "getPaymentByOrder", tag = "Payments",
+    summary = "Look up a payment by the merchant's order ID",
+    params(("orderId" = String, Path, description = "The merchant's order ID", example = "order-20261123-0001")),
+    responses((status = 200, description = "The payment", body = PaymentBody)))]
 pub async fn get_by_order(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -371,6 +459,15 @@ pub async fn get_by_order(
     Ok(Json(PaymentBody::new(&state.app, &view)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/payments/{paymentKey}/cancel", operation_id = "cancelPayment", tag = "Payments",
+    summary = "Cancel a payment, wholly or in part (결제 취소)",
+    description = "Without `cancelAmount` the whole balance is cancelled. `expectedBalance` (or Toss's `refundableAmount`) guards against cancelling twice.",
+    params(("paymentKey" = String, Path, description = "The payment's key")),
+    request_body(content = CancelBody, example = json!({"cancelReason": "고객 변심", "cancelAmount": 5000})),
+    responses(
+        (status = 200, description = "Cancelled: the payment with its `cancels`", body = PaymentBody),
+        (status = 202, description = "The acquirer's answer is not known yet: the cancel is `IN_PROGRESS`", body = PaymentBody),
+    ))]
 pub async fn cancel(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -386,15 +483,29 @@ pub async fn cancel(
     Ok(respond_payment(&state, answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TransactionsQuery {
+    /// From (inclusive): RFC 3339, `YYYY-MM-DDThh:mm:ss` (KST, Toss's form) or `YYYY-MM-DD` (KST).
+    #[param(example = "2026-11-01T00:00:00")]
     start_date: String,
+    /// Until (exclusive; a bare date includes its whole day).
+    #[param(example = "2026-11-30")]
     end_date: String,
+    /// The `transactionKey` of the last transaction of the previous page.
+    #[param(pattern = "^txn_[0-9A-HJKMNP-TV-Z]{26}$", example = "txn_01M8XAPQGWWP0R3K8550PR5WFC")]
     starting_after: Option<String>,
+    /// At most this many (default 100); held to 1 … `payments.transactions_page_max` (100 unless configured), so
+    /// 0 counts as 1.
+    #[param(minimum = 0, maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/transactions", operation_id = "listTransactions", tag = "Payments",
+    summary = "Transactions (거래) in a time range: approvals and cancels",
+    params(TransactionsQuery),
+    responses((status = 200, description = "Oldest first; page with `startingAfter`", body = Vec<TransactionBody>)))]
 pub async fn transactions(
     state: axum::extract::State<AppState>,
     SecretCaller(caller): SecretCaller,
@@ -477,13 +588,19 @@ pub(crate) async fn detached<T: Send + 'static>(
 }
 
 /// A transaction (거래) as Toss Payments v1 shapes it, plus paygate's `kind`, `transactionStatus` and `mode`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Transaction)]
 pub struct TransactionBody {
+    #[schema(example = "mid_01M8XAPDMNSGF2TRAAG3F8PKT7")]
     m_id: String,
+    #[schema(example = "txn_01M8XAPQGWWP0R3K8550PR5WFC")]
     transaction_key: String,
+    #[schema(example = "pay_01M8XAPQGS22SKF15R5Z2N2D4C")]
     payment_key: String,
+    #[schema(example = "order-20261123-0001")]
     order_id: String,
+    #[schema(schema_with = paygate_app::schema::method)]
     method: &'static str,
     /// The billing key's customer for a billing payment; `null` otherwise.
     customer_key: Option<String>,
@@ -491,15 +608,44 @@ pub struct TransactionBody {
     receipt_url: String,
     /// The payment's status as this transaction left it: `DONE` (approval), `PARTIAL_CANCELED` or `CANCELED`
     /// (a cancel), `IN_PROGRESS` (a cancel the acquirer has not answered yet), `ABORTED` (a cancel it refused).
+    #[schema(schema_with = transaction_payment_status)]
     status: &'static str,
+    #[schema(schema_with = paygate_app::schema::instant)]
     transaction_at: String,
+    #[schema(schema_with = paygate_app::schema::currency)]
     currency: &'static str,
+    #[schema(example = 15000)]
     amount: i64,
     /// `APPROVAL` or `CANCEL`.
+    #[schema(schema_with = transaction_kind)]
     kind: &'static str,
     /// `PENDING`, `DONE` or `FAILED`.
+    #[schema(schema_with = transaction_status)]
     transaction_status: &'static str,
+    #[schema(schema_with = paygate_app::schema::mode)]
     mode: &'static str,
+}
+
+fn transaction_payment_status() -> utoipa::openapi::Object {
+    use paygate_domain::payment::PaymentStatus;
+    let statuses = [
+        PaymentStatus::Done,
+        PaymentStatus::PartialCanceled,
+        PaymentStatus::Canceled,
+        PaymentStatus::InProgress,
+        PaymentStatus::Aborted,
+    ];
+    paygate_app::schema::string_enum(statuses.map(|s| s.as_str()))
+}
+
+fn transaction_kind() -> utoipa::openapi::Object {
+    use paygate_domain::payment::TransactionKind;
+    paygate_app::schema::string_enum(TransactionKind::ALL.map(|k| k.as_str()))
+}
+
+fn transaction_status() -> utoipa::openapi::Object {
+    use paygate_domain::payment::TransactionStatus;
+    paygate_app::schema::string_enum(TransactionStatus::ALL.map(|s| s.as_str()))
 }
 
 impl TransactionBody {

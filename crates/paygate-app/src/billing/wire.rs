@@ -3,43 +3,73 @@
 
 use paygate_domain::billing::BillingKey;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::instant::rfc3339;
+use crate::schema;
 
-/// A billing key as Toss's Billing object shapes it.
-#[derive(Serialize)]
+/// A billing key as Toss's Billing object shapes it. Every field is always present; `null` where it does not apply.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Billing)]
 pub struct BillingBody {
+    #[schema(example = "mid_01M8XAPDMNSGF2TRAAG3F8PKT7")]
     m_id: String,
+    #[schema(example = "customer-1042")]
     customer_key: String,
     /// When the issuer verified the card.
+    #[schema(schema_with = schema::instant)]
     authenticated_at: String,
+    #[schema(schema_with = schema::method)]
     method: &'static str,
+    /// The key to charge; unguessable, bound to the merchant, the mode and the `customerKey`.
+    #[schema(example = "bil_01M8XB3D2K7W9Q5T1E4R8Y6V3H")]
     billing_key: String,
     card: BillingCardBody,
     /// The issuer's Korean short name (`국민`, `하나`…), as Toss's API version 2022-11-16 sends it.
+    #[schema(example = "국민")]
     card_company: &'static str,
     /// The masked card number again, as Toss's `cardNumber`.
+    #[schema(example = "433000******0003")]
     card_number: String,
     // paygate's own fields.
     /// `ACTIVE`, or `DELETED` (charges refused, card erased).
+    #[schema(schema_with = billing_key_status)]
     billing_key_status: &'static str,
+    #[schema(schema_with = schema::nullable_instant)]
     deleted_at: Option<String>,
     /// `KEY_IN` (the merchant sent the card) or `AUTHENTICATED` (the buyer registered it on paygate's page).
+    #[schema(schema_with = registration)]
     registration: &'static str,
+    #[schema(schema_with = schema::mode)]
     mode: &'static str,
     customer_name: Option<String>,
     customer_email: Option<String>,
 }
 
-#[derive(Serialize)]
+fn billing_key_status() -> utoipa::openapi::Object {
+    schema::string_enum(paygate_domain::billing::BillingKeyStatus::ALL.map(|s| s.as_str()))
+}
+
+fn registration() -> utoipa::openapi::Object {
+    schema::string_enum(paygate_domain::billing::Registration::ALL.map(|r| r.as_str()))
+}
+
+/// A billing key's card.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = BillingCard)]
 struct BillingCardBody {
+    #[schema(example = "11")]
     issuer_code: String,
+    #[schema(example = "11")]
     acquirer_code: String,
     /// Masked: first six and last four digits.
+    #[schema(example = "433000******0003")]
     number: String,
+    #[schema(schema_with = schema::card_type)]
     card_type: &'static str,
+    #[schema(schema_with = schema::owner_type)]
     owner_type: &'static str,
 }
 

@@ -3,69 +3,114 @@
 
 use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::PaymentView;
 /// `2026-11-23T16:04:52.123+09:00`, always three fractional digits.
 pub use crate::instant::rfc3339;
-use crate::App;
+use crate::{schema, App};
 
 /// The API version paygate's objects follow: Toss Payments' v1 objects as of this version (`version`).
 pub const TOSS_API_VERSION: &str = "2022-11-16";
 
 /// A payment as Toss Payments v1 shapes it (field for field: docs/toss-compat.md), plus paygate's extras under
 /// names Toss does not use (`outcomeUnknown`, `flow`, `mode`, `revision`, `customerName`, `customerEmail`,
-/// `customerMobilePhone`, `failure.acquirerCode`).
-#[derive(Serialize)]
+/// `customerMobilePhone`, `failure.acquirerCode`). Every field is always present; `null` where it does not apply.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Payment)]
 pub struct PaymentBody {
+    /// The merchant's ID (상점아이디).
+    #[schema(example = "mid_01M8XAPDMNSGF2TRAAG3F8PKT7")]
     m_id: String,
     /// The newest approval or cancel (not a failed one); `null` before the approval.
+    #[schema(example = "txn_01M8XAPQGWWP0R3K8550PR5WFC")]
     last_transaction_key: Option<String>,
+    /// The payment's key: every later call names the payment by it.
+    #[schema(example = "pay_01M8XAPQGS22SKF15R5Z2N2D4C")]
     payment_key: String,
+    #[schema(example = "order-20261123-0001")]
     order_id: String,
+    #[schema(example = "토스 티셔츠 외 2건")]
     order_name: String,
+    /// The tax-exempt part (면세가 아닌 과세 제외 금액), as the merchant declared it.
     tax_exemption_amount: i64,
+    #[schema(schema_with = payment_status)]
     status: &'static str,
+    #[schema(schema_with = schema::instant)]
     requested_at: String,
+    #[schema(schema_with = schema::nullable_instant)]
     approved_at: Option<String>,
     use_escrow: bool,
     culture_expense: bool,
+    /// The card, once the acquirer approved; `null` before.
     card: Option<CardBody>,
     // Payment methods paygate does not offer (yet): always `null`.
+    #[schema(schema_with = schema::always_null)]
     virtual_account: Option<Never>,
+    #[schema(schema_with = schema::always_null)]
     transfer: Option<Never>,
+    #[schema(schema_with = schema::always_null)]
     mobile_phone: Option<Never>,
+    #[schema(schema_with = schema::always_null)]
     gift_certificate: Option<Never>,
+    #[schema(schema_with = schema::always_null)]
     cash_receipt: Option<Never>,
+    #[schema(schema_with = schema::always_null)]
     cash_receipts: Option<Never>,
+    #[schema(schema_with = schema::always_null)]
     discount: Option<Never>,
     /// `null` until the first cancel, as Toss writes it.
     cancels: Option<Vec<CancelBodyOut>>,
     /// Toss's key for verifying virtual-account deposit callbacks: `null` for cards.
+    #[schema(schema_with = schema::always_null)]
     secret: Option<Never>,
+    /// `NORMAL`, or `BILLING` for a charge of a billing key.
     #[serde(rename = "type")]
+    #[schema(schema_with = payment_type)]
     kind: &'static str,
+    #[schema(schema_with = schema::always_null)]
     easy_pay: Option<Never>,
+    #[schema(example = "KR")]
     country: &'static str,
+    /// Why the payment failed (`ABORTED`); `null` otherwise.
     failure: Option<FailureBody>,
     is_partial_cancelable: bool,
     /// The public receipt (매출전표), once approved.
     receipt: Option<UrlBody>,
+    /// The hosted checkout page (인증결제), for payments created with `POST /v1/payments`.
     checkout: Option<UrlBody>,
+    #[schema(schema_with = schema::currency)]
     currency: &'static str,
+    /// The amount paid, in the currency's minor unit (won).
+    #[schema(example = 15000)]
     total_amount: i64,
+    /// What is left to cancel.
+    #[schema(example = 15000)]
     balance_amount: i64,
+    /// 공급가액 of what is left.
+    #[schema(example = 13636)]
     supplied_amount: i64,
+    /// 부가세 of what is left.
+    #[schema(example = 1364)]
     vat: i64,
+    /// 면세 amount of what is left.
     tax_free_amount: i64,
+    #[schema(schema_with = schema::method)]
     method: &'static str,
     /// Toss's API version string.
+    #[schema(example = "2022-11-16")]
     version: &'static str,
+    /// The merchant's own key-value pairs, as sent; `null` if none.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
     // paygate's own fields.
     /// The acquirer's answer is not known yet; the final status follows.
     outcome_unknown: bool,
+    /// `KEY_IN` (the merchant sent the card) or `CHECKOUT` (the buyer paid on paygate's page).
+    #[schema(schema_with = flow)]
     flow: &'static str,
+    #[schema(schema_with = schema::mode)]
     mode: &'static str,
     /// Increases with every change of the payment, so a receiver can order what it sees.
     revision: i64,
@@ -74,46 +119,82 @@ pub struct PaymentBody {
     customer_mobile_phone: Option<String>,
 }
 
+fn payment_status() -> utoipa::openapi::Object {
+    schema::string_enum(PaymentStatus::ALL.map(|s| s.as_str()))
+}
+
+fn payment_type() -> utoipa::openapi::Object {
+    schema::string_enum(["NORMAL", "BILLING"])
+}
+
+fn flow() -> utoipa::openapi::Object {
+    schema::string_enum(paygate_domain::payment::Flow::ALL.map(|f| f.as_str()))
+}
+
 /// The type of a field that is always `null`.
 #[derive(Serialize)]
 enum Never {}
 
-#[derive(Serialize)]
+/// A payment's card, as Toss's `card` object.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PaymentCard)]
 struct CardBody {
     /// What was charged to the card: the total.
     amount: i64,
     /// The issuer's (발급사) card-company code.
+    #[schema(example = "11")]
     issuer_code: String,
     /// The acquirer's (매입사) card-company code.
+    #[schema(example = "11")]
     acquirer_code: Option<String>,
     /// Masked: first six and last four digits.
+    #[schema(example = "433000******0003")]
     number: String,
     installment_plan_months: u8,
     /// 승인번호.
+    #[schema(example = "00000000")]
     approve_no: String,
     use_card_point: bool,
+    #[schema(schema_with = schema::card_type)]
     card_type: &'static str,
+    #[schema(schema_with = schema::owner_type)]
     owner_type: &'static str,
     /// 매입 status: `READY` until paygate's settlement acquires it (a later capability), `CANCELED` once fully
     /// cancelled.
+    #[schema(schema_with = acquire_status)]
     acquire_status: &'static str,
     is_interest_free: bool,
+    /// `MERCHANT` for a merchant-paid interest-free installment (무이자); `null` otherwise.
+    #[schema(schema_with = interest_payer)]
     interest_payer: Option<&'static str>,
 }
 
-#[derive(Serialize)]
+fn acquire_status() -> utoipa::openapi::Object {
+    schema::string_enum(["READY", "CANCELED"])
+}
+
+fn interest_payer() -> utoipa::openapi::Object {
+    schema::nullable_string_enum(["MERCHANT"])
+}
+
+/// One cancel of a payment, as Toss's `cancels[]` entries.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PaymentCancel)]
 struct CancelBodyOut {
+    #[schema(example = "txn_01M8XAPQGWWP0R3K8550PR5WFC")]
     transaction_key: String,
     cancel_reason: Option<String>,
     tax_exemption_amount: i64,
     /// When the acquirer confirmed it; while the answer is not known, or if it refused, when it was asked.
+    #[schema(schema_with = schema::instant)]
     canceled_at: String,
     easy_pay_discount_amount: i64,
     receipt_key: Option<String>,
     /// `DONE`; `IN_PROGRESS` while the acquirer's answer is not known (the request answered `202`); `ABORTED`
     /// when the acquirer did not apply it (nothing was refunded and the amount is back in the balance).
+    #[schema(schema_with = cancel_status)]
     cancel_status: &'static str,
     cancel_request_id: Option<String>,
     cancel_amount: i64,
@@ -122,16 +203,28 @@ struct CancelBodyOut {
     refundable_amount: i64,
 }
 
-#[derive(Serialize)]
+fn cancel_status() -> utoipa::openapi::Object {
+    schema::string_enum(["DONE", "IN_PROGRESS", "ABORTED"])
+}
+
+/// A link.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Url)]
 struct UrlBody {
+    #[schema(example = "http://127.0.0.1:8080/receipts/pay_01M8XAPQGS22SKF15R5Z2N2D4C/…")]
     url: String,
 }
 
-#[derive(Serialize)]
+/// Why a payment failed.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PaymentFailure)]
 struct FailureBody {
+    /// paygate's stable code (docs/errors.md).
+    #[schema(example = "REJECT_CARD_PAYMENT")]
     code: String,
     message: String,
+    /// The acquirer's own code.
     acquirer_code: Option<String>,
 }
 

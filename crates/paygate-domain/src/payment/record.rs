@@ -23,6 +23,8 @@ pub enum Flow {
 }
 
 impl Flow {
+    pub const ALL: [Flow; 2] = [Flow::KeyIn, Flow::Checkout];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Flow::KeyIn => "KEY_IN",
@@ -464,6 +466,8 @@ pub enum TransactionKind {
 }
 
 impl TransactionKind {
+    pub const ALL: [TransactionKind; 2] = [TransactionKind::Approval, TransactionKind::Cancel];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TransactionKind::Approval => "APPROVAL",
@@ -489,6 +493,12 @@ pub enum TransactionStatus {
 }
 
 impl TransactionStatus {
+    pub const ALL: [TransactionStatus; 3] = [
+        TransactionStatus::Pending,
+        TransactionStatus::Done,
+        TransactionStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TransactionStatus::Pending => "PENDING",
