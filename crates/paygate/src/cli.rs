@@ -313,7 +313,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Openapi => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            out.write_all(paygate_api::openapi::document_json())?;
+            serde_json::to_writer_pretty(&mut out, &paygate_api::openapi::document())?;
             out.write_all(b"\n")?;
             Ok(())
         }
