@@ -25,6 +25,8 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use paygate_domain::event::EventType;
+
 use crate::error::ErrorCode;
 use crate::routes::{billing, billing_pages, encryption_keys, health, merchants, payments, webhooks};
 use crate::AppState;
@@ -86,6 +88,7 @@ pub fn document() -> OpenApi {
     let mut doc = base();
     doc.merge(v1);
     doc.merge(public);
+    add_webhooks(&mut doc);
     finish(&mut doc);
     doc
 }
@@ -522,6 +525,96 @@ fn add_links(doc: &mut OpenApi) {
     }
 }
 
+/// The object an event's `data` is.
+fn event_data_schema(event: EventType) -> &'static str {
+    match event {
+        EventType::PaymentStatusChanged => "Payment",
+        EventType::BillingIssued | EventType::BillingDeleted => "Billing",
+        EventType::WebhookEndpointDisabled => "EndpointDisabledData",
+    }
+}
+
+fn event_summary(event: EventType) -> &'static str {
+    match event {
+        EventType::PaymentStatusChanged => "A payment's status changed (approved, cancelled, failed, expired…)",
+        EventType::BillingIssued => "A billing key was issued (paygate's; Toss sends no such event)",
+        EventType::BillingDeleted => "A billing key was deleted",
+        EventType::WebhookEndpointDisabled => {
+            "A webhook endpoint was disabled after failing too long (sent to the merchant's other endpoints)"
+        }
+    }
+}
+
+/// The webhooks paygate sends (OpenAPI 3.1's `webhooks`): one per event type, the envelope with its `data`, the
+/// Standard Webhooks headers that sign it.
+fn add_webhooks(doc: &mut OpenApi) {
+    use paygate_app::outbox::{EndpointDisabledData, WebhookEnvelope};
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::schema::AllOfBuilder;
+    use utoipa::openapi::PathsBuilder;
+    use utoipa::{PartialSchema, ToSchema};
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, schema) in [
+        (WebhookEnvelope::name(), WebhookEnvelope::schema()),
+        (EndpointDisabledData::name(), EndpointDisabledData::schema()),
+    ] {
+        components.schemas.insert(name.into_owned(), schema);
+    }
+    let header = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    };
+    let mut paths = PathsBuilder::new();
+    for event in EventType::ALL {
+        let body = AllOfBuilder::new()
+            .item(Ref::from_schema_name("WebhookEnvelope"))
+            .item(ObjectBuilder::new().property("data", Ref::from_schema_name(event_data_schema(event))));
+        let operation = OperationBuilder::new()
+            .operation_id(Some(event.as_str()))
+            .tag("Webhooks")
+            .summary(Some(event_summary(event)))
+            .description(Some(
+                "POSTed to every enabled endpoint subscribed to the event type, signed with the endpoint's secret \
+                 (Standard Webhooks: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}`; \
+                 docs/webhooks.md). Any 2xx answer within the timeout acknowledges it; anything else is retried on \
+                 `outbox.webhook_retry_schedule_secs`, with the same `webhook-id`.",
+            ))
+            .parameter(header(
+                "webhook-id",
+                "The event's ID, the same on every retry: deduplicate on it.",
+            ))
+            .parameter(header(
+                "webhook-timestamp",
+                "Unix seconds of this attempt: refuse old ones.",
+            ))
+            .parameter(header(
+                "webhook-signature",
+                "Space-separated `v1,<base64 HMAC-SHA256>`: one per signing secret (two while one is rolled).",
+            ))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content("application/json", ContentBuilder::new().schema(Some(body)).build())
+                    .build(),
+            ))
+            .response(
+                "2XX",
+                ResponseBuilder::new()
+                    .description("Acknowledged: not sent again")
+                    .build(),
+            )
+            .build();
+        paths = paths.path(event.as_str(), PathItem::new(HttpMethod::Post, operation));
+    }
+    doc.webhooks = Some(paths.build());
+}
+
 fn idempotency_header() -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
         .name("Idempotency-Key")
@@ -773,5 +866,16 @@ mod tests {
         assert!(json.contains("\"카드\""));
         assert!(json.contains("\"PARTIAL_CANCELED\""));
         assert!(json.contains("\"BILLING_DELETED\""));
+    }
+
+    #[test]
+    fn every_event_type_is_a_webhook_of_the_document() {
+        let doc = document();
+        let webhooks = doc.webhooks.as_ref().unwrap();
+        for event in EventType::ALL {
+            let item = webhooks.paths.get(event.as_str()).unwrap();
+            let body = serde_json::to_string(&item.post.as_ref().unwrap().request_body).unwrap();
+            assert!(body.contains(event_data_schema(event)), "{event:?}");
+        }
     }
 }

@@ -154,18 +154,16 @@ impl App {
         let event = &claimed.event;
         let data: serde_json::Value =
             serde_json::from_str(&event.data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?;
-        // Standard Webhooks' envelope (`type`, `timestamp`, `data`) and Toss Payments' (`eventType`, `createdAt`,
-        // `data`) at once, so a receiver written for either decodes it.
-        let envelope = serde_json::json!({
-            "id": event.id.to_string(),
-            "type": event.event_type.as_str(),
-            "eventType": event.event_type.as_str(),
-            "timestamp": rfc3339(event.created_at),
-            "createdAt": toss_webhook_local(event.created_at),
-            "sequence": event.sequence,
-            "previousStatus": event.previous_status,
-            "data": data,
-        });
+        let envelope = WebhookEnvelope {
+            id: event.id.to_string(),
+            kind: event.event_type.as_str(),
+            event_type: event.event_type.as_str(),
+            timestamp: rfc3339(event.created_at),
+            created_at: toss_webhook_local(event.created_at),
+            sequence: event.sequence,
+            previous_status: event.previous_status.clone(),
+            data,
+        };
         let body = serde_json::to_vec(&envelope).map_err(|e| StoreError::Backend(e.to_string()))?;
         let endpoint = claimed.delivery.endpoint_id.map(|e| e.to_string()).unwrap_or_default();
         let mut secrets = Vec::new();
@@ -195,12 +193,13 @@ impl App {
         let now = self.clock().now();
         let endpoint = claimed.delivery.endpoint_id.map(|e| e.to_string()).unwrap_or_default();
         let reason = format!("every delivery failed since {}", rfc3339(failing_since));
-        let data = serde_json::json!({
-            "endpointId": endpoint,
-            "url": claimed.delivery.url,
-            "status": "DISABLED",
-            "reason": reason,
-        });
+        let data = EndpointDisabledData {
+            endpoint_id: endpoint.clone(),
+            url: claimed.delivery.url.clone(),
+            status: "DISABLED",
+            reason: reason.clone(),
+        };
+        let data = serde_json::to_string(&data).map_err(|e| StoreError::Backend(e.to_string()))?;
         let event = NewEvent {
             id: EventId::new(now, crate::random_bytes()),
             merchant_id: claimed.delivery.merchant_id,
@@ -209,12 +208,63 @@ impl App {
             object_id: endpoint,
             sequence: 0,
             previous_status: Some("ENABLED".into()),
-            data: data.to_string(),
+            data,
             notification: None,
             created_at: now,
         };
         Ok((reason, event))
     }
+}
+
+/// A webhook's body: Standard Webhooks' envelope (`type`, `timestamp`, `data`) and Toss Payments' (`eventType`,
+/// `createdAt`, `data`) at once, so a receiver written for either decodes it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEnvelope {
+    /// The event's ID; the same on every retry (and in the `webhook-id` header).
+    #[schema(example = "evt_01M8XAPQH1T0E3ZB6Y3D9K2M4R")]
+    id: String,
+    /// Standard Webhooks' event type.
+    #[serde(rename = "type")]
+    #[schema(schema_with = event_type)]
+    kind: &'static str,
+    /// Toss's event type: the same value.
+    #[schema(schema_with = event_type)]
+    event_type: &'static str,
+    /// When the event happened, with its offset.
+    #[schema(schema_with = crate::schema::instant)]
+    timestamp: String,
+    /// Toss's form: KST local time with microseconds, no offset.
+    #[schema(example = "2026-11-23T16:04:52.123000")]
+    created_at: String,
+    /// Increases per merchant and mode.
+    sequence: i64,
+    /// The status before (`PAYMENT_STATUS_CHANGED`, `WEBHOOK_ENDPOINT_DISABLED`); `null` otherwise.
+    previous_status: Option<String>,
+    /// The object the event is about, as the API answers it.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
+fn event_type() -> utoipa::openapi::Object {
+    crate::schema::string_enum(EventType::ALL.map(|t| t.as_str()))
+}
+
+/// The `data` of `WEBHOOK_ENDPOINT_DISABLED`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointDisabledData {
+    #[schema(example = "whk_01M8XB2C7Q4V1N8S3G5H0J6K9P")]
+    endpoint_id: String,
+    url: String,
+    #[schema(schema_with = disabled)]
+    status: &'static str,
+    /// Why: since when every delivery failed.
+    reason: String,
+}
+
+fn disabled() -> utoipa::openapi::Object {
+    crate::schema::string_enum(["DISABLED"])
 }
 
 /// What one attempt sends.

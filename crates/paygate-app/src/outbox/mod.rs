@@ -2,6 +2,8 @@
 //! and the notification URL (노티) — by a worker, at its own pace, with retries.
 
 mod deliver;
+
+pub use deliver::{EndpointDisabledData, WebhookEnvelope};
 pub mod webhooks;
 
 use std::collections::BTreeMap;
