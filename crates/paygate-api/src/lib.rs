@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
@@ -98,28 +97,9 @@ pub fn layered(v1: Router<AppState>, state: AppState) -> Router {
             middleware::auth::AuthLayer::new(state.clone()),
             middleware::auth::authenticate,
         ));
-    use routes::hosted;
+    // The hosted pages and their assets, documented in the OpenAPI document too.
     let public = Router::new()
-        .route("/checkout", post(hosted::entry))
-        .route("/checkout/{key}", get(hosted::show))
-        .route("/checkout/{key}/pay", post(hosted::pay))
-        .route(
-            "/checkout/{key}/challenge",
-            get(hosted::challenge_page).post(hosted::challenge),
-        )
-        .route("/receipts/{key}/{token}", get(hosted::receipt))
-        .route("/billing/{id}", get(routes::billing_pages::show))
-        .route("/billing/{id}/card", post(routes::billing_pages::card))
-        .route(
-            "/billing/{id}/challenge",
-            get(routes::billing_pages::challenge_page).post(routes::billing_pages::challenge),
-        )
-        .route("/static/checkout.css", get(hosted::stylesheet))
-        .route("/static/receipt.js", get(hosted::receipt_script))
-        .route("/static/favicon.svg", get(hosted::favicon))
-        .route("/sdk/paygate.js", get(hosted::sdk))
-        // Toss's v1 SDK script path (js.tosspayments.com/v1/payment), so only the script's host changes.
-        .route("/v1/payment", get(hosted::sdk))
+        .merge(openapi::pages_router().split_for_parts().0)
         // Probes, metrics and the OpenAPI document (documented in it), and the reference page.
         .merge(openapi::public_router().split_for_parts().0)
         .merge(openapi::reference_page());

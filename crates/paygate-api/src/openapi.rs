@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 use paygate_domain::event::EventType;
 
 use crate::error::ErrorCode;
-use crate::routes::{billing, billing_pages, encryption_keys, health, merchants, payments, webhooks};
+use crate::routes::{billing, billing_pages, encryption_keys, health, hosted, merchants, payments, webhooks};
 use crate::AppState;
 
 /// The API under `/v1` (authenticated by the caller's layers), as a router that also carries its document.
@@ -70,6 +70,24 @@ pub fn public_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
 }
 
+/// The hosted pages (HTML for the buyer) and the assets the gateway serves itself: documented, outside `/v1`.
+pub fn pages_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(hosted::entry))
+        .routes(routes!(hosted::show))
+        .routes(routes!(hosted::pay))
+        .routes(routes!(hosted::challenge_page, hosted::challenge))
+        .routes(routes!(hosted::receipt))
+        .routes(routes!(billing_pages::show))
+        .routes(routes!(billing_pages::card))
+        .routes(routes!(billing_pages::challenge_page, billing_pages::challenge))
+        .routes(routes!(hosted::stylesheet))
+        .routes(routes!(hosted::receipt_script))
+        .routes(routes!(hosted::favicon))
+        .routes(routes!(hosted::sdk))
+        .routes(routes!(hosted::sdk_toss_path))
+}
+
 /// The reference page: Swagger UI, its assets compiled into the binary (no CDN), reading `/v1/openapi.json`.
 pub fn reference_page() -> axum::Router<AppState> {
     let config = utoipa_swagger_ui::Config::new(["/v1/openapi.json"])
@@ -85,9 +103,11 @@ pub fn reference_page() -> axum::Router<AppState> {
 pub fn document() -> OpenApi {
     let (_, v1) = v1_router().split_for_parts();
     let (_, public) = public_router().split_for_parts();
+    let (_, pages) = pages_router().split_for_parts();
     let mut doc = base();
     doc.merge(v1);
     doc.merge(public);
+    doc.merge(pages);
     add_webhooks(&mut doc);
     finish(&mut doc);
     doc
@@ -149,6 +169,10 @@ fn base() -> OpenApi {
             tag("Webhooks", "Webhook endpoints, events and their deliveries"),
             tag("Merchant", "The merchant's own settings and keys"),
             tag("Operations", "Probes, metrics and this document: no key needed"),
+            tag(
+                "Hosted pages",
+                "paygate's pages for the buyer (HTML) and the assets it serves itself: no key needed",
+            ),
         ]))
         .build()
 }
@@ -271,6 +295,13 @@ pub fn operation_errors(operation_id: &str) -> Vec<ErrorCode> {
 fn errors_of(path: &str, method: &str, operation: &Operation) -> BTreeSet<ErrorCodeKey> {
     use ErrorCode as E;
     let id = operation.operation_id.as_deref().unwrap_or_default();
+    if is_page(operation) {
+        // A page answers its own errors as HTML pages (documented on it); only the edge's bounds answer JSON.
+        return [E::RequestTimeout, E::ServiceOverloaded]
+            .into_iter()
+            .map(ErrorCodeKey)
+            .collect();
+    }
     let mut codes: Vec<ErrorCode> = operation_errors(id);
     // Every call: the edge's bounds and internal failures.
     codes.extend([
@@ -316,6 +347,10 @@ fn errors_of(path: &str, method: &str, operation: &Operation) -> BTreeSet<ErrorC
         ]);
     }
     codes.into_iter().map(ErrorCodeKey).collect()
+}
+
+fn is_page(operation: &Operation) -> bool {
+    operation.tags.iter().flatten().any(|t| t == "Hosted pages")
 }
 
 /// Orders codes by their most precise spelling, so examples come out in a stable order.
@@ -814,7 +849,7 @@ mod tests {
             assert!(operation.tags.as_ref().is_some_and(|t| !t.is_empty()), "{id}");
             let success = operation.responses.responses.keys().any(|s| s.starts_with('2'));
             assert!(success, "{id} documents no success answer");
-            if let Some(RefOr::T(body)) = &operation.request_body {
+            if let Some(RefOr::T(body)) = operation.request_body.as_ref().filter(|_| !is_page(operation)) {
                 let json = serde_json::to_value(body).unwrap();
                 assert!(
                     json.to_string().contains("\"example\""),

@@ -2,10 +2,8 @@
 //! API that starts a registration (`POST /v1/billing/sessions`, used by the SDK's `requestBillingAuth`) and
 //! exchanges its `authKey` (`POST /v1/billing/authorizations/issue`, Toss's).
 
-use std::collections::HashMap;
-
 use askama::Template;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
@@ -22,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::billing::render_key;
-use super::hosted::{card_from_form, error_page, field, page, retry_text, ChallengePage, Lang, Text};
+use super::hosted::{
+    card_from_form, error_page, field, page, retry_text, ChallengePage, Lang, PageAnswer, PageForm, PageQuery, Text,
+};
 use crate::error::{billing_error_ref, field_error, ApiError};
 use crate::extract::ApiJson;
 use crate::middleware::auth::SecretCaller;
@@ -236,11 +236,11 @@ fn card_page(data: &AuthPage, lang: Lang, error: Option<&str>) -> Response {
 }
 
 /// `GET /billing/{id}`: the card form, or where the registration now stands.
-pub async fn show(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+#[utoipa::path(get, path = "/billing/{id}", operation_id = "billingPage", tag = "Hosted pages", security(()),
+    summary = "The buyer's card-registration page (billing key): `checkout.url` of `POST /v1/billing/sessions`",
+    params(("id" = String, Path, description = "The registration's ID (`sessionId`)"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    responses(PageAnswer))]
+pub async fn show(State(state): State<AppState>, Path(key): Path<String>, PageQuery(query): PageQuery) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = auth_id(&key) else {
         return not_found(lang);
@@ -262,11 +262,16 @@ pub async fn show(
 }
 
 /// `POST /billing/{id}/card`: the buyer's card.
+#[utoipa::path(post, path = "/billing/{id}/card", operation_id = "billingCard", tag = "Hosted pages", security(()),
+    summary = "The card form of the registration page (posted by the page)",
+    params(("id" = String, Path, description = "The registration's ID (`sessionId`)"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`cardNumber`, `expYear`, `expMonth`"),
+    responses(PageAnswer))]
 pub async fn card(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    Form(form): Form<HashMap<String, String>>,
+    PageQuery(query): PageQuery,
+    PageForm(form): PageForm,
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = auth_id(&key) else {
@@ -276,10 +281,14 @@ pub async fn card(
 }
 
 /// `GET /billing/{id}/challenge`: the issuer's code.
+#[utoipa::path(get, path = "/billing/{id}/challenge", operation_id = "billingChallengePage", tag = "Hosted pages", security(()),
+    summary = "The issuer's authentication (OTP) page of a registration",
+    params(("id" = String, Path, description = "The registration's ID (`sessionId`)"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    responses(PageAnswer))]
 pub async fn challenge_page(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    PageQuery(query): PageQuery,
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = auth_id(&key) else {
@@ -305,11 +314,16 @@ pub async fn challenge_page(
 }
 
 /// `POST /billing/{id}/challenge`: the buyer's code.
+#[utoipa::path(post, path = "/billing/{id}/challenge", operation_id = "billingChallenge", tag = "Hosted pages", security(()),
+    summary = "The OTP form of a registration's authentication page (posted by the page)",
+    params(("id" = String, Path, description = "The registration's ID (`sessionId`)"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`otp`"),
+    responses(PageAnswer))]
 pub async fn challenge(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    Form(form): Form<HashMap<String, String>>,
+    PageQuery(query): PageQuery,
+    PageForm(form): PageForm,
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = auth_id(&key) else {

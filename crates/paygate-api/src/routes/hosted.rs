@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
@@ -349,16 +349,25 @@ fn asset(content_type: &'static str, cache_control: &'static str, body: &'static
         .into_response()
 }
 
+#[utoipa::path(get, path = "/static/checkout.css", operation_id = "pagesStylesheet", tag = "Hosted pages", security(()),
+    summary = "The pages' stylesheet",
+    responses((status = 200, description = "CSS", content_type = "text/css")))]
 pub async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", "public, max-age=3600", STYLESHEET)
 }
 
 /// The receipt's print button, as a file: the pages' Content-Security-Policy allows no inline script.
+#[utoipa::path(get, path = "/static/receipt.js", operation_id = "receiptScript", tag = "Hosted pages", security(()),
+    summary = "The receipt page's print button",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
 pub async fn receipt_script() -> Response {
     const SCRIPT: &str = "document.getElementById('print-button')?.addEventListener('click', () => window.print());\n";
     asset("text/javascript; charset=utf-8", "public, max-age=3600", SCRIPT)
 }
 
+#[utoipa::path(get, path = "/static/favicon.svg", operation_id = "favicon", tag = "Hosted pages", security(()),
+    summary = "The pages' icon",
+    responses((status = 200, description = "SVG", content_type = "image/svg+xml")))]
 pub async fn favicon() -> Response {
     const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
         <rect width=\"16\" height=\"16\" rx=\"4\" fill=\"#3182f6\"/></svg>";
@@ -366,8 +375,19 @@ pub async fn favicon() -> Response {
 }
 
 /// The browser SDK; a short cache so a new gateway version reaches shops quickly.
+#[utoipa::path(get, path = "/sdk/paygate.js", operation_id = "sdk", tag = "Hosted pages", security(()),
+    summary = "The browser SDK (`PayGate(clientKey)`, also `TossPayments(clientKey)`)",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
 pub async fn sdk() -> Response {
     asset("text/javascript; charset=utf-8", "public, max-age=300", SDK)
+}
+
+/// The browser SDK at Toss's script path (`js.tosspayments.com/v1/payment`), so only the script's host changes.
+#[utoipa::path(get, path = "/v1/payment", operation_id = "sdkTossPath", tag = "Hosted pages", security(()),
+    summary = "The browser SDK at Toss's script path",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
+pub async fn sdk_toss_path() -> Response {
+    sdk().await
 }
 
 /// The card a hosted page's form sent: number (spaces and hyphens dropped) and expiry; never password digits or an
@@ -385,16 +405,92 @@ pub(crate) fn card_from_form(form: &HashMap<String, String>) -> Result<ClearCard
     })
 }
 
+/// What a hosted page can answer, for the OpenAPI document (`responses(PageAnswer)`): every page answers HTML,
+/// its errors included.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Describes answers; the handlers build `Response`s.
+pub enum PageAnswer {
+    /// The page.
+    #[response(status = 200, content_type = "text/html")]
+    Page(String),
+    /// On to the next step (`Location`).
+    #[response(status = 303)]
+    Next,
+    /// An error page: the request cannot be used.
+    #[response(status = 400, content_type = "text/html")]
+    BadRequest(String),
+    /// An error page: no such payment or registration.
+    #[response(status = 404, content_type = "text/html")]
+    NotFound(String),
+    /// An error page: the payment is in no state for this step.
+    #[response(status = 409, content_type = "text/html")]
+    Conflict(String),
+    /// An error page: the form is too large.
+    #[response(status = 413, content_type = "text/html")]
+    TooLarge(String),
+    /// An error page: not a form.
+    #[response(status = 415, content_type = "text/html")]
+    NotAForm(String),
+    /// An error page: the form cannot be read.
+    #[response(status = 422, content_type = "text/html")]
+    Unreadable(String),
+    /// An error page: an internal error.
+    #[response(status = 500, content_type = "text/html")]
+    Internal(String),
+}
+
+/// A page's form body. What cannot be read as a form (another content type, bad encoding, too large) answers
+/// paygate's error page with the rejection's status, never axum's plain-text rejection.
+pub struct PageForm(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for PageForm {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let query: HashMap<String, String> = request
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        match Form::<HashMap<String, String>>::from_request(request, state).await {
+            Ok(Form(form)) => Ok(PageForm(form)),
+            Err(rejection) => Err(error_page(
+                Lang::from_query(&query),
+                rejection.status(),
+                "the form could not be read; go back to the shop and try again",
+            )),
+        }
+    }
+}
+
+/// The query of a page: its `lang` (`ko`, the default, or `en`), and whatever else the page reads.
+pub struct PageQuery(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageQuery {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts
+            .uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        Ok(PageQuery(query))
+    }
+}
+
 pub(crate) fn field(form: &HashMap<String, String>, name: &str) -> String {
     form.get(name).cloned().unwrap_or_default()
 }
 
 /// `POST /checkout`: a merchant page's signed form.
-pub async fn entry(
-    State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+#[utoipa::path(post, path = "/checkout", operation_id = "checkoutForm", tag = "Hosted pages", security(()),
+    summary = "A merchant page's signed checkout form (HTML form POST, 인증결제): starts a payment on paygate's page",
+    description = "The fields (`mId`, `mode`, `orderId`, `amount`, `goodsName`, `buyerName`, `buyerEmail`, `buyerTel`, `returnUrl`, `notificationUrl`, `timestamp`, `signature`, optionally `lang`) and how to sign them: docs/checkout.md. A valid form answers `303` to the checkout page; anything else an error page, with nothing created.",
+    params(("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "The signed checkout form (docs/checkout.md)"),
+    responses(PageAnswer))]
+pub async fn entry(State(state): State<AppState>, PageQuery(query): PageQuery, PageForm(form): PageForm) -> Response {
     let lang = match form.get("lang").map(String::as_str) {
         Some("en") => Lang::En,
         _ => Lang::from_query(&query),
@@ -583,11 +679,11 @@ fn step_response(step: Result<HostedStep, PaymentError>, id: PaymentId, lang: La
 }
 
 /// `GET /checkout/{paymentKey}`: the payment page, or where the payment now stands.
-pub async fn show(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+#[utoipa::path(get, path = "/checkout/{key}", operation_id = "checkoutPage", tag = "Hosted pages", security(()),
+    summary = "The buyer's checkout page: the order and the card form",
+    params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    responses(PageAnswer))]
+pub async fn show(State(state): State<AppState>, Path(key): Path<String>, PageQuery(query): PageQuery) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
         return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
@@ -611,11 +707,16 @@ pub async fn show(
 }
 
 /// `POST /checkout/{paymentKey}/pay`: the buyer's card.
+#[utoipa::path(post, path = "/checkout/{key}/pay", operation_id = "checkoutPay", tag = "Hosted pages", security(()),
+    summary = "The card form of the checkout page (posted by the page)",
+    params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`cardNumber`, `expYear`, `expMonth`, `installment`"),
+    responses(PageAnswer))]
 pub async fn pay(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    Form(form): Form<HashMap<String, String>>,
+    PageQuery(query): PageQuery,
+    PageForm(form): PageForm,
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
@@ -630,10 +731,14 @@ pub async fn pay(
 }
 
 /// `GET /checkout/{paymentKey}/challenge`: the OTP page.
+#[utoipa::path(get, path = "/checkout/{key}/challenge", operation_id = "checkoutChallengePage", tag = "Hosted pages", security(()),
+    summary = "The issuer's authentication (OTP) page of a checkout",
+    params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    responses(PageAnswer))]
 pub async fn challenge_page(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    PageQuery(query): PageQuery,
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
@@ -650,11 +755,16 @@ pub async fn challenge_page(
 }
 
 /// `POST /checkout/{paymentKey}/challenge`: the buyer's OTP.
+#[utoipa::path(post, path = "/checkout/{key}/challenge", operation_id = "checkoutChallenge", tag = "Hosted pages", security(()),
+    summary = "The OTP form of the authentication page (posted by the page)",
+    params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`otp`"),
+    responses(PageAnswer))]
 pub async fn challenge(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    Form(form): Form<HashMap<String, String>>,
+    PageQuery(query): PageQuery,
+    PageForm(form): PageForm,
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
@@ -672,10 +782,14 @@ pub async fn challenge(
 }
 
 /// `GET /receipts/{paymentKey}/{token}`: the printable receipt.
+#[utoipa::path(get, path = "/receipts/{key}/{token}", operation_id = "receiptPage", tag = "Hosted pages", security(()),
+    summary = "A payment's public receipt (매출전표): the link in a Payment's `receipt.url`",
+    params(("key" = String, Path, description = "The payment's key"), ("token" = String, Path, description = "The receipt's token, from `receipt.url`"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    responses(PageAnswer))]
 pub async fn receipt(
     State(state): State<AppState>,
     Path((key, token)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    PageQuery(query): PageQuery,
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
