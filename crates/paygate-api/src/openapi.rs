@@ -564,7 +564,8 @@ fn add_links(doc: &mut OpenApi) {
 fn event_data_schema(event: EventType) -> &'static str {
     match event {
         EventType::PaymentStatusChanged => "Payment",
-        EventType::BillingIssued | EventType::BillingDeleted => "Billing",
+        EventType::BillingIssued => "Billing",
+        EventType::BillingDeleted => "BillingDeletedData",
         EventType::WebhookEndpointDisabled => "EndpointDisabledData",
     }
 }
@@ -583,6 +584,7 @@ fn event_summary(event: EventType) -> &'static str {
 /// The webhooks paygate sends (OpenAPI 3.1's `webhooks`): one per event type, the envelope with its `data`, the
 /// Standard Webhooks headers that sign it.
 fn add_webhooks(doc: &mut OpenApi) {
+    use paygate_app::billing::wire::BillingDeletedData;
     use paygate_app::outbox::{EndpointDisabledData, WebhookEnvelope};
     use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
     use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -593,6 +595,7 @@ fn add_webhooks(doc: &mut OpenApi) {
     for (name, schema) in [
         (WebhookEnvelope::name(), WebhookEnvelope::schema()),
         (EndpointDisabledData::name(), EndpointDisabledData::schema()),
+        (BillingDeletedData::name(), BillingDeletedData::schema()),
     ] {
         components.schemas.insert(name.into_owned(), schema);
     }

@@ -317,13 +317,10 @@ impl App {
     ) -> Result<NewEvent, BillingError> {
         let data = match event_type {
             // Toss's BILLING_DELETED data: the key and why.
-            EventType::BillingDeleted => serde_json::json!({
-                "billingKey": key.id.to_string(),
-                "reason": reason,
-            }),
-            _ => serde_json::to_value(wire::BillingBody::new(key))
-                .map_err(|e| BillingError::Internal(InternalError::Invariant(e.to_string())))?,
-        };
+            EventType::BillingDeleted => serde_json::to_value(wire::BillingDeletedData::new(key, reason)),
+            _ => serde_json::to_value(wire::BillingBody::new(key)),
+        }
+        .map_err(|e| BillingError::Internal(InternalError::Invariant(e.to_string())))?;
         Ok(NewEvent {
             id: EventId::new(now, crate::random_bytes()),
             merchant_id: key.merchant_id,

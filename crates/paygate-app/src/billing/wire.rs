@@ -100,6 +100,26 @@ impl BillingBody {
     }
 }
 
+/// The `data` of a `BILLING_DELETED` event, as Toss sends it: the key and why.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingDeletedData {
+    #[schema(example = "bil_01M8XB3D2K7W9Q5T1E4R8Y6V3H")]
+    billing_key: String,
+    /// `삭제 API 요청` when the merchant called `DELETE /v1/billing/{billingKey}`.
+    #[schema(example = "삭제 API 요청")]
+    reason: Option<String>,
+}
+
+impl BillingDeletedData {
+    pub fn new(key: &BillingKey, reason: Option<&str>) -> BillingDeletedData {
+        BillingDeletedData {
+            billing_key: key.id.to_string(),
+            reason: reason.map(str::to_owned),
+        }
+    }
+}
+
 /// Toss's Korean short name of a card company, by its code (Toss's code table, docs/toss-reference.md §7).
 pub fn card_company_name(code: &str) -> &'static str {
     match code {
