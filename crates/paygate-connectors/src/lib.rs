@@ -15,6 +15,7 @@ use paygate_domain::card::{CardType, OwnerType};
 use paygate_domain::money::Money;
 use paygate_domain::time::UnixMillis;
 
+pub mod bank;
 pub mod http;
 pub mod sandbox;
 
