@@ -11,24 +11,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use paygate_domain::bank::Bank;
 use paygate_domain::money::Money;
 use paygate_domain::time::UnixMillis;
 
 use crate::sandbox::{system_clock, Clock};
-
-/// A bank code as Toss writes it in `bank` and `bankCode`: two digits (`88` 신한, `06` KB국민, …).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct BankCode(String);
-
-impl BankCode {
-    pub fn parse(text: &str) -> Option<BankCode> {
-        (text.len() == 2 && text.bytes().all(|b| b.is_ascii_digit())).then(|| BankCode(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// Why the bank refused a request. Stable codes (`BANK-PROTOCOL.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -68,7 +55,7 @@ impl BankRefusal {
 pub struct IssueAccount {
     pub reference: String,
     pub merchant_id: String,
-    pub bank_code: BankCode,
+    pub bank_code: Bank,
     pub amount: Money,
     pub holder_name: String,
     pub expires_at: UnixMillis,
@@ -78,7 +65,7 @@ pub struct IssueAccount {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuedAccount {
     pub account_number: String,
-    pub bank_code: BankCode,
+    pub bank_code: Bank,
     pub issued_at: UnixMillis,
 }
 
@@ -100,7 +87,7 @@ pub struct Deposit {
     pub deposit_id: String,
     pub merchant_id: String,
     pub account_number: String,
-    pub bank_code: BankCode,
+    pub bank_code: Bank,
     pub amount: Money,
     pub depositor_name: String,
     pub deposited_at: UnixMillis,
@@ -111,7 +98,7 @@ pub struct Deposit {
 pub struct Refund {
     pub reference: String,
     pub merchant_id: String,
-    pub bank_code: BankCode,
+    pub bank_code: Bank,
     pub account_number: String,
     pub holder_name: String,
     pub amount: Money,
@@ -171,7 +158,7 @@ impl Default for BankBounds {
 
 struct Account {
     number: String,
-    bank_code: BankCode,
+    bank_code: Bank,
     merchant_id: String,
     reference: String,
     amount: Money,
@@ -225,14 +212,14 @@ fn entry(
 #[derive(Clone)]
 pub struct SandboxBank {
     state: Arc<Mutex<State>>,
-    banks: Arc<Vec<BankCode>>,
+    banks: Arc<Vec<Bank>>,
     bounds: BankBounds,
     clock: Clock,
 }
 
 impl SandboxBank {
     /// A bank serving these bank codes, on the system clock.
-    pub fn new(banks: Vec<BankCode>) -> SandboxBank {
+    pub fn new(banks: Vec<Bank>) -> SandboxBank {
         SandboxBank {
             state: Arc::new(Mutex::new(State::default())),
             banks: Arc::new(banks),
@@ -276,7 +263,7 @@ impl SandboxBank {
             return if same {
                 Ok(IssuedAccount {
                     account_number: account.number.clone(),
-                    bank_code: account.bank_code.clone(),
+                    bank_code: account.bank_code,
                     issued_at: account.issued_at,
                 })
             } else {
@@ -300,7 +287,7 @@ impl SandboxBank {
             number.clone(),
             Account {
                 number: number.clone(),
-                bank_code: request.bank_code.clone(),
+                bank_code: request.bank_code,
                 merchant_id: request.merchant_id.clone(),
                 reference: request.reference.clone(),
                 amount: request.amount,
@@ -312,7 +299,7 @@ impl SandboxBank {
         state.by_reference.insert(key, number.clone());
         Ok(IssuedAccount {
             account_number: number,
-            bank_code: request.bank_code.clone(),
+            bank_code: request.bank_code,
             issued_at: now,
         })
     }
@@ -364,7 +351,7 @@ impl SandboxBank {
         if account.amount.currency() != request.amount.currency() {
             return Err(BankRefusal::InvalidAmount);
         }
-        let (merchant_id, bank_code) = (account.merchant_id.clone(), account.bank_code.clone());
+        let (merchant_id, bank_code) = (account.merchant_id.clone(), account.bank_code);
         let seq = u64::try_from(state.deposits.len()).map_err(|_| BankRefusal::Capacity)? + 1;
         let deposit = Deposit {
             seq,
@@ -475,8 +462,8 @@ impl SandboxBank {
 
 /// A 14-digit account number: `9`, the bank code, a 10-digit serial, and a Luhn check digit, so a mistyped number
 /// is an unknown account rather than someone else's.
-fn account_number(bank: &BankCode, serial: u64) -> String {
-    let body = format!("9{}{:010}", bank.as_str(), serial % 10_000_000_000);
+fn account_number(bank: &Bank, serial: u64) -> String {
+    let body = format!("9{}{:010}", bank.code(), serial % 10_000_000_000);
     let check = luhn_check_digit(&body);
     format!("{body}{check}")
 }
@@ -515,7 +502,7 @@ mod tests {
     fn bank() -> (SandboxBank, Arc<AtomicI64>) {
         let now = Arc::new(AtomicI64::new(1_000));
         let clock = now.clone();
-        let codes = ["88", "06"].map(|c| BankCode::parse(c).unwrap()).to_vec();
+        let codes = ["88", "06"].map(|c| Bank::parse(c).unwrap()).to_vec();
         let bank = SandboxBank::new(codes).with_clock(move || UnixMillis::new(clock.load(Ordering::SeqCst)));
         (bank, now)
     }
@@ -524,7 +511,7 @@ mod tests {
         IssueAccount {
             reference: reference.into(),
             merchant_id: "m1".into(),
-            bank_code: BankCode::parse("88").unwrap(),
+            bank_code: Bank::parse("88").unwrap(),
             amount: Money::krw(amount),
             holder_name: "데모상점".into(),
             expires_at: UnixMillis::new(100_000),
@@ -542,7 +529,7 @@ mod tests {
 
     #[test]
     fn account_numbers_carry_a_check_digit() {
-        let number = account_number(&BankCode::parse("88").unwrap(), 42);
+        let number = account_number(&Bank::parse("88").unwrap(), 42);
         assert_eq!(number.len(), 14);
         assert!(number.starts_with("988"));
         // Luhn over the whole number passes; changing the last digit fails.
@@ -564,7 +551,7 @@ mod tests {
         let second = bank.issue(&issue("pay_2", 15_000)).unwrap();
         assert_ne!(first.account_number, second.account_number);
         let mut other_bank = issue("pay_3", 15_000);
-        other_bank.bank_code = BankCode::parse("11").unwrap();
+        other_bank.bank_code = Bank::parse("11").unwrap();
         assert_eq!(bank.issue(&other_bank), Err(BankRefusal::NotSupportedBank));
         assert_eq!(bank.issue(&issue("pay_4", 0)), Err(BankRefusal::InvalidAmount));
         let issued = bank.journal_page(0, 100);
@@ -615,7 +602,7 @@ mod tests {
         let refund = |reference: &str, account: &str, holder: &str| Refund {
             reference: reference.into(),
             merchant_id: "m1".into(),
-            bank_code: BankCode::parse("06").unwrap(),
+            bank_code: Bank::parse("06").unwrap(),
             account_number: account.into(),
             holder_name: holder.into(),
             amount: Money::krw(5_000),

@@ -4,7 +4,9 @@
 //! not balance cannot be constructed, so it cannot be stored. Sign convention: positive = debit, negative = credit.
 //!
 //! Accounts so far: what an acquirer owes paygate for approved card payments (`acquirer_receivable:{acquirer}`) and
-//! what paygate owes a merchant (`merchant_payable:{mid}`). Fees and settlement add accounts later.
+//! what paygate owes a merchant (`merchant_payable:{mid}`); for bank methods, the money a bank holds for paygate
+//! (`bank_clearing:{bankCode}`) and deposits paygate owes back to their depositors (`depositor_refund_payable`).
+//! Fees and settlement add accounts later.
 
 use crate::id::MerchantId;
 use crate::money::{Money, MoneyError};
@@ -19,6 +21,14 @@ impl Account {
 
     pub fn merchant_payable(merchant: MerchantId) -> Account {
         Account(format!("merchant_payable:{merchant}"))
+    }
+
+    pub fn bank_clearing(bank_code: &str) -> Account {
+        Account(format!("bank_clearing:{bank_code}"))
+    }
+
+    pub fn depositor_refund_payable() -> Account {
+        Account("depositor_refund_payable".to_owned())
     }
 
     pub fn from_stored(name: String) -> Account {
@@ -92,6 +102,53 @@ impl Journal {
             },
         ])
     }
+
+    /// Two postings: `debit` gets `amount`, `credit` its negation.
+    fn transfer(debit: Account, credit: Account, amount: Money) -> Result<Journal, LedgerError> {
+        Journal::new(vec![
+            Posting { account: debit, amount },
+            Posting {
+                account: credit,
+                amount: amount.checked_neg()?,
+            },
+        ])
+    }
+
+    /// A deposit that pays a virtual account: the bank holds the money for paygate, paygate owes it to the merchant.
+    pub fn deposit_applied(merchant: MerchantId, bank_code: &str, amount: Money) -> Result<Journal, LedgerError> {
+        Journal::transfer(
+            Account::bank_clearing(bank_code),
+            Account::merchant_payable(merchant),
+            amount,
+        )
+    }
+
+    /// A deposit that pays nothing (wrong amount, late, already paid): held for its depositor until refunded.
+    pub fn deposit_held(bank_code: &str, amount: Money) -> Result<Journal, LedgerError> {
+        Journal::transfer(
+            Account::bank_clearing(bank_code),
+            Account::depositor_refund_payable(),
+            amount,
+        )
+    }
+
+    /// A held deposit went back to its depositor through the bank.
+    pub fn deposit_returned(bank_code: &str, amount: Money) -> Result<Journal, LedgerError> {
+        Journal::transfer(
+            Account::depositor_refund_payable(),
+            Account::bank_clearing(bank_code),
+            amount,
+        )
+    }
+
+    /// A refund of a paid bank payment (its cancel) reached the buyer's account: the merchant's payable shrinks.
+    pub fn bank_refund(merchant: MerchantId, bank_code: &str, amount: Money) -> Result<Journal, LedgerError> {
+        Journal::transfer(
+            Account::merchant_payable(merchant),
+            Account::bank_clearing(bank_code),
+            amount,
+        )
+    }
 }
 
 /// Checks that postings sum to zero per currency; used when building journals and when auditing stored ones.
@@ -158,6 +215,25 @@ mod tests {
                 all.extend(Journal::card_cancel(merchant, "B", Money::krw(cancel)).unwrap().postings().to_vec());
             }
             prop_assert!(check_balanced(&all).is_ok());
+        }
+
+        #[test]
+        fn a_held_deposit_returned_leaves_nothing_owed(amount in 1i64..10_000_000_000, paid in 1i64..10_000_000_000) {
+            let merchant = MerchantId::new(UnixMillis::new(1), [3; 10]);
+            let refunded = paid.min(amount);
+            let journals = [
+                Journal::deposit_applied(merchant, "88", Money::krw(amount)).unwrap(),
+                Journal::bank_refund(merchant, "88", Money::krw(refunded)).unwrap(),
+                Journal::deposit_held("88", Money::krw(paid)).unwrap(),
+                Journal::deposit_returned("88", Money::krw(paid)).unwrap(),
+            ];
+            let mut balances = std::collections::BTreeMap::<Account, i64>::new();
+            for posting in journals.iter().flat_map(|j| j.postings()) {
+                *balances.entry(posting.account.clone()).or_default() += posting.amount.amount_minor();
+            }
+            prop_assert_eq!(balances[&Account::depositor_refund_payable()], 0);
+            prop_assert_eq!(balances[&Account::bank_clearing("88")], amount - refunded);
+            prop_assert_eq!(balances[&Account::merchant_payable(merchant)], refunded - amount);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Callers pass in the current time and entropy, and persist what the core decides.
 
 pub mod api_key;
+pub mod bank;
 pub mod billing;
 pub mod billing_auth;
 pub mod card;
