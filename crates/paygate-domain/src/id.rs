@@ -178,6 +178,18 @@ typed_id!(
     "bau"
 );
 typed_id!(
+    /// A deposit paygate received from a bank (by notification or from the bank's feed), recorded once per bank
+    /// deposit whatever the number of notifications.
+    DepositId,
+    "dep"
+);
+typed_id!(
+    /// A refund paygate asked a bank to pay to a named account (a cancel of a bank payment, or a deposit that paid
+    /// nothing going back to its depositor).
+    BankRefundId,
+    "brf"
+);
+typed_id!(
     /// One HTTP request, echoed in `X-Request-Id` and error objects.
     RequestId,
     "req"

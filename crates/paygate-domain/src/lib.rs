@@ -22,4 +22,5 @@ pub mod routing;
 pub mod sealed;
 pub mod time;
 pub mod vat;
+pub mod virtual_account;
 pub mod webhook;
