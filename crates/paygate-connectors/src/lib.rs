@@ -16,6 +16,7 @@ use paygate_domain::money::Money;
 use paygate_domain::time::UnixMillis;
 
 pub mod bank;
+pub mod bank_notify;
 pub mod http;
 pub mod sandbox;
 
