@@ -209,7 +209,7 @@ impl FaultPlan {
 }
 
 /// SplitMix64's finaliser: a cheap, well-mixed 64-bit permutation, enough for test fault rates.
-fn splitmix64(input: u64) -> u64 {
+pub(crate) fn splitmix64(input: u64) -> u64 {
     let mut z = input.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -217,7 +217,7 @@ fn splitmix64(input: u64) -> u64 {
 }
 
 /// FNV-1a: a stable hash of a string (std's `DefaultHasher` is not guaranteed stable across Rust releases).
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xCBF2_9CE4_8422_2325, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3)
     })
