@@ -17,6 +17,7 @@ use paygate_domain::time::UnixMillis;
 
 pub mod bank;
 pub mod bank_notify;
+pub mod bank_wire;
 pub mod http;
 pub mod sandbox;
 
