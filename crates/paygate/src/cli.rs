@@ -74,8 +74,65 @@ enum Command {
     },
     /// Run the sandbox acquirers A, B and C as their own process (JSON over HTTP), with fault injection.
     AcquirerSim(SimArgs),
+    /// Run the sandbox bank (virtual accounts, deposits and their notifications, refunds; BANK-PROTOCOL.md) as its
+    /// own process, or make a deposit at a running one.
+    BankSim {
+        #[command(subcommand)]
+        command: Option<BankSimCommand>,
+        #[command(flatten)]
+        args: BankSimArgs,
+    },
     /// Print the OpenAPI 3.1 document of the API (what `GET /v1/openapi.json` serves).
     Openapi,
+}
+
+#[derive(Args, Debug)]
+struct BankSimArgs {
+    /// Address to listen on; port 0 picks a free port (printed).
+    #[arg(long, default_value = "127.0.0.1:9200")]
+    listen: std::net::SocketAddr,
+    /// Where deposit notifications (입금통보) are posted; without it deposits are found through the feed only.
+    #[arg(long)]
+    notify_url: Option<String>,
+    /// The secret notifications are signed with (HMAC-SHA256); also read from PAYGATE_BANK_NOTIFY_SECRET.
+    #[arg(long, env = "PAYGATE_BANK_NOTIFY_SECRET", hide_env_values = true, default_value = "")]
+    notify_secret: String,
+    /// Per mille of deposits whose notification is never sent.
+    #[arg(long, default_value_t = 0)]
+    notification_lost_per_mille: u16,
+    /// Per mille of deposits notified three times.
+    #[arg(long, default_value_t = 0)]
+    notification_duplicate_per_mille: u16,
+    /// Per mille of deposits notified only after --notification-delay-ms.
+    #[arg(long, default_value_t = 0)]
+    notification_delayed_per_mille: u16,
+    #[arg(long, default_value_t = 5_000)]
+    notification_delay_ms: u32,
+    /// Per mille of deposits with a reference that are made for one unit less than asked.
+    #[arg(long, default_value_t = 0)]
+    wrong_amount_per_mille: u16,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum BankSimCommand {
+    /// Deposit money into an account at a running bank simulator, as a buyer at an ATM would.
+    Deposit {
+        /// The virtual account's number.
+        #[arg(long)]
+        account: String,
+        /// In the currency's minor units (won).
+        #[arg(long)]
+        amount: i64,
+        #[arg(long, default_value = "KRW")]
+        currency: String,
+        #[arg(long, default_value = "홍길동")]
+        depositor: String,
+        /// The simulator's address.
+        #[arg(long, default_value = "http://127.0.0.1:9200")]
+        url: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -309,6 +366,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::AcquirerSim(args) => acquirer_sim(args).await,
+        Command::BankSim { command: None, args } => bank_sim(args).await,
+        Command::BankSim {
+            command:
+                Some(BankSimCommand::Deposit {
+                    account,
+                    amount,
+                    currency,
+                    depositor,
+                    url,
+                }),
+            ..
+        } => bank_deposit(&url, &account, amount, &currency, &depositor).await,
         Command::Key { command } => key(config, command).await,
         Command::Openapi => {
             use std::io::Write;
@@ -657,6 +726,81 @@ async fn select_key(app: &App, selector: &KeySelector) -> anyhow::Result<ApiKeyI
         ),
         _ => bail!("merchant {merchant} has several active keys of that kind; use --key-id"),
     }
+}
+
+async fn bank_sim(args: BankSimArgs) -> anyhow::Result<()> {
+    use paygate_connectors::bank_notify::NotificationFaults;
+    use paygate_connectors::http::{BankSimConfig, BankSimulator};
+    if args.notify_url.is_some() && args.notify_secret.is_empty() {
+        bail!("--notify-url needs --notify-secret (or PAYGATE_BANK_NOTIFY_SECRET): notifications are signed");
+    }
+    let config = BankSimConfig {
+        notify_url: args.notify_url,
+        notify_secret: args.notify_secret.into_bytes(),
+        faults: NotificationFaults {
+            lost_per_mille: args.notification_lost_per_mille,
+            duplicate_per_mille: args.notification_duplicate_per_mille,
+            delayed_per_mille: args.notification_delayed_per_mille,
+            delay_ms: args.notification_delay_ms,
+            wrong_amount_per_mille: args.wrong_amount_per_mille,
+            seed: args.seed,
+        },
+        ..BankSimConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    println!("paygate bank-sim listening on http://{address}");
+    BankSimulator::new(config).serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn bank_deposit(url: &str, account: &str, amount: i64, currency: &str, depositor: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "accountNumber": account, "amount": amount, "currency": currency, "depositorName": depositor,
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/bank/deposits", url.trim_end_matches('/')))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the bank simulator at {url}"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response
+        .json()
+        .await
+        .context("the bank simulator's answer is not JSON")?;
+    match answer["result"].as_str() {
+        Some("ACCEPTED") => {
+            println!(
+                "deposited {amount} {currency} into {account}: {} (seq {})",
+                answer["depositId"].as_str().unwrap_or("?"),
+                answer["seq"]
+            );
+            Ok(())
+        }
+        Some("REFUSED") => bail!(
+            "the bank refused the deposit: {}",
+            answer["code"].as_str().unwrap_or("?")
+        ),
+        _ => bail!("the bank simulator answered {status}: {answer}"),
+    }
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn acquirer_sim(args: SimArgs) -> anyhow::Result<()> {

@@ -216,7 +216,7 @@ type SharedState = State<Arc<Shared>>;
 
 /// An answer given before the operation runs (unknown acquirer, bad body, overload); boxed because a `Response`
 /// is large and these paths are rare.
-type Early = Box<Response>;
+pub(crate) type Early = Box<Response>;
 
 async fn healthz(State(shared): SharedState) -> Response {
     Json(HealthWire {
@@ -445,7 +445,7 @@ impl Shared {
 }
 
 /// Reads and parses a JSON body. The error never echoes the body: it may hold a card number.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Early> {
+pub(crate) fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Early> {
     let bytes = body.map_err(|rejection| {
         Box::new(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             error_response(
@@ -480,7 +480,7 @@ fn unknown_acquirer() -> Response {
     )
 }
 
-fn error_response(status: StatusCode, error: &str, message: &str) -> Response {
+pub(crate) fn error_response(status: StatusCode, error: &str, message: &str) -> Response {
     let body = ErrorWire {
         error: error.to_owned(),
         message: message.to_owned(),
