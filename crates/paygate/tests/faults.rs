@@ -289,8 +289,10 @@ async fn racing_cancels_and_confirms_over_two_gateways() {
     for task in tasks {
         let (status, body) = task.await.unwrap();
         // 200: refunded; 202: refunded or being refunded, recorded shortly; 403: over the balance; 409: lost a race
-        // before anything was sent.
-        assert!(matches!(status, 200 | 202 | 403 | 409), "{status}: {body}");
+        // before anything was sent; 400 ALREADY_CANCELED_PAYMENT: arrived after the winners had cancelled it all
+        // (seen under CI load, when the requests spread out in time).
+        let late = status == 400 && body["code"] == "ALREADY_CANCELED_PAYMENT";
+        assert!(matches!(status, 200 | 202 | 403 | 409) || late, "{status}: {body}");
         *outcomes.entry(status).or_default() += 1;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
