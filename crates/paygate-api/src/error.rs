@@ -73,10 +73,15 @@ pub enum ErrorCode {
     InvalidBillKeyRequest,
     NotMatchesCustomerKey,
     InvalidBillingAuth,
+    InvalidBank,
+    ExceedMaxValidHours,
+    ExceedMaxDueDate,
+    InvalidValidHoursWithDueDate,
+    BankUnavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 56] = [
+    pub const ALL: [ErrorCode; 61] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -133,6 +138,11 @@ impl ErrorCode {
         ErrorCode::InvalidBillKeyRequest,
         ErrorCode::NotMatchesCustomerKey,
         ErrorCode::InvalidBillingAuth,
+        ErrorCode::InvalidBank,
+        ErrorCode::ExceedMaxValidHours,
+        ErrorCode::ExceedMaxDueDate,
+        ErrorCode::InvalidValidHoursWithDueDate,
+        ErrorCode::BankUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +203,11 @@ impl ErrorCode {
             ErrorCode::InvalidBillKeyRequest => "INVALID_BILL_KEY_REQUEST",
             ErrorCode::NotMatchesCustomerKey => "NOT_MATCHES_CUSTOMER_KEY",
             ErrorCode::InvalidBillingAuth => "INVALID_BILLING_AUTH",
+            ErrorCode::InvalidBank => "INVALID_BANK",
+            ErrorCode::ExceedMaxValidHours => "EXCEED_MAX_VALID_HOURS",
+            ErrorCode::ExceedMaxDueDate => "EXCEED_MAX_DUE_DATE",
+            ErrorCode::InvalidValidHoursWithDueDate => "INVALID_VALID_HOURS_WITH_DUE_DATE_AND_SINGLE",
+            ErrorCode::BankUnavailable => "BANK_UNAVAILABLE",
         }
     }
 
@@ -268,6 +283,11 @@ impl ErrorCode {
             ErrorCode::InvalidBillKeyRequest | ErrorCode::NotMatchesCustomerKey | ErrorCode::InvalidBillingAuth => {
                 StatusCode::BAD_REQUEST
             }
+            ErrorCode::InvalidBank
+            | ErrorCode::ExceedMaxValidHours
+            | ErrorCode::ExceedMaxDueDate
+            | ErrorCode::InvalidValidHoursWithDueDate => StatusCode::BAD_REQUEST,
+            ErrorCode::BankUnavailable => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -409,6 +429,11 @@ pub fn field_error(error: &FieldError) -> ApiError {
         FieldReason::InvalidCardNumber => ErrorCode::InvalidCardNumber,
         FieldReason::InvalidCardExpiration => ErrorCode::InvalidCardExpiration,
         FieldReason::OrderIdMismatch => ErrorCode::OrderIdMismatch,
+        FieldReason::InvalidBank => ErrorCode::InvalidBank,
+        FieldReason::ExceedMaxValidHours => ErrorCode::ExceedMaxValidHours,
+        FieldReason::ExceedMaxDueDate => ErrorCode::ExceedMaxDueDate,
+        FieldReason::InvalidDate => ErrorCode::InvalidDate,
+        FieldReason::ValidHoursWithDueDate => ErrorCode::InvalidValidHoursWithDueDate,
     };
     ApiError::new(code, error.message.clone()).with_param(error.param)
 }
@@ -552,6 +577,13 @@ pub fn payment_error_ref(error: &PaymentError) -> ApiError {
             ErrorCode::NoAcquirerRoute,
             "no acquirer serves this card for this merchant and mode",
         ),
+        PaymentError::BankUnavailable { message } => {
+            tracing::warn!(%message, "bank unavailable");
+            ApiError::new(
+                ErrorCode::BankUnavailable,
+                "the bank could not process the request; nothing was recorded, retrying is safe",
+            )
+        }
         PaymentError::CancelRefused { message, acquirer_code } => {
             ApiError::new(ErrorCode::CancelRefused, "the acquirer refused the cancel").with_details(ErrorDetails {
                 acquirer_code: Some(acquirer_code),

@@ -28,7 +28,9 @@ use utoipa_axum::routes;
 use paygate_domain::event::EventType;
 
 use crate::error::ErrorCode;
-use crate::routes::{billing, billing_pages, encryption_keys, health, hosted, merchants, payments, webhooks};
+use crate::routes::{
+    billing, billing_pages, encryption_keys, health, hosted, merchants, payments, virtual_accounts, webhooks,
+};
 use crate::AppState;
 
 /// The API under `/v1` (authenticated by the caller's layers), as a router that also carries its document.
@@ -47,6 +49,7 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::cancel))
         .routes(routes!(payments::authenticate))
         .routes(routes!(payments::transactions))
+        .routes(routes!(virtual_accounts::issue))
         .routes(routes!(billing::issue_card))
         .routes(routes!(billing_pages::issue))
         .routes(routes!(billing_pages::start))
@@ -68,6 +71,7 @@ pub fn public_router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(virtual_accounts::bank_notification))
 }
 
 /// The hosted pages (HTML for the buyer) and the assets the gateway serves itself: documented, outside `/v1`.
@@ -165,6 +169,10 @@ fn base() -> OpenApi {
             tag(
                 "Billing",
                 "Billing keys (빌링키): register a card once, charge it later",
+            ),
+            tag(
+                "Virtual accounts",
+                "Virtual accounts (가상계좌): issue one for a payment; the bank's deposit notifications pay it",
             ),
             tag("Webhooks", "Webhook endpoints, events and their deliveries"),
             tag("Merchant", "The merchant's own settings and keys"),
@@ -280,6 +288,22 @@ pub fn operation_errors(operation_id: &str) -> Vec<ErrorCode> {
         "getEvent" | "resendEvent" | "listEvents" => vec![E::NotFoundEvent],
         "updateMerchantSettings" => vec![E::InvalidUrl],
         "rotateEncryptionKey" => vec![E::AlreadyProcessingRequest],
+        "issueVirtualAccount" => vec![
+            E::InvalidBank,
+            E::ExceedMaxValidHours,
+            E::ExceedMaxDueDate,
+            E::InvalidDate,
+            E::InvalidValidHoursWithDueDate,
+            E::InvalidUrl,
+            E::DuplicatedOrderId,
+            E::BankUnavailable,
+        ],
+        "bankDepositNotification" => vec![
+            E::NotFound,
+            E::UnauthorizedKey,
+            E::NotFoundPayment,
+            E::AlreadyProcessingRequest,
+        ],
         _ => vec![],
     };
     if matches!(
@@ -567,6 +591,7 @@ fn event_data_schema(event: EventType) -> &'static str {
         EventType::BillingIssued => "Billing",
         EventType::BillingDeleted => "BillingDeletedData",
         EventType::WebhookEndpointDisabled => "EndpointDisabledData",
+        EventType::DepositCallback => "DepositCallbackData",
     }
 }
 
@@ -578,6 +603,9 @@ fn event_summary(event: EventType) -> &'static str {
         EventType::WebhookEndpointDisabled => {
             "A webhook endpoint was disabled after failing too long (sent to the merchant's other endpoints)"
         }
+        EventType::DepositCallback => {
+            "A virtual account's payment changed status (issued, deposited, expired, cancelled): `data`'s fields are also at the top level, as Toss sends them"
+        }
     }
 }
 
@@ -585,7 +613,7 @@ fn event_summary(event: EventType) -> &'static str {
 /// Standard Webhooks headers that sign it.
 fn add_webhooks(doc: &mut OpenApi) {
     use paygate_app::billing::wire::BillingDeletedData;
-    use paygate_app::outbox::{EndpointDisabledData, WebhookEnvelope};
+    use paygate_app::outbox::{DepositCallbackData, EndpointDisabledData, WebhookEnvelope};
     use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
     use utoipa::openapi::request_body::RequestBodyBuilder;
     use utoipa::openapi::schema::AllOfBuilder;
@@ -596,6 +624,7 @@ fn add_webhooks(doc: &mut OpenApi) {
         (WebhookEnvelope::name(), WebhookEnvelope::schema()),
         (EndpointDisabledData::name(), EndpointDisabledData::schema()),
         (BillingDeletedData::name(), BillingDeletedData::schema()),
+        (DepositCallbackData::name(), DepositCallbackData::schema()),
     ] {
         components.schemas.insert(name.into_owned(), schema);
     }

@@ -41,9 +41,45 @@ pub fn toss_webhook_local(at: UnixMillis) -> String {
     format_kst(at, LOCAL)
 }
 
+/// A deadline as Toss takes it (`dueDate`): KST local time without offset, `2026-11-30T15:17:19`, or RFC 3339 with
+/// an offset (what Toss's answers print). `None` if it is neither.
+pub fn parse_deadline(text: &str) -> Option<UnixMillis> {
+    const LOCAL: &[BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let at = match time::PrimitiveDateTime::parse(text, LOCAL) {
+        Ok(local) => local.assume_offset(KST),
+        Err(_) => OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?,
+    };
+    let millis = at.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(millis).ok().map(UnixMillis::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_are_read_in_both_of_toss_forms() {
+        let second = 1_795_417_492_000;
+        assert_eq!(parse_deadline("2026-11-23T16:04:52"), Some(UnixMillis::new(second)));
+        assert_eq!(
+            parse_deadline("2026-11-23T16:04:52+09:00"),
+            Some(UnixMillis::new(second))
+        );
+        assert_eq!(
+            parse_deadline("2026-11-23T07:04:52.5Z"),
+            Some(UnixMillis::new(second + 500))
+        );
+        for bad in [
+            "2026-11-23",
+            "2026-11-23 16:04:52",
+            "tomorrow",
+            "2026-13-01T00:00:00",
+            "",
+        ] {
+            assert_eq!(parse_deadline(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn always_three_fractional_digits_in_kst() {

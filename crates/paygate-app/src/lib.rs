@@ -5,6 +5,7 @@
 //! It knows nothing about HTTP.
 
 pub mod auth;
+pub mod bank;
 pub mod billing;
 pub mod clock;
 pub mod enc_keys;
@@ -91,18 +92,21 @@ pub struct AppInner {
     vault: vault::Vault,
     vault_config: vault::VaultConfig,
     acquirers: payments::Acquirers,
+    banks: bank::Banks,
     payments: payments::PaymentConfig,
     outbox: outbox::OutboxConfig,
     idempotency: idempotency::IdempotencyOptions,
     deliverer: Arc<paygate_outbound::Deliverer>,
     /// Derives receipt tokens and sandbox OTPs; derived from the pepper so it is stable across restarts.
-    receipt_key: Vec<u8>,
+    pub(crate) receipt_key: Vec<u8>,
 }
 
 /// What an [`App`] is built from besides the store, secrets and clock.
 #[derive(Clone, Default)]
 pub struct AppOptions {
     pub acquirers: payments::Acquirers,
+    /// The banks of the bank methods; none: virtual accounts are refused (`INVALID_BANK`).
+    pub banks: bank::Banks,
     pub payments: payments::PaymentConfig,
     pub outbox: outbox::OutboxConfig,
     pub idempotency: idempotency::IdempotencyOptions,
@@ -113,8 +117,11 @@ impl App {
     /// An app with the in-process sandbox acquirers and default payment settings.
     pub fn new(store: Arc<dyn Store>, secrets: &Secrets, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         let (acquirers, _) = payments::Acquirers::in_process_sandbox();
+        let notify_secret = bank::Banks::sandbox_notify_secret(secrets);
+        let (banks, _) = bank::Banks::in_process_sandbox(clock.now(), &notify_secret);
         let options = AppOptions {
             acquirers,
+            banks,
             ..AppOptions::default()
         };
         App::with_options(store, secrets, clock, options)
@@ -147,6 +154,7 @@ impl App {
                 vault,
                 vault_config: options.vault,
                 acquirers: options.acquirers,
+                banks: options.banks,
                 payments: options.payments,
                 outbox,
                 idempotency: options.idempotency,
@@ -186,7 +194,7 @@ pub fn random_byte() -> u8 {
 }
 
 /// HMAC-SHA256 of a label under a secret: a separate key per purpose from one secret.
-fn derive_key(secret: &[u8], label: &[u8]) -> Vec<u8> {
+pub(crate) fn derive_key(secret: &[u8], label: &[u8]) -> Vec<u8> {
     use hmac::Mac;
     match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) {
         Ok(mut mac) => {

@@ -58,9 +58,9 @@ pub fn nullable_instant() -> Object {
     instant_described(true)
 }
 
-/// `카드`: Toss's Korean spelling of the only method paygate offers so far.
+/// Toss's Korean spelling of the methods paygate offers.
 pub fn method() -> Object {
-    string_enum(["카드"])
+    string_enum(paygate_domain::payment::PaymentMethod::ALL.map(|m| m.korean()))
 }
 
 /// `test` or `live`.

@@ -170,6 +170,8 @@ struct Account {
 #[derive(Default)]
 struct State {
     serial: u64,
+    /// Set by [`SandboxBank::with_serial_start`]: makes deposit IDs unique across restarts.
+    deposit_prefix: String,
     accounts: HashMap<String, Account>,
     by_reference: HashMap<(String, String), String>,
     deposits: Vec<Deposit>,
@@ -230,6 +232,19 @@ impl SandboxBank {
 
     pub fn with_clock(mut self, clock: impl Fn() -> UnixMillis + Send + Sync + 'static) -> SandboxBank {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Starts account serials after `start` and prefixes deposit IDs with it. The bank keeps its state in memory: an
+    /// in-process bank restarted with the current time in milliseconds as `start` issues no account number and no
+    /// deposit ID it issued before (unless a previous run issued more accounts than milliseconds passed since it
+    /// started), while the gateway's database still remembers those.
+    pub fn with_serial_start(self, start: u64) -> SandboxBank {
+        {
+            let mut state = self.lock();
+            state.serial = start % 10_000_000_000;
+            state.deposit_prefix = format!("{start}_");
+        }
         self
     }
 
@@ -355,7 +370,7 @@ impl SandboxBank {
         let seq = u64::try_from(state.deposits.len()).map_err(|_| BankRefusal::Capacity)? + 1;
         let deposit = Deposit {
             seq,
-            deposit_id: format!("dep_{seq:012}"),
+            deposit_id: format!("dep_{}{seq:012}", state.deposit_prefix),
             merchant_id,
             account_number: request.account_number.clone(),
             bank_code,
@@ -462,6 +477,57 @@ impl SandboxBank {
 
 /// A 14-digit account number: `9`, the bank code, a 10-digit serial, and a Luhn check digit, so a mistyped number
 /// is an unknown account rather than someone else's.
+/// The gateway's side of a bank: what paygate asks of the bank that issues its virtual accounts and pays its
+/// refunds. Every request carries a reference, and a repeat answers the first answer, so a call whose answer was
+/// lost may be sent again. `Err` is a transport failure (the request may or may not have been applied);
+/// `Ok(Err(refusal))` is the bank's answer.
+#[async_trait::async_trait]
+pub trait BankConnector: Send + Sync + 'static {
+    /// Whether this bank issues accounts for `bank` (a bank code).
+    fn serves(&self, bank: Bank) -> bool;
+
+    /// The bank codes it issues accounts for.
+    fn banks(&self) -> Vec<Bank>;
+
+    async fn issue_account(
+        &self,
+        request: &IssueAccount,
+    ) -> Result<Result<IssuedAccount, BankRefusal>, crate::ConnectorError>;
+
+    /// Closes an account: later deposits are refused at the bank. Closing a closed account changes nothing.
+    async fn close_account(
+        &self,
+        merchant_id: &str,
+        account_number: &str,
+    ) -> Result<Result<(), BankRefusal>, crate::ConnectorError>;
+}
+
+#[async_trait::async_trait]
+impl BankConnector for SandboxBank {
+    fn serves(&self, bank: Bank) -> bool {
+        self.banks.contains(&bank)
+    }
+
+    fn banks(&self) -> Vec<Bank> {
+        self.banks.to_vec()
+    }
+
+    async fn issue_account(
+        &self,
+        request: &IssueAccount,
+    ) -> Result<Result<IssuedAccount, BankRefusal>, crate::ConnectorError> {
+        Ok(self.issue(request))
+    }
+
+    async fn close_account(
+        &self,
+        merchant_id: &str,
+        account_number: &str,
+    ) -> Result<Result<(), BankRefusal>, crate::ConnectorError> {
+        Ok(self.close(merchant_id, account_number))
+    }
+}
+
 fn account_number(bank: &Bank, serial: u64) -> String {
     let body = format!("9{}{:010}", bank.code(), serial % 10_000_000_000);
     let check = luhn_check_digit(&body);

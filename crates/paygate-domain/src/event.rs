@@ -16,14 +16,18 @@ pub enum EventType {
     BillingIssued,
     /// A billing key was deleted (Toss's event; `data` is `{billingKey, reason}`).
     BillingDeleted,
+    /// A virtual account's payment changed status (issued, deposited, cancelled, expired): Toss's event, whose
+    /// body carries `secret`, `status`, `transactionKey` and `orderId` at the top level.
+    DepositCallback,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 5] = [
         EventType::PaymentStatusChanged,
         EventType::WebhookEndpointDisabled,
         EventType::BillingIssued,
         EventType::BillingDeleted,
+        EventType::DepositCallback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +36,7 @@ impl EventType {
             EventType::WebhookEndpointDisabled => "WEBHOOK_ENDPOINT_DISABLED",
             EventType::BillingIssued => "BILLING_ISSUED",
             EventType::BillingDeleted => "BILLING_DELETED",
+            EventType::DepositCallback => "DEPOSIT_CALLBACK",
         }
     }
 

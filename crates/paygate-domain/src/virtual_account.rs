@@ -288,6 +288,9 @@ pub struct BankDepositFields {
     pub return_status: ReturnStatus,
     /// The refund that returns it, once asked for.
     pub return_refund: Option<BankRefundId>,
+    /// When the return worker next asks the bank to return it (or about its return); `None` when nothing is due.
+    pub next_attempt_at: Option<UnixMillis>,
+    pub attempts: u32,
     pub version: i64,
 }
 
@@ -342,12 +345,15 @@ impl BankDeposit {
             held_because: None,
             return_status: ReturnStatus::NotNeeded,
             return_refund: None,
+            next_attempt_at: None,
+            attempts: 0,
             version: 1,
         });
         let (decision, paid) = account.take_deposit(&deposit);
         if let DepositDecision::Refund(reason) = decision {
             deposit.0.held_because = Some(reason);
             deposit.0.return_status = ReturnStatus::Requested;
+            deposit.0.next_attempt_at = Some(deposit.received_at);
         }
         (deposit, paid)
     }
@@ -382,6 +388,7 @@ impl BankDeposit {
         } else {
             ReturnStatus::Failed
         };
+        next.next_attempt_at = None;
         next.version = self.version.saturating_add(1);
         Ok(BankDeposit(next))
     }

@@ -13,8 +13,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use paygate_domain::api_key::Mode;
+use paygate_domain::bank::Bank;
 use paygate_domain::id::{
-    ApiKeyId, BillingAuthId, BillingKeyId, EventId, JournalId, MerchantId, PaymentId, TransactionKey, WebhookEndpointId,
+    ApiKeyId, BankRefundId, BillingAuthId, BillingKeyId, DepositId, EventId, JournalId, MerchantId, PaymentId,
+    TransactionKey, WebhookEndpointId,
 };
 use paygate_domain::time::UnixMillis;
 
@@ -187,7 +189,9 @@ id_values!(
     TransactionKey,
     JournalId,
     BillingKeyId,
-    BillingAuthId
+    BillingAuthId,
+    DepositId,
+    BankRefundId
 );
 
 /// A column's value as read.
@@ -397,6 +401,8 @@ copy_args!(
     WebhookEndpointId,
     BillingKeyId,
     BillingAuthId,
+    DepositId,
+    Bank,
     Option<MerchantId>,
     Option<EventId>
 );

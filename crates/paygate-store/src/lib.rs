@@ -26,6 +26,7 @@ pub mod sqlite;
 pub mod testing;
 mod url;
 mod vault;
+mod virtual_accounts;
 
 use std::sync::Arc;
 
@@ -38,7 +39,7 @@ pub use idempotency::{
     IdempotencyRecord, IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyStore, IdempotencyWrite,
     StoredResponse,
 };
-pub use ledger::{JournalEntry, LedgerAudit, LedgerStore};
+pub use ledger::{JournalEntry, JournalOf, LedgerAudit, LedgerStore};
 pub use merchants::{MerchantStore, NewApiKey, StoredEncKey};
 pub use migrate::MigrationReport;
 pub use outbox::{
@@ -51,6 +52,7 @@ pub use payments::{
 };
 pub use url::{DatabaseUrl, DatabaseUrlError};
 pub use vault::{DataKeyRecord, DataKeyState, Resealed, SealedCount, SealedKind, SealedRow, VaultStore};
+pub use virtual_accounts::{BankChanges, VirtualAccountStore};
 // Domain entities the store's traits take and return, re-exported so that callers which used to import them from
 // here keep compiling; new code imports them from `paygate_domain`.
 pub use paygate_domain::checkout::{CheckoutEntry, CheckoutSession};
@@ -188,6 +190,7 @@ pub trait Store:
     + BillingAuthStore
     + VaultStore
     + LedgerStore
+    + VirtualAccountStore
     + OutboxStore
     + IdempotencyStore
     + Send

@@ -26,7 +26,7 @@ use paygate_domain::time::UnixMillis;
 use paygate_domain::vat::VatSplit;
 use paygate_store::{
     AcquirerContract, CheckoutCardChange, CheckoutEntry, CheckoutSession, InsertPaymentOutcome, JournalEntry,
-    PaymentUpdate, Sealed, Store, StoreError, StoredEncKey, TransactionQuery,
+    JournalOf, PaymentUpdate, Sealed, Store, StoreError, StoredEncKey, TransactionQuery,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -171,7 +171,7 @@ fn pending_cancel(p: &Payment, amount: i64, now: i64, retry_at: i64) -> PaymentT
 fn approval_journal(p: &Payment, t: &PaymentTransaction, now: i64) -> JournalEntry {
     JournalEntry {
         id: JournalId::new(at(now), entropy()),
-        transaction_key: t.key,
+        of: JournalOf::Transaction(t.key),
         journal: Journal::card_approval(p.merchant_id, ACQUIRER, t.amount).unwrap(),
         created_at: at(now),
     }
@@ -180,7 +180,7 @@ fn approval_journal(p: &Payment, t: &PaymentTransaction, now: i64) -> JournalEnt
 fn cancel_journal(p: &Payment, t: &PaymentTransaction, now: i64) -> JournalEntry {
     JournalEntry {
         id: JournalId::new(at(now), entropy()),
-        transaction_key: t.key,
+        of: JournalOf::Transaction(t.key),
         journal: Journal::card_cancel(p.merchant_id, ACQUIRER, t.amount).unwrap(),
         created_at: at(now),
     }

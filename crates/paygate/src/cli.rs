@@ -339,23 +339,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "postings": audit.postings,
                         "unbalancedJournals": audit.unbalanced_journals,
                         "mismatchedPayments": audit.mismatched_payments.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "mismatchedDeposits": audit.mismatched_deposits.iter().map(ToString::to_string).collect::<Vec<_>>(),
                         "totals": totals,
                     })
                 );
             } else {
                 println!(
-                    "ledger: {} journals, {} postings, totals [{}], {} unbalanced journals, {} mismatched payments",
+                    "ledger: {} journals, {} postings, totals [{}], {} unbalanced journals, {} mismatched payments, \
+                     {} mismatched deposits",
                     audit.journals,
                     audit.postings,
                     totals.join(", "),
                     audit.unbalanced_journals.len(),
-                    audit.mismatched_payments.len()
+                    audit.mismatched_payments.len(),
+                    audit.mismatched_deposits.len()
                 );
                 for journal in &audit.unbalanced_journals {
                     println!("  unbalanced journal {journal}");
                 }
                 for payment in &audit.mismatched_payments {
                     println!("  mismatched payment {payment}");
+                }
+                for deposit in &audit.mismatched_deposits {
+                    println!("  mismatched deposit {deposit}");
                 }
             }
             if audit.is_clean() {
@@ -434,7 +440,20 @@ pub async fn open(config: &Config, open_mode: OpenMode) -> anyhow::Result<(Arc<d
             return Err(error);
         }
     };
-    let app = App::with_options(store.clone(), &secrets, Arc::new(SystemClock), app_options(config)?)?;
+    let mut options = app_options(config)?;
+    match config.banks.sandbox.as_str() {
+        "in-process" => {
+            let secret = match config.secrets.bank_notify_secret.as_deref().filter(|s| !s.is_empty()) {
+                Some(configured) => configured.as_bytes().to_vec(),
+                None => paygate_app::bank::Banks::sandbox_notify_secret(&secrets),
+            };
+            options.banks =
+                paygate_app::bank::Banks::in_process_sandbox(paygate_app::Clock::now(&SystemClock), &secret).0;
+        }
+        "off" => {}
+        other => anyhow::bail!("banks.sandbox must be `in-process` or `off`, not {other:?}"),
+    }
+    let app = App::with_options(store.clone(), &secrets, Arc::new(SystemClock), options)?;
     // Every process that seals or opens data loads the vault's data keys (recording the first ones if needed).
     if let Err(error) = app.vault_bootstrap().await {
         store.close().await;
@@ -470,6 +489,8 @@ pub fn app_options(config: &Config) -> anyhow::Result<paygate_app::AppOptions> {
     }
     Ok(paygate_app::AppOptions {
         acquirers,
+        // The bank needs the secrets (its notifications' key); `open` sets it.
+        banks: paygate_app::bank::Banks::new(),
         payments,
         outbox: config.outbox.clone(),
         idempotency: paygate_app::idempotency::IdempotencyOptions {

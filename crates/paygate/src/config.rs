@@ -23,6 +23,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub payments: paygate_app::payments::PaymentConfig,
     pub acquirers: AcquirersConfig,
+    pub banks: BanksConfig,
     pub outbox: paygate_app::outbox::OutboxConfig,
     pub vault: paygate_app::vault::VaultConfig,
 }
@@ -46,6 +47,22 @@ impl Default for AcquirersConfig {
             connect_timeout_ms: 1_000,
             request_timeout_ms: 10_000,
             pool_idle_max: 64,
+        }
+    }
+}
+
+/// Where test-mode bank methods (virtual accounts) go.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BanksConfig {
+    /// `in-process` (a sandbox bank inside the gateway, its routes under `/bank/`) or `off`.
+    pub sandbox: String,
+}
+
+impl Default for BanksConfig {
+    fn default() -> Self {
+        BanksConfig {
+            sandbox: "in-process".into(),
         }
     }
 }
@@ -140,6 +157,9 @@ pub struct SecretsConfig {
     pub api_key_pepper: Option<String>,
     /// Comma-separated `VERSION:HEX` keys (32 bytes each) that seal data at rest. Required with `api_key_pepper`.
     pub vault_keys: Option<String>,
+    /// The secret the test-mode bank signs its deposit notifications with (as `paygate bank-sim --notify-secret`
+    /// takes it). When empty, the in-process sandbox bank uses one derived from the API key pepper.
+    pub bank_notify_secret: Option<String>,
 }
 
 impl std::fmt::Debug for SecretsConfig {
@@ -331,8 +351,10 @@ mod tests {
         let secrets = SecretsConfig {
             api_key_pepper: Some("ab".repeat(32)),
             vault_keys: Some(format!("1:{}", "cd".repeat(32))),
+            bank_notify_secret: Some("efefefef".into()),
         };
         assert!(!format!("{secrets:?}").contains("abab"));
+        assert!(!format!("{secrets:?}").contains("efef"));
         assert!(!format!("{secrets:?}").contains("cdcd"));
     }
 }

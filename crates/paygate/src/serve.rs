@@ -36,7 +36,20 @@ pub async fn run(mut config: Config, open_mode: OpenMode) -> anyhow::Result<()> 
     // stop, not the default action (immediate death).
     let shutdown = shutdown_signal()?;
     let state = paygate_api::AppState::new(app.clone(), config.api()).context("cannot set up metrics")?;
-    let router = paygate_api::router(state);
+    let mut router = paygate_api::router(state);
+    if let Some(bank) = app.banks().sandbox() {
+        // The in-process sandbox bank's own routes (`/bank/…`, BANK-PROTOCOL.md): deposits a test or a person makes
+        // there are notified, signed, to this gateway's `/bank-notifications/test`, like a bank's 입금통보.
+        let simulator = paygate_connectors::http::BankSimulator::with_bank(
+            paygate_connectors::http::BankSimConfig {
+                notify_url: Some(format!("http://{address}/bank-notifications/test")),
+                notify_secret: app.banks().notify_secret(Mode::Test).unwrap_or_default().to_vec(),
+                ..Default::default()
+            },
+            bank.clone(),
+        );
+        router = router.merge(simulator.routes());
+    }
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!(
         "paygate listening on http://{address} ({} database)",

@@ -5,4 +5,5 @@ pub mod health;
 pub mod hosted;
 pub mod merchants;
 pub mod payments;
+pub mod virtual_accounts;
 pub mod webhooks;

@@ -164,7 +164,21 @@ impl App {
             previous_status: event.previous_status.clone(),
             data,
         };
-        let body = serde_json::to_vec(&envelope).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let body = match event.event_type {
+            // Toss's DEPOSIT_CALLBACK is flat: its fields (`secret`, `status`, `transactionKey`, `orderId`) at the
+            // top level, beside the envelope's `createdAt`. They are copied up, and stay in `data` too.
+            EventType::DepositCallback => {
+                let mut value = serde_json::to_value(&envelope).map_err(|e| StoreError::Backend(e.to_string()))?;
+                if let (Some(top), Some(fields)) = (value.as_object_mut(), envelope.data.as_object()) {
+                    for (key, field) in fields {
+                        top.entry(key.clone()).or_insert_with(|| field.clone());
+                    }
+                }
+                serde_json::to_vec(&value)
+            }
+            _ => serde_json::to_vec(&envelope),
+        }
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
         let endpoint = claimed.delivery.endpoint_id.map(|e| e.to_string()).unwrap_or_default();
         let mut secrets = Vec::new();
         for sealed in &claimed.secrets {

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use paygate_domain::event::{DeliveryKind, EventType, RetrySchedule};
 use paygate_domain::id::EventId;
-use paygate_domain::payment::{Payment, PaymentStatus, PaymentTransaction, TransactionKind, TransactionStatus};
+use paygate_domain::payment::{
+    Payment, PaymentMethod, PaymentStatus, PaymentTransaction, TransactionKind, TransactionStatus,
+};
 use paygate_domain::time::DurationMs;
 use paygate_outbound::SsrfPolicy;
 use paygate_store::{NewEvent, NotificationTarget, PaymentUpdate, StoreError};
@@ -99,6 +101,23 @@ impl OutboxConfig {
     }
 }
 
+/// The `data` of `DEPOSIT_CALLBACK`, Toss's fields (copied to the body's top level on delivery) and the payment's key.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DepositCallbackData {
+    /// The payment's `secret`: compare it with the one its issue answered.
+    #[schema(example = "ps_3f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c")]
+    secret: String,
+    /// The payment's status after the change.
+    #[schema(example = "DONE")]
+    status: &'static str,
+    /// The transaction that changed it (the deposit's); `null` before there is one.
+    transaction_key: Option<String>,
+    order_id: String,
+    /// paygate's addition: the payment's key.
+    payment_key: String,
+}
+
 /// Statuses after which the notification URL is called: the outcome of a payment, not its steps.
 fn notifies(status: PaymentStatus) -> bool {
     matches!(
@@ -140,8 +159,8 @@ impl App {
             .as_ref()
             .is_some_and(|t| t.kind == TransactionKind::Cancel && t.status == TransactionStatus::Done);
         if update.payment.status != previous.status || cancel_completed {
-            let event = self.payment_event(previous, &update, None).await?;
-            update.events.push(event);
+            let events = self.payment_events(previous, &update, None).await?;
+            update.events.extend(events);
         }
         self.store().update_payment(&update).await
     }
@@ -154,19 +173,21 @@ impl App {
         mut update: PaymentUpdate,
     ) -> Result<(), StoreError> {
         if update.payment.status != previous.status {
-            let event = self.payment_event(previous, &update, Some(Vec::new())).await?;
-            update.events.push(event);
+            let events = self.payment_events(previous, &update, Some(Vec::new())).await?;
+            update.events.extend(events);
         }
         self.store().update_payment(&update).await
     }
 
-    /// `stored`: the payment's transactions before this update, when the caller knows them (else they are read).
-    async fn payment_event(
+    /// The events of a status change: `PAYMENT_STATUS_CHANGED`, and for a virtual account Toss's
+    /// `DEPOSIT_CALLBACK` too. `stored`: the payment's transactions before this update, when the caller knows them
+    /// (else they are read).
+    async fn payment_events(
         &self,
         previous: &Payment,
         update: &PaymentUpdate,
         stored: Option<Vec<PaymentTransaction>>,
-    ) -> Result<NewEvent, StoreError> {
+    ) -> Result<Vec<NewEvent>, StoreError> {
         let next = &update.payment;
         // The event shows the payment as it will be once this update commits.
         let mut transactions = match stored {
@@ -179,16 +200,37 @@ impl App {
             }
         }
         transactions.extend(update.insert_transactions.iter().cloned());
+        let virtual_account = match (&update.bank.account, next.method) {
+            (Some(account), _) => Some(Box::new(account.clone())),
+            (None, PaymentMethod::VirtualAccount) => self.store().virtual_account(next.id).await?.map(Box::new),
+            (None, _) => None,
+        };
         let view = PaymentView {
+            virtual_account,
             payment: next.clone(),
             transactions,
             focus: None,
         };
-        let body = PaymentBody::new(self, &view);
+        let mut events = vec![self.status_event(&view, Some(previous.status)).await?];
+        if view.virtual_account.is_some() && update.payment.status != previous.status {
+            events.push(self.deposit_callback(&view, Some(previous.status))?);
+        }
+        Ok(events)
+    }
+
+    /// `PAYMENT_STATUS_CHANGED` for the payment as `view` shows it (with the notification URL's call when the
+    /// status is an outcome). `previous`: the status before; `None` for a payment created in this status.
+    pub(crate) async fn status_event(
+        &self,
+        view: &PaymentView,
+        previous: Option<PaymentStatus>,
+    ) -> Result<NewEvent, StoreError> {
+        let next = &view.payment;
+        let body = PaymentBody::new(self, view);
         let data = serde_json::to_string(&body).map_err(|e| StoreError::Backend(e.to_string()))?;
         let now = self.clock().now();
         let notification = if notifies(next.status) {
-            self.notification_target(&view).await?
+            self.notification_target(view).await?
         } else {
             None
         };
@@ -199,9 +241,46 @@ impl App {
             event_type: EventType::PaymentStatusChanged,
             object_id: next.id.to_string(),
             sequence: next.version,
-            previous_status: Some(previous.status.as_str().to_owned()),
+            previous_status: previous.map(|s| s.as_str().to_owned()),
             data,
             notification,
+            created_at: now,
+        })
+    }
+
+    /// Toss's `DEPOSIT_CALLBACK` for a virtual account's payment as `view` shows it: the payment's `secret`, its
+    /// status, the transaction that changed it (the deposit's, or the newest), its orderId.
+    pub(crate) fn deposit_callback(
+        &self,
+        view: &PaymentView,
+        previous: Option<PaymentStatus>,
+    ) -> Result<NewEvent, StoreError> {
+        let payment = &view.payment;
+        let transaction_key = view
+            .transactions
+            .iter()
+            .rev()
+            .find(|t| t.status != TransactionStatus::Failed)
+            .map(|t| t.key.to_string());
+        let data = DepositCallbackData {
+            secret: self.virtual_account_secret(payment.id),
+            status: payment.status.as_str(),
+            transaction_key,
+            order_id: payment.order_id.as_str().to_owned(),
+            payment_key: payment.id.to_string(),
+        };
+        let data = serde_json::to_string(&data).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let now = self.clock().now();
+        Ok(NewEvent {
+            id: EventId::new(now, crate::random_bytes()),
+            merchant_id: payment.merchant_id,
+            mode: payment.mode,
+            event_type: EventType::DepositCallback,
+            object_id: payment.id.to_string(),
+            sequence: payment.version,
+            previous_status: previous.map(|s| s.as_str().to_owned()),
+            data,
+            notification: None,
             created_at: now,
         })
     }
@@ -225,7 +304,7 @@ impl App {
         fields.insert("orderId", payment.order_id.as_str().to_owned());
         fields.insert("orderName", payment.order_name.as_str().to_owned());
         fields.insert("status", payment.status.as_str().to_owned());
-        fields.insert("method", "CARD".to_owned());
+        fields.insert("method", payment.method.as_str().to_owned());
         fields.insert("mode", payment.mode.as_str().to_owned());
         fields.insert("currency", payment.total().currency().code().to_owned());
         fields.insert("totalAmount", payment.total().amount_minor().to_string());

@@ -335,6 +335,7 @@ impl App {
                     Some(lookup) => match lookup.await? {
                         Some(payment) => {
                             let view = PaymentView {
+                                virtual_account: None,
                                 payment,
                                 transactions: Vec::new(),
                                 focus: None,

@@ -9,7 +9,7 @@ use paygate_domain::payment::{
     ApprovalDetails, Failure, Payment, PaymentStatus, PaymentTransaction, TransactionKind, TransactionStatus,
 };
 use paygate_domain::time::DurationMs;
-use paygate_store::{CheckoutCardChange, JournalEntry, PaymentUpdate, StoreError};
+use paygate_store::{CheckoutCardChange, JournalEntry, JournalOf, PaymentUpdate, StoreError};
 
 use super::{answer_write, InternalError, PaymentClaim, PaymentError, PaymentView};
 use crate::App;
@@ -125,6 +125,7 @@ impl App {
                     match self.commit_before_approval(&payment, update).await {
                         // Still waiting for its approval: no transactions yet.
                         Ok(()) => Ok(PaymentView {
+                            virtual_account: None,
                             payment: next,
                             transactions: Vec::new(),
                             focus: None,
@@ -195,13 +196,14 @@ impl App {
         update.insert_transactions.push(transaction);
         update.journals.push(JournalEntry {
             id: JournalId::new(now, crate::random_bytes()),
-            transaction_key: key,
+            of: JournalOf::Transaction(key),
             journal,
             created_at: now,
         });
         update.checkout_card = CheckoutCardChange::Delete;
         // An approval is a payment's first transaction: the answer shows the payment with it alone.
         let view = PaymentView {
+            virtual_account: None,
             payment: next,
             transactions: update.insert_transactions.clone(),
             focus: None,
@@ -274,6 +276,7 @@ impl App {
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Delete;
         let answer = Ok(PaymentView {
+            virtual_account: None,
             payment: next.clone(),
             transactions: Vec::new(),
             focus: None,

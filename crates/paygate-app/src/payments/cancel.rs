@@ -8,7 +8,7 @@ use paygate_domain::ledger::Journal;
 use paygate_domain::money::Money;
 use paygate_domain::payment::{Payment, PaymentRuleError, PaymentTransaction, TransactionKind, TransactionStatus};
 use paygate_domain::time::{DurationMs, UnixMillis};
-use paygate_store::{IdempotencyResource, IdempotencyWrite, JournalEntry, PaymentUpdate, StoreError};
+use paygate_store::{IdempotencyResource, IdempotencyWrite, JournalEntry, JournalOf, PaymentUpdate, StoreError};
 
 use super::command::CancelCommand;
 use super::{
@@ -62,6 +62,18 @@ impl App {
             .amount
             .map(|amount| self.check_amount(amount, "cancelAmount"))
             .transpose()?;
+        // A bank method's payment is cancelled through its bank, not an acquirer.
+        let payment = self
+            .store()
+            .payment(caller.merchant.id, caller.key.mode, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        if payment.method == paygate_domain::payment::PaymentMethod::VirtualAccount {
+            return self
+                .cancel_virtual_account(payment, amount, claim.as_ref())
+                .await
+                .map(Answer::Fresh);
+        }
         let request = CancelRequest {
             amount,
             tax_free: command.tax_free,
@@ -277,6 +289,7 @@ impl App {
                     .map_err(|e| InternalError::Invariant(e.to_string()))?;
                 let mut update = PaymentUpdate::new(payment.version, payment.cancel_completed(settled)?);
                 let answer = Ok(PaymentView {
+                    virtual_account: None,
                     payment: update.payment.clone(),
                     transactions: transactions
                         .iter()
@@ -288,7 +301,7 @@ impl App {
                 update.update_transaction = Some(done);
                 update.journals.push(JournalEntry {
                     id: JournalId::new(now, crate::random_bytes()),
-                    transaction_key: transaction.key,
+                    of: JournalOf::Transaction(transaction.key),
                     journal,
                     created_at: now,
                 });

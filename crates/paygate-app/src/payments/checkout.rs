@@ -83,6 +83,7 @@ impl App {
             .await?;
         match created {
             Created::Payment(payment) => Ok(Answer::Fresh(PaymentView {
+                virtual_account: None,
                 payment,
                 transactions: Vec::new(),
                 focus: None,
@@ -158,6 +159,7 @@ impl App {
         insert.checkout_session = Some(session(payment.id));
         if let Some((_, claim)) = claim {
             let answer = Ok(PaymentView {
+                virtual_account: None,
                 payment: payment.clone(),
                 transactions: Vec::new(),
                 focus: None,
@@ -210,6 +212,7 @@ impl App {
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.checkout_card = CheckoutCardChange::Store(sealed);
         let answer = Ok(PaymentView {
+            virtual_account: None,
             payment: next.clone(),
             transactions: Vec::new(),
             focus: None,

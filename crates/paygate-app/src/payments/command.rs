@@ -27,6 +27,16 @@ pub enum FieldReason {
     InvalidCardExpiration,
     /// The value can never match the payment it names (a confirm's `orderId` that is not even an order ID).
     OrderIdMismatch,
+    /// Not a bank code (or name) of Toss's table, or a bank that does not issue virtual accounts.
+    InvalidBank,
+    /// `validHours` above the maximum.
+    ExceedMaxValidHours,
+    /// `dueDate` in the past or too far ahead.
+    ExceedMaxDueDate,
+    /// `dueDate` is not a date-time in either of Toss's forms.
+    InvalidDate,
+    /// `validHours` and `dueDate` both sent.
+    ValidHoursWithDueDate,
 }
 
 /// A refused request field: which one (the API's camelCase spelling), why, and a message naming it (never
@@ -368,6 +378,72 @@ pub struct KeyInCommand {
     /// Overrides the merchant's notification URL for this payment.
     pub notification_url: Option<NotificationUrl>,
     pub extras: OrderExtras,
+}
+
+/// A virtual account to issue for a new payment (`POST /v1/virtual-accounts`).
+#[derive(Clone, Debug)]
+pub struct VirtualAccountCommand {
+    pub amounts: VatSplit,
+    pub order_id: OrderId,
+    pub order_name: OrderName,
+    /// Who is expected to deposit: required, unlike a card payment's.
+    pub customer_name: CustomerName,
+    pub customer_email: Option<CustomerEmail>,
+    pub bank: paygate_domain::bank::Bank,
+    pub validity: paygate_domain::bank::Validity,
+    pub notification_url: Option<NotificationUrl>,
+    pub extras: OrderExtras,
+}
+
+impl VirtualAccountCommand {
+    /// The bank, by code or name, among those that issue virtual accounts.
+    pub fn bank(text: &str) -> Result<paygate_domain::bank::Bank, FieldError> {
+        paygate_domain::bank::Bank::parse(text.trim())
+            .filter(paygate_domain::bank::Bank::issues_virtual_accounts)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "bank",
+                    FieldReason::InvalidBank,
+                    "`bank` must be the code or name of a bank that issues virtual accounts (docs/bank-methods.md)",
+                )
+            })
+    }
+
+    /// `validHours` or `dueDate` (one of them at most; 168 hours when neither is sent). The deadline's range is
+    /// checked against the clock by the use case.
+    pub fn validity(
+        valid_hours: Option<u32>,
+        due_date: Option<&str>,
+    ) -> Result<paygate_domain::bank::Validity, FieldError> {
+        use paygate_domain::bank::Validity;
+        match (valid_hours, due_date.filter(|d| !d.is_empty())) {
+            (Some(_), Some(_)) => Err(FieldError::new(
+                "validHours",
+                FieldReason::ValidHoursWithDueDate,
+                "send `validHours` or `dueDate`, not both",
+            )),
+            (Some(hours), None) => {
+                if hours == 0 || hours > Validity::HOURS_MAX {
+                    return Err(FieldError::new(
+                        "validHours",
+                        FieldReason::ExceedMaxValidHours,
+                        format!("`validHours` must be between 1 and {}", Validity::HOURS_MAX),
+                    ));
+                }
+                Ok(Validity::Hours(hours))
+            }
+            (None, Some(text)) => crate::instant::parse_deadline(text)
+                .map(Validity::Until)
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "dueDate",
+                        FieldReason::InvalidDate,
+                        "`dueDate` must be a date-time such as 2026-12-31T23:59:59 (Korea time) or with an offset",
+                    )
+                }),
+            (None, None) => Ok(Validity::Hours(Validity::HOURS_DEFAULT)),
+        }
+    }
 }
 
 /// A checkout payment for the buyer to authenticate.

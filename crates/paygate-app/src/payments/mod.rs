@@ -38,7 +38,7 @@ use crate::App;
 pub(crate) use checkout::origin_of as checkout_origin;
 pub use command::{
     AuthenticateCommand, CancelCommand, CardSource, ConfirmCommand, CreateCommand, FieldError, FieldReason,
-    KeyInCommand,
+    KeyInCommand, VirtualAccountCommand,
 };
 pub use paygate_connectors::DeclineCode;
 pub use routing::default_test_contracts;
@@ -71,6 +71,9 @@ pub struct PaymentConfig {
     pub transactions_page_max: u32,
     /// How often the workers look for due work (expiries, inquiries, cancel retries).
     pub worker_interval_ms: u32,
+    /// How long after its due date an unpaid virtual account still waits before it expires with its payment: a
+    /// deposit made before the due date whose notification arrives within it still pays (later, it is returned).
+    pub virtual_account_expiry_grace_ms: u32,
 }
 
 impl Default for PaymentConfig {
@@ -88,6 +91,7 @@ impl Default for PaymentConfig {
             checkout_base_url: String::new(),
             transactions_page_max: 100,
             worker_interval_ms: 500,
+            virtual_account_expiry_grace_ms: 600_000,
         }
     }
 }
@@ -168,6 +172,9 @@ pub enum PaymentError {
     AcquirerUnavailable { payment: Option<Box<Payment>> },
     #[error("no acquirer serves this card for the merchant")]
     NoRoute,
+    /// The bank could not be asked (or answered with a system error); nothing was recorded.
+    #[error("the bank could not process the request: {message}")]
+    BankUnavailable { message: String },
     /// Toss's balance guard (`refundableAmount`) differed from the balance; nothing was cancelled.
     #[error("the balance is {actual}, not the refundableAmount sent")]
     RefundableMismatch { actual: Money },
@@ -214,6 +221,9 @@ impl PaymentError {
                 payment: payment.clone(),
             },
             PaymentError::NoRoute => PaymentError::NoRoute,
+            PaymentError::BankUnavailable { message } => PaymentError::BankUnavailable {
+                message: message.clone(),
+            },
             PaymentError::NotCancelable { status } => PaymentError::NotCancelable { status: *status },
             PaymentError::RefundableMismatch { actual } => PaymentError::RefundableMismatch { actual: *actual },
             PaymentError::CancelRefused { message, acquirer_code } => PaymentError::CancelRefused {
@@ -232,7 +242,10 @@ impl PaymentError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            PaymentError::Concurrent | PaymentError::Idempotency(_) | PaymentError::Internal(_)
+            PaymentError::Concurrent
+                | PaymentError::Idempotency(_)
+                | PaymentError::Internal(_)
+                | PaymentError::BankUnavailable { .. }
         )
     }
 }
@@ -294,6 +307,8 @@ pub struct PaymentView {
     pub transactions: Vec<PaymentTransaction>,
     /// The transaction this response is about (a cancel request), if any.
     pub focus: Option<TransactionKey>,
+    /// A virtual-account payment's account.
+    pub virtual_account: Option<Box<paygate_domain::virtual_account::VirtualAccount>>,
 }
 
 impl PaymentView {
@@ -399,7 +414,14 @@ impl App {
 
     pub(crate) async fn view(&self, payment: Payment) -> Result<PaymentView, PaymentError> {
         let transactions = self.store().payment_transactions(payment.id).await?;
+        let virtual_account = match payment.method {
+            paygate_domain::payment::PaymentMethod::VirtualAccount => {
+                self.store().virtual_account(payment.id).await?.map(Box::new)
+            }
+            _ => None,
+        };
         Ok(PaymentView {
+            virtual_account,
             payment,
             transactions,
             focus: None,

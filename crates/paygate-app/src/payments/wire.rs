@@ -1,7 +1,7 @@
 //! The JSON shape of a payment, shared by API responses and webhook events (so a webhook's `data` is exactly what
 //! `GET /v1/payments/{paymentKey}` returns).
 
-use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
+use paygate_domain::payment::{PaymentMethod, PaymentStatus, TransactionKind, TransactionStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -45,9 +45,9 @@ pub struct PaymentBody {
     culture_expense: bool,
     /// The card, once the acquirer approved; `null` before.
     card: Option<CardBody>,
+    /// The virtual account (가상계좌) that pays the payment; `null` for other methods.
+    virtual_account: Option<VirtualAccountBody>,
     // Payment methods paygate does not offer (yet): always `null`.
-    #[schema(schema_with = schema::always_null)]
-    virtual_account: Option<Never>,
     #[schema(schema_with = schema::always_null)]
     transfer: Option<Never>,
     #[schema(schema_with = schema::always_null)]
@@ -62,9 +62,10 @@ pub struct PaymentBody {
     discount: Option<Never>,
     /// `null` until the first cancel, as Toss writes it.
     cancels: Option<Vec<CancelBodyOut>>,
-    /// Toss's key for verifying virtual-account deposit callbacks: `null` for cards.
-    #[schema(schema_with = schema::always_null)]
-    secret: Option<Never>,
+    /// A virtual account's key: `DEPOSIT_CALLBACK` webhooks carry the same value, which proves them genuine.
+    /// `null` for other methods.
+    #[schema(example = "ps_3f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c")]
+    secret: Option<String>,
     /// `NORMAL`, or `BILLING` for a charge of a billing key.
     #[serde(rename = "type")]
     #[schema(schema_with = payment_type)]
@@ -207,6 +208,51 @@ fn cancel_status() -> utoipa::openapi::Object {
     schema::string_enum(["DONE", "IN_PROGRESS", "ABORTED"])
 }
 
+/// A payment's virtual account, as Toss's `virtualAccount` object.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = PaymentVirtualAccount)]
+struct VirtualAccountBody {
+    /// `일반`: issued for this payment alone.
+    #[schema(schema_with = account_type)]
+    account_type: &'static str,
+    #[schema(example = "92000000000017")]
+    account_number: String,
+    /// The bank's two-digit code (Toss's bank table).
+    #[schema(example = "20")]
+    bank_code: &'static str,
+    /// Who is expected to deposit.
+    #[schema(example = "박토스")]
+    customer_name: String,
+    /// The deposit deadline.
+    #[schema(schema_with = schema::instant)]
+    due_date: String,
+    /// The refund of a cancelled deposit: `NONE`, `PENDING`, `FAILED`, `PARTIAL_FAILED`, `COMPLETED`.
+    #[schema(schema_with = refund_status)]
+    refund_status: &'static str,
+    /// No deposit can pay it any more (its deadline passed, or the payment was cancelled before the deposit).
+    expired: bool,
+    #[schema(schema_with = settlement_status)]
+    settlement_status: &'static str,
+    /// The refund account the buyer entered on a payment page: paygate's pages do not ask for one, so `null`.
+    #[schema(schema_with = schema::always_null)]
+    refund_receive_account: Option<Never>,
+    /// The name on the account that deposited; `null` before the deposit.
+    depositor_name: Option<String>,
+}
+
+fn account_type() -> utoipa::openapi::Object {
+    schema::string_enum(["일반"])
+}
+
+fn refund_status() -> utoipa::openapi::Object {
+    schema::string_enum(paygate_domain::bank::RefundStatus::ALL.map(|s| s.as_str()))
+}
+
+fn settlement_status() -> utoipa::openapi::Object {
+    schema::string_enum(paygate_domain::bank::SettlementStatus::ALL.map(|s| s.as_str()))
+}
+
 /// A link.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Url)]
@@ -234,24 +280,29 @@ impl PaymentBody {
         let approval = p.approval.as_ref();
         // As Toss writes it, a payment has a card object once the acquirer approved (before that, the issuer, the
         // approval number and the card's type are not known).
-        let card = p.card.as_ref().zip(approval).map(|(card, approval)| CardBody {
-            amount: p.total().amount_minor(),
-            issuer_code: approval.issuer_code.clone(),
-            acquirer_code: approval.acquirer_code.clone(),
-            number: card.masked.clone(),
-            installment_plan_months: p.installment.months(),
-            approve_no: approval.approval_number.clone(),
-            use_card_point: false,
-            card_type: approval.card_type.korean(),
-            owner_type: approval.owner_type.korean(),
-            acquire_status: if p.status == PaymentStatus::Canceled {
-                "CANCELED"
-            } else {
-                "READY"
-            },
-            is_interest_free: p.extras.free_installment,
-            interest_payer: p.extras.free_installment.then_some("MERCHANT"),
-        });
+        let card = p
+            .card
+            .as_ref()
+            .zip(approval)
+            .filter(|_| p.method == PaymentMethod::Card)
+            .map(|(card, approval)| CardBody {
+                amount: p.total().amount_minor(),
+                issuer_code: approval.issuer_code.clone(),
+                acquirer_code: approval.acquirer_code.clone(),
+                number: card.masked.clone(),
+                installment_plan_months: p.installment.months(),
+                approve_no: approval.approval_number.clone(),
+                use_card_point: false,
+                card_type: approval.card_type.korean(),
+                owner_type: approval.owner_type.korean(),
+                acquire_status: if p.status == PaymentStatus::Canceled {
+                    "CANCELED"
+                } else {
+                    "READY"
+                },
+                is_interest_free: p.extras.free_installment,
+                interest_payer: p.extras.free_installment.then_some("MERCHANT"),
+            });
         let mut refundable = p.total().amount_minor();
         let cancels: Vec<CancelBodyOut> = view
             .transactions
@@ -320,7 +371,18 @@ impl PaymentBody {
             use_escrow: false,
             culture_expense: false,
             card,
-            virtual_account: None,
+            virtual_account: view.virtual_account.as_ref().map(|a| VirtualAccountBody {
+                account_type: "일반",
+                account_number: a.account_number.clone(),
+                bank_code: a.bank.code(),
+                customer_name: a.customer_name.clone(),
+                due_date: rfc3339(a.due_at),
+                refund_status: a.refund_status.as_str(),
+                expired: a.expired_at(app.clock().now()),
+                settlement_status: a.settlement_status.as_str(),
+                refund_receive_account: None,
+                depositor_name: a.depositor_name.clone(),
+            }),
             transfer: None,
             mobile_phone: None,
             gift_certificate: None,
@@ -328,7 +390,10 @@ impl PaymentBody {
             cash_receipts: None,
             discount: None,
             cancels: (!cancels.is_empty()).then_some(cancels),
-            secret: None,
+            secret: view
+                .virtual_account
+                .as_ref()
+                .map(|a| app.virtual_account_secret(a.payment_id)),
             kind: if p.billing.is_some() { "BILLING" } else { "NORMAL" },
             easy_pay: None,
             country: "KR",
@@ -338,7 +403,7 @@ impl PaymentBody {
                 acquirer_code: f.acquirer_code.clone(),
             }),
             is_partial_cancelable: true,
-            receipt: approval.map(|_| UrlBody {
+            receipt: approval.filter(|_| p.method == PaymentMethod::Card).map(|_| UrlBody {
                 url: app.receipt_url(p.id),
             }),
             checkout,
@@ -348,7 +413,7 @@ impl PaymentBody {
             supplied_amount: part(|r| r.supplied.amount_minor(), p.amounts.supplied().amount_minor()),
             vat: part(|r| r.vat.amount_minor(), p.amounts.vat().amount_minor()),
             tax_free_amount: part(|r| r.tax_free.amount_minor(), p.amounts.tax_free().amount_minor()),
-            method: "카드",
+            method: p.method.korean(),
             version: TOSS_API_VERSION,
             metadata,
             outcome_unknown: view.approval_unknown(),

@@ -49,6 +49,10 @@ impl App {
                 Err(other) => return Err(other.into()),
             }
         }
+        let grace = paygate_domain::time::DurationMs::from_millis(self.payments.virtual_account_expiry_grace_ms);
+        report.expired += self
+            .expire_virtual_accounts(now.saturating_sub(grace), now, batch)
+            .await?;
         let inquiries = self.store().due_inquiries(now, batch).await?;
         report.inquiries = u32::try_from(inquiries.len()).unwrap_or(u32::MAX);
         let resolved = self

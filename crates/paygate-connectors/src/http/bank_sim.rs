@@ -113,8 +113,14 @@ impl BankSimulator {
         &self.shared.bank
     }
 
-    /// The routes of `BANK-PROTOCOL.md` built so far.
+    /// The routes of `BANK-PROTOCOL.md` built so far, answering 404 for anything else.
     pub fn router(&self) -> Router {
+        self.routes().fallback(not_found)
+    }
+
+    /// The routes alone, without a fallback: to merge into another router (the gateway serves the in-process
+    /// sandbox bank's routes beside its own).
+    pub fn routes(&self) -> Router {
         Router::new()
             .route("/bank/healthz", get(healthz))
             .route("/bank/virtual-accounts", post(issue))
@@ -123,7 +129,6 @@ impl BankSimulator {
             .route("/bank/refunds", post(refund))
             .route("/bank/refunds/inquire", post(inquire_refund))
             .route("/bank/journal", get(journal))
-            .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(Arc::clone(&self.shared))
     }

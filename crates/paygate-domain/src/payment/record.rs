@@ -41,6 +41,54 @@ impl Flow {
     }
 }
 
+/// What pays the payment (Toss's `method`, which paygate spells in Korean on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PaymentMethod {
+    /// 카드: approved by a card acquirer.
+    Card,
+    /// 가상계좌: paid by the buyer's deposit into an account a bank issued for this payment.
+    VirtualAccount,
+    /// 계좌이체: debited from the buyer's bank account after the buyer authorized it at the bank.
+    Transfer,
+}
+
+impl PaymentMethod {
+    pub const ALL: [PaymentMethod; 3] = [
+        PaymentMethod::Card,
+        PaymentMethod::VirtualAccount,
+        PaymentMethod::Transfer,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Card => "CARD",
+            PaymentMethod::VirtualAccount => "VIRTUAL_ACCOUNT",
+            PaymentMethod::Transfer => "TRANSFER",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PaymentMethod> {
+        PaymentMethod::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+
+    /// Toss's spelling (`method`).
+    pub fn korean(self) -> &'static str {
+        match self {
+            PaymentMethod::Card => "카드",
+            PaymentMethod::VirtualAccount => "가상계좌",
+            PaymentMethod::Transfer => "계좌이체",
+        }
+    }
+
+    /// Toss's spelling, or the stored one, to a method (`카드`, `CARD`; Toss's SDK also takes `VIRTUAL_ACCOUNT`).
+    pub fn from_request(text: &str) -> Option<PaymentMethod> {
+        PaymentMethod::ALL
+            .into_iter()
+            .find(|m| m.korean() == text || m.as_str() == text)
+    }
+}
+
 /// Where the acquirer call stands. `Unknown` means the request may have been applied: only an inquiry decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApprovalState {
@@ -86,7 +134,9 @@ pub struct Failure {
     pub acquirer_code: Option<String>,
 }
 
-/// What the acquirer said when it approved.
+/// What the acquirer said when it approved. For a virtual account's deposit: `issuer_code` is the bank's code,
+/// `acquirer_transaction_id` the bank's deposit ID, `approved_at` the deposit's time, and the card fields are
+/// empty or unknown.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApprovalDetails {
     pub approval_number: String,
@@ -108,6 +158,7 @@ pub struct Payment {
     pub order_id: OrderId,
     pub order_name: OrderName,
     pub flow: Flow,
+    pub method: PaymentMethod,
     pub status: PaymentStatus,
     pub approval_state: ApprovalState,
     pub amounts: VatSplit,
@@ -241,6 +292,68 @@ impl Payment {
         payment
     }
 
+    /// A payment by virtual account, recorded once the bank issued the account: WAITING_FOR_DEPOSIT until the
+    /// deposit, the due date (`expires_at`) or a cancel. `flow` says whether the merchant's server asked for it
+    /// (`KeyIn`) or the buyer chose it on paygate's page (`Checkout`).
+    pub fn virtual_account(new: NewPayment, flow: Flow, due_at: UnixMillis) -> Result<Payment, PaymentRuleError> {
+        let mut payment = Payment::base(new, flow, PaymentStatus::InProgress);
+        payment.method = PaymentMethod::VirtualAccount;
+        payment.status = transition(payment.status, PaymentEvent::VirtualAccountIssued)?;
+        // As Toss shows it, the whole amount is cancellable while the deposit is awaited (the cancel closes the
+        // account; nothing was paid).
+        payment.balance = payment.total();
+        payment.expires_at = Some(due_at);
+        Ok(payment)
+    }
+
+    /// A virtual account's payment cancelled before its deposit: CANCELED, nothing paid and nothing to refund.
+    pub fn cancelled_unpaid(&self) -> Result<Payment, PaymentRuleError> {
+        if self.status != PaymentStatus::WaitingForDeposit {
+            return Err(TransitionError {
+                from: self.status,
+                event: PaymentEvent::FullyCanceled,
+            }
+            .into());
+        }
+        let mut next = self.next();
+        next.status = transition(self.status, PaymentEvent::FullyCanceled)?;
+        next.balance = Money::zero(self.total().currency());
+        next.expires_at = None;
+        Ok(next)
+    }
+
+    /// The deposit that pays a virtual account arrived: DONE at `deposited_at`, with the whole amount cancellable
+    /// (by a refund to an account the buyer names).
+    pub fn deposit_received(
+        &self,
+        bank_code: &str,
+        deposit_id: &str,
+        deposited_at: UnixMillis,
+    ) -> Result<Payment, PaymentRuleError> {
+        let mut next = self.next();
+        next.status = transition(self.status, PaymentEvent::DepositReceived)?;
+        next.approval_state = ApprovalState::Completed;
+        next.balance = self.total();
+        next.approval = Some(ApprovalDetails {
+            approval_number: String::new(),
+            issuer_code: bank_code.to_owned(),
+            acquirer_code: None,
+            card_type: CardType::Unknown,
+            owner_type: OwnerType::Unknown,
+            acquirer_transaction_id: deposit_id.to_owned(),
+            approved_at: deposited_at,
+        });
+        next.expires_at = None;
+        next.next_inquiry_at = None;
+        Ok(next)
+    }
+
+    /// A change that leaves the payment as it is but must be ordered with its other changes (a deposit that paid
+    /// nothing was recorded against it): only the version moves.
+    pub fn touched(&self) -> Payment {
+        self.next()
+    }
+
     fn base(new: NewPayment, flow: Flow, status: PaymentStatus) -> Payment {
         Payment {
             id: new.id,
@@ -249,6 +362,7 @@ impl Payment {
             order_id: new.order_id,
             order_name: new.order_name,
             flow,
+            method: PaymentMethod::Card,
             status,
             approval_state: ApprovalState::NotRequested,
             balance: Money::zero(new.amounts.total().currency()),
@@ -710,6 +824,56 @@ mod tests {
             expired.approved(details()).is_err(),
             "an expired payment never becomes DONE"
         );
+    }
+
+    #[test]
+    fn a_virtual_account_waits_then_is_paid_or_cancelled_or_expires() {
+        let due = UnixMillis::new(1_000 + 86_400_000);
+        let waiting = Payment::virtual_account(new_payment(15_000), Flow::KeyIn, due).unwrap();
+        assert_eq!(
+            (waiting.status, waiting.method, waiting.balance, waiting.expires_at),
+            (
+                PaymentStatus::WaitingForDeposit,
+                PaymentMethod::VirtualAccount,
+                Money::krw(15_000),
+                Some(due)
+            )
+        );
+        let paid = waiting.deposit_received("20", "dep-1", UnixMillis::new(5_000)).unwrap();
+        assert_eq!(
+            (paid.status, paid.balance, paid.version),
+            (PaymentStatus::Done, Money::krw(15_000), 1)
+        );
+        assert_eq!(
+            paid.approval.as_ref().map(|a| a.approved_at),
+            Some(UnixMillis::new(5_000))
+        );
+        assert!(
+            paid.deposit_received("20", "dep-2", UnixMillis::new(6_000)).is_err(),
+            "paid once"
+        );
+        assert!(
+            paid.cancelled_unpaid().is_err(),
+            "a paid account is refunded, not closed"
+        );
+
+        let cancelled = waiting.cancelled_unpaid().unwrap();
+        assert_eq!(
+            (cancelled.status, cancelled.balance),
+            (PaymentStatus::Canceled, Money::krw(0))
+        );
+        assert!(cancelled
+            .deposit_received("20", "dep-1", UnixMillis::new(5_000))
+            .is_err());
+
+        let expired = waiting.expired().unwrap();
+        assert_eq!(expired.status, PaymentStatus::Expired);
+        assert!(expired.deposit_received("20", "dep-1", UnixMillis::new(5_000)).is_err());
+        assert_eq!(waiting.touched().version, 1);
+        for method in PaymentMethod::ALL {
+            assert_eq!(PaymentMethod::parse(method.as_str()), Some(method));
+            assert_eq!(PaymentMethod::from_request(method.korean()), Some(method));
+        }
     }
 
     #[test]

@@ -9,16 +9,18 @@ use paygate_domain::id::{BillingKeyId, MerchantId, PaymentId, TransactionKey};
 use paygate_domain::money::{Currency, Money};
 use paygate_domain::order::{OrderId, OrderName};
 use paygate_domain::payment::{
-    ApprovalDetails, ApprovalState, Failure, Flow, Metadata, OrderExtras, Payment, PaymentStatus, PaymentTransaction,
-    Route, TransactionKind, TransactionStatus,
+    ApprovalDetails, ApprovalState, Failure, Flow, Metadata, OrderExtras, Payment, PaymentMethod, PaymentStatus,
+    PaymentTransaction, Route, TransactionKind, TransactionStatus,
 };
 use paygate_domain::sealed::Sealed;
 use paygate_domain::time::UnixMillis;
 use paygate_domain::vat::VatSplit;
+use paygate_domain::virtual_account::VirtualAccount;
 
 use crate::db::{aggregate, all, first, vals, Db, Row, Value};
 use crate::ledger::JournalEntry;
 use crate::outbox::NewEvent;
+use crate::virtual_accounts::BankChanges;
 use crate::{IdempotencyWrite, StoreError};
 
 aggregate! {
@@ -71,6 +73,8 @@ pub struct PaymentUpdate {
     pub events: Vec<NewEvent>,
     /// The request's idempotency claim or answer, written in the same transaction.
     pub idempotency: Option<IdempotencyWrite>,
+    /// A bank method's account and deposits.
+    pub bank: BankChanges,
 }
 
 impl PaymentUpdate {
@@ -84,6 +88,7 @@ impl PaymentUpdate {
             checkout_card: CheckoutCardChange::Keep,
             events: Vec::new(),
             idempotency: None,
+            bank: BankChanges::default(),
         }
     }
 }
@@ -97,6 +102,10 @@ pub struct PaymentInsert {
     /// A checkout's session (how it was started, where the browser returns).
     pub checkout_session: Option<CheckoutSession>,
     pub idempotency: Option<IdempotencyWrite>,
+    /// A virtual-account payment's account, as the bank issued it.
+    pub virtual_account: Option<VirtualAccount>,
+    /// Events the new payment causes, written (with their deliveries) in the same transaction.
+    pub events: Vec<NewEvent>,
 }
 
 impl PaymentInsert {
@@ -106,6 +115,8 @@ impl PaymentInsert {
             checkout_card: None,
             checkout_session: None,
             idempotency: None,
+            virtual_account: None,
+            events: Vec::new(),
         }
     }
 }
@@ -147,7 +158,7 @@ macro_rules! payment_columns {
          customer_name, customer_email, failure_code, failure_message, failure_acquirer_code, requested_at, \
          expires_at, next_inquiry_at, inquiry_attempts, version, notification_url, approval_acquirer_code, card_type, \
          card_owner_type, tax_exemption_amount, metadata, customer_mobile_phone, free_installment, billing_key_id, \
-         customer_key"
+         customer_key, method"
     };
 }
 macro_rules! transaction_columns {
@@ -164,7 +175,7 @@ mod sql {
         "INSERT INTO payments (",
         payment_columns!(),
         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-             ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)
+             ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)
          ON CONFLICT (merchant_id, mode, order_id) DO NOTHING"
     );
     /// Every column but the identity ones is rewritten; the WHERE clause makes the write conditional on the version
@@ -180,8 +191,8 @@ mod sql {
              approval_acquirer_code = ?35, card_type = ?36, card_owner_type = ?37, tax_exemption_amount = ?38,
              metadata = ?39, customer_mobile_phone = ?40, free_installment = ?41, billing_key_id = ?42,
              customer_key = ?43
-         WHERE id = ?1 AND version = ?44
-           AND merchant_id = ?2 AND mode = ?3 AND order_id = ?4 AND flow = ?6 AND currency = ?9
+         WHERE id = ?1 AND version = ?45
+           AND merchant_id = ?2 AND mode = ?3 AND order_id = ?4 AND flow = ?6 AND method = ?44 AND currency = ?9
            AND total_amount = ?10 AND tax_free_amount = ?11 AND vat_amount = ?12 AND requested_at = ?29";
     // By the primary key alone, the owner checked by the caller: with `AND merchant_id = … AND mode = …` in the
     // query, a PostgreSQL planner without fresh statistics picked the (merchant_id, mode, order_id) index and
@@ -301,6 +312,7 @@ fn payment_from(row: &Row) -> Result<Payment, StoreError> {
         order_id: row.parse(3, OrderId::parse)?,
         order_name: row.parse(4, OrderName::from_stored)?,
         flow: row.parse(5, Flow::parse)?,
+        method: row.parse(43, PaymentMethod::parse)?,
         status: row.parse(6, str::parse::<PaymentStatus>)?,
         approval_state: row.parse(7, ApprovalState::parse)?,
         amounts,
@@ -338,7 +350,7 @@ fn payment_from(row: &Row) -> Result<Payment, StoreError> {
     })
 }
 
-/// A payment's values in `payment_columns!()` order (`?1` to `?43`).
+/// A payment's values in `payment_columns!()` order (`?1` to `?44`).
 fn payment_values(p: &Payment) -> Vec<Value<'_>> {
     let (card, route, approval, failure) = (
         p.card.as_ref(),
@@ -390,6 +402,7 @@ fn payment_values(p: &Payment) -> Vec<Value<'_>> {
         p.extras.free_installment,
         p.billing.as_ref().map(|b| b.billing_key_id),
         p.billing.as_ref().map(|b| b.customer_key.as_str()),
+        p.method.as_str(),
     ]
     .to_vec()
 }
@@ -481,6 +494,12 @@ async fn insert_payment(db: &impl Db, insert: PaymentInsert) -> Result<InsertPay
     if let Some(session) = &insert.checkout_session {
         crate::checkout::insert(db, session).await?;
     }
+    if let Some(account) = &insert.virtual_account {
+        crate::virtual_accounts::insert_account(db, account).await?;
+    }
+    for event in &insert.events {
+        crate::outbox::insert_new_event(db, event).await?;
+    }
     Ok(InsertPaymentOutcome::Inserted)
 }
 
@@ -516,8 +535,9 @@ async fn update_payment(db: &impl Db, update: PaymentUpdate) -> Result<(), Store
             None => Ok(None),
         }
     };
-    // A journal names its transaction (a foreign key): the transactions go in first, in this chain.
+    // A journal names its transaction or its deposit (foreign keys): they go in first, in this chain.
     let ledger = async {
+        crate::virtual_accounts::apply(db, &update.bank).await?;
         for t in &update.insert_transactions {
             insert_transaction(db, t).await?;
         }

@@ -26,7 +26,7 @@ use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 11] = [
+pub(crate) const MIGRATIONS: [Migration; 12] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -81,6 +81,11 @@ pub(crate) const MIGRATIONS: [Migration; 11] = [
         version: 11,
         name: "vault_data_keys",
         sql: include_str!("../../migrations/postgres/0011_vault_data_keys.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "bank_methods",
+        sql: include_str!("../../migrations/postgres/0012_bank_methods.sql"),
     },
 ];
 

@@ -41,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 11] = [
+pub(crate) const MIGRATIONS: [Migration; 12] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -96,6 +96,11 @@ pub(crate) const MIGRATIONS: [Migration; 11] = [
         version: 11,
         name: "vault_data_keys",
         sql: include_str!("../../migrations/sqlite/0011_vault_data_keys.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "bank_methods",
+        sql: include_str!("../../migrations/sqlite/0012_bank_methods.sql"),
     },
 ];
 

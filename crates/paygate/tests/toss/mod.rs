@@ -727,6 +727,21 @@ pub struct PaymentStatusChangedEvent {
     pub data: Payment,
 }
 
+/// `DEPOSIT_CALLBACK` webhook body (virtual accounts): flat, no `eventType` or `data` in Toss's own example —
+/// exactly `createdAt`, `secret`, `status`, `transactionKey`, `orderId` (docs/toss-reference.md §12).
+/// <https://docs.tosspayments.com/reference/using-api/webhook-events#deposit_callback>
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DepositCallback {
+    pub created_at: WebhookDateTime,
+    /// Equals the Payment's `secret` from the issue answer.
+    pub secret: String,
+    /// The Payment's status after the change.
+    pub status: PaymentStatus,
+    pub transaction_key: String,
+    pub order_id: String,
+}
+
 /// `eventType` of a billing-key deletion webhook.
 /// <https://docs.tosspayments.com/reference/using-api/webhook-events#billing_deleted>
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

@@ -1,0 +1,595 @@
+//! Bank methods: virtual accounts (가상계좌) issued by a bank for one payment, the deposits the bank reports, and
+//! the accounts that expire unpaid.
+//!
+//! The order of operations keeps money accounted for:
+//! 1. the bank issues the account under the payment's key as its reference (a repeat answers the same account),
+//!    and only then is the payment written, WAITING_FOR_DEPOSIT, with its account, in one transaction. A crash in
+//!    between leaves an account at the bank that no payment names; a deposit to it is refused by paygate (the
+//!    bank keeps retrying its notification) and the account expires at the bank on its due date;
+//! 2. a deposit is recorded once per bank deposit ID (a unique key), with what it causes in the same transaction:
+//!    the payment DONE, its transaction and journal, its events — or, for a deposit that pays nothing (wrong
+//!    amount, late, the account no longer waiting), the deposit held for its depositor with its own journal. A
+//!    notification repeated a hundred times, or reordered, finds the deposit recorded and changes nothing;
+//! 3. an account past its due date expires with its payment (EXPIRED, a final status), and is closed at the bank.
+
+use std::sync::Arc;
+
+use paygate_connectors::bank::{BankConnector, BankRefusal, IssueAccount, SandboxBank};
+use paygate_connectors::bank_wire::NotifiedDeposit;
+use paygate_connectors::ConnectorError;
+use paygate_domain::api_key::{KeyKind, Mode};
+use paygate_domain::bank::Bank;
+use paygate_domain::card::Installment;
+use paygate_domain::id::{DepositId, JournalId, PaymentId};
+use paygate_domain::ledger::Journal;
+use paygate_domain::payment::{Flow, Payment, PaymentTransaction, TransactionKind, TransactionStatus};
+use paygate_domain::time::UnixMillis;
+use paygate_domain::virtual_account::{BankDeposit, NewVirtualAccount, ReportedDeposit, VirtualAccount};
+use paygate_store::{
+    IdempotencyResource, InsertPaymentOutcome, JournalEntry, JournalOf, PaymentInsert, PaymentUpdate, StoreError,
+};
+
+use crate::auth::Caller;
+use crate::idempotency::{Answer, IdempotencyRefusal};
+use crate::payments::command::{Customer, FieldError, FieldReason, VirtualAccountCommand};
+use crate::payments::keyin::PaymentExtras;
+use crate::payments::{InternalError, PaymentAnswer, PaymentError, PaymentIdempotency, PaymentView, Start};
+use crate::App;
+
+/// The banks paygate reaches, per mode (test keys only ever reach a sandbox bank), each with the secret its
+/// deposit notifications are signed with.
+#[derive(Clone, Default)]
+pub struct Banks {
+    test: Option<BankLink>,
+    live: Option<BankLink>,
+    /// The in-process sandbox bank, when test mode uses it (the gateway serves its routes).
+    sandbox: Option<SandboxBank>,
+}
+
+#[derive(Clone)]
+struct BankLink {
+    connector: Arc<dyn BankConnector>,
+    notify_secret: Arc<[u8]>,
+}
+
+impl Banks {
+    pub fn new() -> Banks {
+        Banks::default()
+    }
+
+    pub fn set(&mut self, mode: Mode, bank: Arc<dyn BankConnector>, notify_secret: &[u8]) {
+        let link = Some(BankLink {
+            connector: bank,
+            notify_secret: Arc::from(notify_secret),
+        });
+        match mode {
+            Mode::Test => self.test = link,
+            Mode::Live => self.live = link,
+        }
+    }
+
+    fn link(&self, mode: Mode) -> Option<&BankLink> {
+        match mode {
+            Mode::Test => self.test.as_ref(),
+            Mode::Live => self.live.as_ref(),
+        }
+    }
+
+    pub fn get(&self, mode: Mode) -> Option<&Arc<dyn BankConnector>> {
+        self.link(mode).map(|link| &link.connector)
+    }
+
+    /// The secret the bank of `mode` signs its deposit notifications with.
+    pub fn notify_secret(&self, mode: Mode) -> Option<&[u8]> {
+        self.link(mode).map(|link| &*link.notify_secret)
+    }
+
+    /// A sandbox bank in this process for test mode, serving every bank that issues virtual accounts, whose
+    /// notifications are signed with `notify_secret`. Its serials start at `now` (milliseconds) so a restarted
+    /// process issues no number it issued before.
+    pub fn in_process_sandbox(now: UnixMillis, notify_secret: &[u8]) -> (Banks, SandboxBank) {
+        let bank = SandboxBank::new(Bank::virtual_account_issuers().collect())
+            .with_serial_start(u64::try_from(now.as_millis()).unwrap_or(0));
+        let mut banks = Banks::new();
+        banks.set(Mode::Test, Arc::new(bank.clone()), notify_secret);
+        banks.sandbox = Some(bank.clone());
+        (banks, bank)
+    }
+
+    /// The in-process sandbox bank, if test mode uses it.
+    pub fn sandbox(&self) -> Option<&SandboxBank> {
+        self.sandbox.as_ref()
+    }
+
+    /// The secret the in-process sandbox bank signs its notifications with: derived from the API key pepper, so
+    /// it is stable across restarts and never configured.
+    pub fn sandbox_notify_secret(secrets: &crate::Secrets) -> Vec<u8> {
+        crate::derive_key(&secrets.api_key_pepper, b"paygate sandbox bank notifications")
+    }
+}
+
+/// Why a deposit notification was refused. The bank retries until it is acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    #[error("no bank is configured for {0} mode")]
+    NoBank(&'static str),
+    #[error(transparent)]
+    Unauthorized(#[from] paygate_connectors::bank_notify::NotifyRefusal),
+    #[error("the notification is not valid JSON of the protocol: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    BadField(#[from] paygate_connectors::bank_wire::BadField),
+    #[error(transparent)]
+    Deposit(#[from] DepositError),
+}
+
+/// What became of a reported deposit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepositOutcome {
+    /// It paid its account: the payment is DONE.
+    Paid { payment_id: PaymentId },
+    /// It paid nothing and is held for its depositor, to be returned.
+    Held { payment_id: PaymentId },
+    /// It was recorded before (a repeated or reordered notification): nothing changed.
+    AlreadyRecorded,
+}
+
+/// Why a reported deposit could not be recorded. The bank keeps notifying until it is.
+#[derive(Debug, thiserror::Error)]
+pub enum DepositError {
+    #[error("no virtual account has this number at this bank")]
+    UnknownAccount,
+    #[error("the deposit's currency is not the account's")]
+    CurrencyMismatch,
+    #[error("the deposit could not be recorded after several attempts; the bank will notify again")]
+    Contended,
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl From<StoreError> for DepositError {
+    fn from(error: StoreError) -> DepositError {
+        DepositError::Internal(InternalError::Store(error))
+    }
+}
+
+/// Attempts at recording one deposit when a concurrent change of its payment wins the race.
+const DEPOSIT_ATTEMPTS_MAX: u32 = 3;
+
+impl App {
+    pub fn banks(&self) -> &Banks {
+        &self.banks
+    }
+
+    /// A virtual account's `secret`: what its `DEPOSIT_CALLBACK` webhooks carry to prove them genuine. Derived,
+    /// never stored.
+    pub fn virtual_account_secret(&self, id: PaymentId) -> String {
+        use hmac::Mac;
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.receipt_key) else {
+            return String::new();
+        };
+        mac.update(format!("virtual-account-secret:{id}").as_bytes());
+        format!("ps_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
+    /// Issues a virtual account for a new payment (`POST /v1/virtual-accounts`): the payment is
+    /// WAITING_FOR_DEPOSIT with its account, or nothing is recorded. Under an `Idempotency-Key` the answer is
+    /// stored with the payment, in one commit.
+    pub async fn issue_virtual_account(
+        &self,
+        caller: &Caller,
+        command: VirtualAccountCommand,
+        idempotency: Option<PaymentIdempotency>,
+    ) -> PaymentAnswer {
+        if caller.key.kind != KeyKind::Secret {
+            return Err(PaymentError::Forbidden);
+        }
+        let claim = match self.start_creating_request(caller, idempotency).await? {
+            Start::Run(claim) => claim,
+            Start::Answer(answer) => return Ok(*answer),
+        };
+        let (merchant_id, mode) = (caller.merchant.id, caller.key.mode);
+        let amounts = self.check_amounts(command.amounts)?;
+        let notification_url = self.check_notification_url(command.notification_url).await?;
+        let bank = self
+            .banks
+            .get(mode)
+            .filter(|connector| connector.serves(command.bank))
+            .cloned()
+            .ok_or_else(|| {
+                FieldError::new(
+                    "bank",
+                    FieldReason::InvalidBank,
+                    format!(
+                        "{} does not issue virtual accounts for paygate in {} mode",
+                        command.bank.korean(),
+                        mode.as_str()
+                    ),
+                )
+            })?;
+        // A used orderId is refused before the bank is asked for an account nobody would pay.
+        if self
+            .store()
+            .payment_by_order(merchant_id, mode, &command.order_id)
+            .await?
+            .is_some()
+        {
+            return Err(PaymentError::DuplicateOrderId);
+        }
+        let customer_name = command.customer_name.clone().into_string();
+        let new = self.new_payment(
+            (merchant_id, mode),
+            (command.order_id, command.order_name),
+            amounts,
+            Installment::LUMP_SUM,
+            PaymentExtras {
+                customer: Customer {
+                    name: Some(command.customer_name),
+                    email: command.customer_email,
+                },
+                notification_url,
+                order: command.extras,
+            },
+        );
+        let now = new.now;
+        let due_at = command.validity.due_at(now).map_err(|_| {
+            FieldError::new(
+                "dueDate",
+                FieldReason::ExceedMaxDueDate,
+                format!(
+                    "`dueDate` must be in the future and at most {} days ahead",
+                    paygate_domain::bank::Validity::DAYS_MAX
+                ),
+            )
+        })?;
+        let request = IssueAccount {
+            reference: new.id.to_string(),
+            merchant_id: merchant_id.to_string(),
+            bank_code: command.bank,
+            amount: amounts.total(),
+            holder_name: customer_name.clone(),
+            expires_at: due_at,
+        };
+        let issued = issue_with_retry(bank.as_ref(), &request).await?;
+        let payment = Payment::virtual_account(new, Flow::KeyIn, due_at)?;
+        let account = VirtualAccount::issue(NewVirtualAccount {
+            payment_id: payment.id,
+            merchant_id,
+            mode,
+            bank: issued.bank_code,
+            account_number: issued.account_number,
+            customer_name,
+            amount: amounts.total(),
+            issued_at: now,
+            due_at,
+        });
+        let view = PaymentView {
+            payment: payment.clone(),
+            transactions: Vec::new(),
+            focus: None,
+            virtual_account: Some(Box::new(account.clone())),
+        };
+        let answer = Ok(view.clone());
+        let mut insert = PaymentInsert::new(payment.clone());
+        insert.virtual_account = Some(account.clone());
+        insert.idempotency = claim.as_ref().map(|c| {
+            c.record(
+                Some(IdempotencyResource {
+                    payment_id: payment.id,
+                    focus: None,
+                }),
+                &answer,
+                now,
+            )
+        });
+        insert.events = vec![
+            self.status_event(&view, None).await?,
+            self.deposit_callback(&view, None)?,
+        ];
+        let lost = match self.store().insert_payment(&insert).await {
+            Ok(InsertPaymentOutcome::Inserted) => return answer.map(Answer::Fresh),
+            Ok(InsertPaymentOutcome::DuplicateOrderId) => PaymentError::DuplicateOrderId,
+            Err(StoreError::IdempotencyConflict) => PaymentError::Idempotency(IdempotencyRefusal::InFlight),
+            Err(other) => return Err(other.into()),
+        };
+        // Nobody will pay the account the bank just issued: close it (best effort; unclosed, it expires).
+        if let Err(error) = bank
+            .close_account(&merchant_id.to_string(), &account.account_number)
+            .await
+        {
+            tracing::warn!(%error, payment = %payment.id, "closing an unused virtual account failed");
+        }
+        let Some(claim) = claim else {
+            return Err(lost);
+        };
+        match self.restart_payment_request(caller, &claim).await? {
+            Some(answer) => Ok(answer),
+            None => Err(lost),
+        }
+    }
+
+    /// A deposit notification as the bank of `mode` sent it (`BANK-PROTOCOL.md`): its signature checked against
+    /// the body, then the deposit recorded (once).
+    pub async fn bank_notification(
+        &self,
+        mode: Mode,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<DepositOutcome, NotificationError> {
+        let secret = self
+            .banks
+            .notify_secret(mode)
+            .ok_or(NotificationError::NoBank(mode.as_str()))?;
+        let now_secs = self.clock().now().as_millis().div_euclid(1_000);
+        paygate_connectors::bank_notify::verify(secret, timestamp, signature, body, now_secs)?;
+        let wire: paygate_connectors::bank_wire::DepositNotificationWire =
+            serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
+        let notified = wire.check()?;
+        Ok(self.receive_deposit(mode, &notified).await?)
+    }
+
+    /// Records a deposit the bank reported (a notification, or its deposit feed) for an account of `mode`, once:
+    /// it pays its account or is held for its depositor; a deposit recorded before changes nothing.
+    pub async fn receive_deposit(
+        &self,
+        mode: Mode,
+        notified: &NotifiedDeposit,
+    ) -> Result<DepositOutcome, DepositError> {
+        for _ in 0..DEPOSIT_ATTEMPTS_MAX {
+            if self
+                .store()
+                .bank_deposit(mode, notified.bank, &notified.deposit_id)
+                .await?
+                .is_some()
+            {
+                return Ok(DepositOutcome::AlreadyRecorded);
+            }
+            let account = self
+                .store()
+                .virtual_account_by_number(mode, notified.bank, &notified.account_number)
+                .await?
+                .ok_or(DepositError::UnknownAccount)?;
+            if account.amount.currency() != notified.amount.currency() {
+                return Err(DepositError::CurrencyMismatch);
+            }
+            let payment = self.store().payment_by_id(account.payment_id).await?.ok_or_else(|| {
+                InternalError::Invariant(format!("account of missing payment {}", account.payment_id))
+            })?;
+            let now = self.clock().now();
+            let reported = ReportedDeposit {
+                id: DepositId::new(now, crate::random_bytes()),
+                bank: notified.bank,
+                bank_deposit_id: notified.deposit_id.clone(),
+                account_number: notified.account_number.clone(),
+                amount: notified.amount,
+                depositor_name: notified.depositor_name.clone(),
+                deposited_at: notified.deposited_at,
+                received_at: now,
+            };
+            let (deposit, paid) = BankDeposit::receive(reported, &account);
+            let (update, outcome) = match paid {
+                Some(paid) => self.deposit_paid(&payment, &deposit, paid, now)?,
+                None => self.deposit_held(&payment, &deposit, now)?,
+            };
+            match self.commit(&payment, update).await {
+                Ok(()) => {
+                    tracing::info!(
+                        payment = %payment.id,
+                        deposit = %deposit.id,
+                        bank_deposit = %deposit.bank_deposit_id,
+                        held = ?deposit.held_because,
+                        "deposit recorded"
+                    );
+                    return Ok(outcome);
+                }
+                // The deposit was recorded meanwhile (the same notification twice at once), or the payment moved:
+                // read again and decide again.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(DepositError::Contended)
+    }
+
+    /// The change a deposit that pays its account makes: DONE, with the deposit as the payment's approval
+    /// transaction and its journal (the bank holds the money for paygate, which owes it to the merchant).
+    fn deposit_paid(
+        &self,
+        payment: &Payment,
+        deposit: &BankDeposit,
+        account: VirtualAccount,
+        now: UnixMillis,
+    ) -> Result<(PaymentUpdate, DepositOutcome), DepositError> {
+        let next = payment
+            .deposit_received(account.bank.code(), &deposit.bank_deposit_id, deposit.deposited_at)
+            .map_err(|e| InternalError::Invariant(format!("a deposit that pays its account: {e}")))?;
+        let transaction = PaymentTransaction {
+            key: self.new_transaction_key(now),
+            payment_id: payment.id,
+            merchant_id: payment.merchant_id,
+            mode: payment.mode,
+            kind: TransactionKind::Approval,
+            status: TransactionStatus::Done,
+            amount: deposit.amount,
+            tax_free: payment.amounts.tax_free(),
+            reason: None,
+            created_at: now,
+            completed_at: Some(deposit.deposited_at),
+            acquirer_transaction_id: Some(deposit.bank_deposit_id.clone()),
+            next_attempt_at: None,
+            attempts: 1,
+        };
+        let journal = Journal::deposit_applied(payment.merchant_id, account.bank.code(), deposit.amount)
+            .map_err(|e| InternalError::Invariant(e.to_string()))?;
+        let mut update = PaymentUpdate::new(payment.version, next);
+        update.journals.push(JournalEntry {
+            id: JournalId::new(now, crate::random_bytes()),
+            of: JournalOf::Transaction(transaction.key),
+            journal,
+            created_at: now,
+        });
+        update.insert_transactions.push(transaction);
+        update.bank.account = Some(account);
+        update.bank.new_deposit = Some(deposit.clone());
+        Ok((update, DepositOutcome::Paid { payment_id: payment.id }))
+    }
+
+    /// The change a deposit that pays nothing makes: the deposit held for its depositor with its own journal; the
+    /// payment is unchanged but for its version (the deposit is ordered with its other changes).
+    fn deposit_held(
+        &self,
+        payment: &Payment,
+        deposit: &BankDeposit,
+        now: UnixMillis,
+    ) -> Result<(PaymentUpdate, DepositOutcome), DepositError> {
+        let journal = Journal::deposit_held(deposit.bank.code(), deposit.amount)
+            .map_err(|e| InternalError::Invariant(e.to_string()))?;
+        let mut update = PaymentUpdate::new(payment.version, payment.touched());
+        update.journals.push(JournalEntry {
+            id: JournalId::new(now, crate::random_bytes()),
+            of: JournalOf::Deposit(deposit.id),
+            journal,
+            created_at: now,
+        });
+        update.bank.new_deposit = Some(deposit.clone());
+        Ok((update, DepositOutcome::Held { payment_id: payment.id }))
+    }
+
+    /// Cancels a virtual account's payment. Before its deposit: whole (`cancelAmount` absent or the total), the
+    /// account closed, CANCELED, nothing to refund. After it, the refund goes through the bank to an account the
+    /// buyer names (`refundReceiveAccount`), which paygate does not take yet.
+    pub(crate) async fn cancel_virtual_account(
+        &self,
+        payment: Payment,
+        amount: Option<paygate_domain::money::Money>,
+        claim: Option<&crate::payments::PaymentClaim>,
+    ) -> Result<PaymentView, PaymentError> {
+        use paygate_domain::payment::PaymentStatus;
+        match payment.status {
+            PaymentStatus::WaitingForDeposit => {}
+            PaymentStatus::Done | PaymentStatus::PartialCanceled => {
+                return Err(FieldError::new(
+                    "refundReceiveAccount",
+                    FieldReason::Missing,
+                    "a deposited virtual account is refunded through the bank to an account the buyer names; \
+                     paygate does not refund virtual accounts yet",
+                )
+                .into())
+            }
+            status => return Err(PaymentError::NotCancelable { status }),
+        }
+        if amount.is_some_and(|amount| amount != payment.total()) {
+            return Err(FieldError::invalid(
+                "cancelAmount",
+                "a virtual account not paid yet is cancelled whole: leave `cancelAmount` out or send the amount",
+            )
+            .into());
+        }
+        let account = self
+            .store()
+            .virtual_account(payment.id)
+            .await?
+            .ok_or_else(|| InternalError::Invariant(format!("payment {} has no virtual account", payment.id)))?;
+        let closed = account
+            .close()
+            .map_err(|_| PaymentError::NotCancelable { status: payment.status })?;
+        let next = payment.cancelled_unpaid()?;
+        let now = self.clock().now();
+        let view = PaymentView {
+            payment: next.clone(),
+            transactions: Vec::new(),
+            focus: None,
+            virtual_account: Some(Box::new(closed.clone())),
+        };
+        let result = Ok(view.clone());
+        let mut update = PaymentUpdate::new(payment.version, next);
+        update.bank.account = Some(closed);
+        update.idempotency = crate::payments::answer_write(claim, &result, now);
+        match self.commit(&payment, update).await {
+            Ok(()) => {}
+            // A deposit, an expiry or another cancel won: the caller reads the payment again.
+            Err(StoreError::Conflict(_)) => return Err(PaymentError::Concurrent),
+            Err(other) => return Err(other.into()),
+        }
+        if let Some(bank) = self.banks.get(payment.mode) {
+            // Unclosed, a later deposit is held and returned: nothing is applied to a cancelled payment.
+            if let Err(error) = bank
+                .close_account(&payment.merchant_id.to_string(), &account.account_number)
+                .await
+            {
+                tracing::warn!(%error, payment = %payment.id, "closing a cancelled virtual account failed");
+            }
+        }
+        result
+    }
+
+    /// Expires open accounts whose due date is at or before `due_before` with their payments (EXPIRED), at most
+    /// `limit`, and closes them at the bank. Returns how many expired.
+    pub(crate) async fn expire_virtual_accounts(
+        &self,
+        due_before: UnixMillis,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<u32, PaymentError> {
+        let mut expired = 0;
+        for account in self.store().due_account_expiries(due_before, limit).await? {
+            let Ok(closed) = account.expire(now) else { continue };
+            let Some(payment) = self.store().payment_by_id(account.payment_id).await? else {
+                continue;
+            };
+            let Ok(next) = payment.expired() else { continue };
+            let mut update = PaymentUpdate::new(payment.version, next);
+            update.bank.account = Some(closed);
+            match self.commit(&payment, update).await {
+                Ok(()) => expired += 1,
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+            if let Some(bank) = self.banks.get(account.mode) {
+                // Unclosed, the bank still takes deposits: each is held and returned, never applied.
+                if let Err(error) = bank
+                    .close_account(&account.merchant_id.to_string(), &account.account_number)
+                    .await
+                {
+                    tracing::warn!(%error, payment = %payment.id, "closing an expired virtual account failed");
+                }
+            }
+        }
+        Ok(expired)
+    }
+}
+
+/// Asks the bank for the account, once more if the first answer was lost: the reference makes the repeat the same
+/// request.
+async fn issue_with_retry(
+    bank: &dyn BankConnector,
+    request: &IssueAccount,
+) -> Result<paygate_connectors::bank::IssuedAccount, PaymentError> {
+    let mut last = None;
+    for _ in 0..2 {
+        match bank.issue_account(request).await {
+            Ok(Ok(issued)) => return Ok(issued),
+            Ok(Err(refusal)) => return Err(refused(refusal)),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(PaymentError::BankUnavailable {
+        message: last.map_or_else(String::new, |e: ConnectorError| e.to_string()),
+    })
+}
+
+fn refused(refusal: BankRefusal) -> PaymentError {
+    match refusal {
+        BankRefusal::NotSupportedBank => FieldError::new(
+            "bank",
+            FieldReason::InvalidBank,
+            "the bank does not issue virtual accounts for paygate",
+        )
+        .into(),
+        BankRefusal::InvalidAmount => FieldError::invalid("amount", "the bank refused the amount").into(),
+        other => PaymentError::BankUnavailable {
+            message: format!("the bank refused: {}", other.code()),
+        },
+    }
+}
