@@ -176,6 +176,8 @@ struct State {
     by_reference: HashMap<(String, String), String>,
     deposits: Vec<Deposit>,
     refunds: HashMap<(String, String), (Refund, RefundAnswer)>,
+    /// Deposits returned to their depositor.
+    returned: std::collections::HashSet<String>,
     journal: Vec<BankJournalEntry>,
 }
 
@@ -407,6 +409,66 @@ impl SandboxBank {
             .collect()
     }
 
+    /// Returns a deposit to the account it came from (반환): the whole amount, once per deposit. The same reference
+    /// again answers the first answer; another reference for a returned deposit is refused.
+    pub fn return_deposit(
+        &self,
+        merchant_id: &str,
+        reference: &str,
+        deposit_id: &str,
+    ) -> Result<RefundAnswer, BankRefusal> {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        let key = (merchant_id.to_owned(), reference.to_owned());
+        if let Some((first, answer)) = state.refunds.get(&key) {
+            return if first.account_number == deposit_id {
+                Ok(answer.clone())
+            } else {
+                Err(BankRefusal::DuplicateReference)
+            };
+        }
+        let Some(deposit) = state
+            .deposits
+            .iter()
+            .find(|d| d.deposit_id == deposit_id && d.merchant_id == merchant_id)
+            .cloned()
+        else {
+            return Ok(RefundAnswer::Failed {
+                refusal: BankRefusal::UnknownAccount,
+            });
+        };
+        if state.returned.contains(deposit_id) {
+            return Err(BankRefusal::DuplicateReference);
+        }
+        state.record(
+            self.bounds,
+            entry(
+                now,
+                BankJournalKind::Refund,
+                merchant_id,
+                reference,
+                &deposit.account_number,
+                Some(deposit.amount),
+            ),
+        )?;
+        let answer = RefundAnswer::Done {
+            refund_id: format!("rfd_{:012}", state.journal.len()),
+            refunded_at: now,
+        };
+        state.returned.insert(deposit_id.to_owned());
+        // Kept with the refunds, under the deposit's ID in place of an account, so a repeat finds its answer.
+        let request = Refund {
+            reference: reference.to_owned(),
+            merchant_id: merchant_id.to_owned(),
+            bank_code: deposit.bank_code,
+            account_number: deposit_id.to_owned(),
+            holder_name: deposit.depositor_name.clone(),
+            amount: deposit.amount,
+        };
+        state.refunds.insert(key, (request, answer.clone()));
+        Ok(answer)
+    }
+
     /// Refunds to a named account. The sandbox's accounts: a number ending in `0000` is unknown, the holder
     /// `잘못된예금주` does not match; anything else is paid. The same reference again answers the first answer;
     /// with another request it is refused and the first answer stands.
@@ -500,6 +562,14 @@ pub trait BankConnector: Send + Sync + 'static {
         merchant_id: &str,
         account_number: &str,
     ) -> Result<Result<(), BankRefusal>, crate::ConnectorError>;
+
+    /// Returns a deposit, whole, to the account it came from, under `reference`.
+    async fn return_deposit(
+        &self,
+        merchant_id: &str,
+        reference: &str,
+        deposit_id: &str,
+    ) -> Result<Result<RefundAnswer, BankRefusal>, crate::ConnectorError>;
 }
 
 #[async_trait::async_trait]
@@ -525,6 +595,15 @@ impl BankConnector for SandboxBank {
         account_number: &str,
     ) -> Result<Result<(), BankRefusal>, crate::ConnectorError> {
         Ok(self.close(merchant_id, account_number))
+    }
+
+    async fn return_deposit(
+        &self,
+        merchant_id: &str,
+        reference: &str,
+        deposit_id: &str,
+    ) -> Result<Result<RefundAnswer, BankRefusal>, crate::ConnectorError> {
+        Ok(SandboxBank::return_deposit(self, merchant_id, reference, deposit_id))
     }
 }
 
@@ -660,6 +739,39 @@ mod tests {
                 "ACCOUNT_CLOSED"
             ]
         );
+    }
+
+    #[test]
+    fn a_deposit_is_returned_once() {
+        let (bank, _) = bank();
+        let issued = bank.issue(&issue("pay_1", 15_000)).unwrap();
+        let made = bank
+            .deposit(&MakeDeposit {
+                account_number: issued.account_number.clone(),
+                amount: Money::krw(14_000),
+                depositor_name: "홍길동".into(),
+                at: None,
+            })
+            .unwrap();
+        let first = bank.return_deposit("m1", "brf_1", &made.deposit_id).unwrap();
+        assert!(matches!(first, RefundAnswer::Done { .. }));
+        assert_eq!(bank.return_deposit("m1", "brf_1", &made.deposit_id).unwrap(), first);
+        assert_eq!(
+            bank.return_deposit("m1", "brf_2", &made.deposit_id),
+            Err(BankRefusal::DuplicateReference)
+        );
+        assert!(matches!(
+            bank.return_deposit("m1", "brf_3", "dep_unknown").unwrap(),
+            RefundAnswer::Failed {
+                refusal: BankRefusal::UnknownAccount
+            }
+        ));
+        let returns = bank
+            .journal_page(0, 100)
+            .into_iter()
+            .filter(|e| e.kind == BankJournalKind::Refund)
+            .count();
+        assert_eq!(returns, 1);
     }
 
     #[test]

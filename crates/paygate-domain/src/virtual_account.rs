@@ -362,14 +362,17 @@ impl BankDeposit {
         BankDeposit(fields)
     }
 
-    /// The return was sent to the bank under `refund`; a repeat keeps the first refund's ID (the bank answers a
-    /// repeated reference with its first answer).
-    pub fn return_sent(&self, refund: BankRefundId) -> Result<BankDeposit, DepositError> {
+    /// The return is about to be sent to the bank under `refund` (recorded first, so a crash after the call is
+    /// asked again, at `retry_at`, under the same reference); a repeat keeps the first refund's ID, since the bank
+    /// answers a repeated reference with its first answer.
+    pub fn return_sent(&self, refund: BankRefundId, retry_at: UnixMillis) -> Result<BankDeposit, DepositError> {
         if self.return_status != ReturnStatus::Requested {
             return Err(DepositError::ReturnNotRequested);
         }
         let mut next = self.0.clone();
         next.return_refund = Some(self.return_refund.unwrap_or(refund));
+        next.attempts = self.attempts.saturating_add(1);
+        next.next_attempt_at = Some(retry_at);
         next.version = self.version.saturating_add(1);
         Ok(BankDeposit(next))
     }
@@ -460,9 +463,9 @@ mod tests {
         assert!(none.is_none());
         assert_eq!(wrong.held_because, Some(DepositRefundReason::WrongAmount));
         let refund = BankRefundId::new(UnixMillis::new(1), [9; 10]);
-        let sent = wrong.return_sent(refund).unwrap();
+        let sent = wrong.return_sent(refund, UnixMillis::new(9)).unwrap();
         let again = sent
-            .return_sent(BankRefundId::new(UnixMillis::new(2), [8; 10]))
+            .return_sent(BankRefundId::new(UnixMillis::new(2), [8; 10]), UnixMillis::new(9))
             .unwrap();
         assert_eq!(again.return_refund, Some(refund), "a repeat keeps the first reference");
         let returned = again.return_answered(true).unwrap();

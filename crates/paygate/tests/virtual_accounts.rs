@@ -324,6 +324,34 @@ async fn a_deposit_pays_its_account_once_however_often_it_is_notified() {
     let (after, _) = shop.payment(&second.payment_key).await;
     assert_eq!(after["status"], "WAITING_FOR_DEPOSIT");
     assert_eq!(after["balanceAmount"], 20_000);
+    // The held deposit goes back to its depositor through the bank, once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let journal: Value = http()
+            .get(format!("{}/bank/journal", shop.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let returns: Vec<&Value> = journal["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "REFUND" && e["accountNumber"] == number.as_str())
+            .collect();
+        assert!(returns.len() <= 1, "returned twice: {returns:?}");
+        if returns.len() == 1 {
+            assert_eq!(returns[0]["amount"], 19_000);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the held deposit was never returned: {journal}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     // The right amount afterwards still pays it.
     let (status, _) = shop.deposit(&number, 20_000).await;
     assert_eq!(status, 200);

@@ -560,6 +560,83 @@ impl App {
     }
 }
 
+impl App {
+    /// Sends held deposits back to their depositors through their bank, at most `limit`: each return is recorded
+    /// (with its reference and the time to ask again) before the bank is called, so a crash or a lost answer is
+    /// asked again under the same reference and pays nothing twice. A confirmed return posts its
+    /// `deposit_returned` journal; a refused one stays owed to its depositor (`FAILED`, for an operator).
+    /// Returns how many were handled and how many failed.
+    pub(crate) async fn return_held_deposits(&self, now: UnixMillis, limit: u32) -> Result<(u32, u32), PaymentError> {
+        use paygate_connectors::bank::RefundAnswer;
+        let (mut handled, mut failed) = (0, 0);
+        for deposit in self.store().due_deposit_returns(now, limit).await? {
+            let Some(bank) = self.banks.get(deposit.mode).cloned() else {
+                continue;
+            };
+            let Some(payment) = self.store().payment_by_id(deposit.payment_id).await? else {
+                continue;
+            };
+            let refund = deposit
+                .return_refund
+                .unwrap_or_else(|| paygate_domain::id::BankRefundId::new(now, crate::random_bytes()));
+            let retry_at = now.saturating_add(paygate_domain::time::DurationMs::from_millis(
+                self.inquiry_backoff_ms(deposit.attempts),
+            ));
+            let Ok(sent) = deposit.return_sent(refund, retry_at) else {
+                continue;
+            };
+            let mut update = PaymentUpdate::new(payment.version, payment.touched());
+            update.bank.deposit = Some(sent.clone());
+            match self.store().update_payment(&update).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+            handled += 1;
+            let reference = sent.return_refund.unwrap_or(refund).to_string();
+            let answer = bank
+                .return_deposit(&deposit.merchant_id.to_string(), &reference, &deposit.bank_deposit_id)
+                .await;
+            let paid = match answer {
+                Ok(Ok(RefundAnswer::Done { .. })) => true,
+                Ok(Ok(RefundAnswer::Failed { refusal })) | Ok(Err(refusal)) => {
+                    tracing::warn!(deposit = %deposit.id, code = refusal.code(), "the bank refused to return a deposit");
+                    failed += 1;
+                    false
+                }
+                Err(error) => {
+                    // Unknown: asked again at `retry_at`, under the same reference.
+                    tracing::warn!(%error, deposit = %deposit.id, "returning a deposit: no answer from the bank");
+                    continue;
+                }
+            };
+            let touched = update.payment;
+            let Ok(answered) = sent.return_answered(paid) else {
+                continue;
+            };
+            let mut update = PaymentUpdate::new(touched.version, touched.touched());
+            if paid {
+                let journal = Journal::deposit_returned(deposit.bank.code(), deposit.amount)
+                    .map_err(|e| InternalError::Invariant(e.to_string()))?;
+                update.journals.push(JournalEntry {
+                    id: JournalId::new(now, crate::random_bytes()),
+                    of: JournalOf::Deposit(deposit.id),
+                    journal,
+                    created_at: now,
+                });
+            }
+            update.bank.deposit = Some(answered);
+            match self.store().update_payment(&update).await {
+                Ok(()) => {}
+                // The payment moved meanwhile: the return is asked again at `retry_at`, and answered the same.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok((handled, failed))
+    }
+}
+
 /// Asks the bank for the account, once more if the first answer was lost: the reference makes the repeat the same
 /// request.
 async fn issue_with_retry(

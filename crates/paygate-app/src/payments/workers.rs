@@ -24,12 +24,14 @@ pub struct WorkReport {
     pub expired: u32,
     pub inquiries: u32,
     pub cancel_retries: u32,
+    /// Held deposits sent back to their depositors (or asked about again).
+    pub deposit_returns: u32,
     pub errors: u32,
 }
 
 impl WorkReport {
     pub fn is_idle(&self) -> bool {
-        self.expired == 0 && self.inquiries == 0 && self.cancel_retries == 0
+        self.expired == 0 && self.inquiries == 0 && self.cancel_retries == 0 && self.deposit_returns == 0
     }
 }
 
@@ -53,6 +55,9 @@ impl App {
         report.expired += self
             .expire_virtual_accounts(now.saturating_sub(grace), now, batch)
             .await?;
+        let (returned, failed) = self.return_held_deposits(now, batch).await?;
+        report.deposit_returns += returned;
+        report.errors += failed;
         let inquiries = self.store().due_inquiries(now, batch).await?;
         report.inquiries = u32::try_from(inquiries.len()).unwrap_or(u32::MAX);
         let resolved = self
