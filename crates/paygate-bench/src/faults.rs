@@ -13,6 +13,9 @@
 //!   no cancel nobody asked for, no retry answered wrongly, balances and statuses following the cancels, the
 //!   ledger balanced.
 //! * `acquirer`: 10% timeouts and 10% lost answers → every payment final, the time it took, reconciled one for one.
+//! * `bank`: virtual accounts paid through the in-process sandbox bank with 10% of deposit notifications lost, 10%
+//!   duplicated and 10% delayed → every payment DONE, one deposit at the bank per account and the amount asked, no
+//!   held deposit, the ledger balanced.
 //! * `db-restart`: PostgreSQL stopped and started under load → no acknowledged payment missing, same checks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -65,6 +68,15 @@ enum Scenario {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Virtual accounts paid through 10% lost, 10% duplicated and 10% delayed deposit notifications.
+    Bank {
+        #[arg(long)]
+        accounts: Option<usize>,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// PostgreSQL stopped and started under load (PostgreSQL backend only).
     DbRestart {
         /// Shell command that stops the server (default: pg_ctlcluster <newest> main stop -m fast).
@@ -112,6 +124,20 @@ pub async fn run(args: FaultArgs) -> Result<bool> {
                 &args.setup,
                 &binary,
                 payments.unwrap_or(if args.quick { 300 } else { 2_000 }),
+                concurrency,
+                seed,
+            )
+            .await
+        }
+        Scenario::Bank {
+            accounts,
+            concurrency,
+            seed,
+        } => {
+            bank(
+                &args.setup,
+                &binary,
+                accounts.unwrap_or(if args.quick { 300 } else { 1_000 }),
                 concurrency,
                 seed,
             )
@@ -1417,6 +1443,208 @@ async fn db_restart(
     );
     converge_and_verify(&load, &sim, binary, &database, &mut verdict, started).await?;
     drop(gateway);
+    database.drop_database().await;
+    Ok(verdict)
+}
+
+/// Issues `accounts` virtual accounts, deposits each one's amount at the sandbox bank (whose notifications are lost,
+/// duplicated or delayed by the seeded faults), and waits until every payment is final; then reconciles the
+/// payments with the bank's journal one for one and checks the ledger.
+async fn bank(setup: &Setup, binary: &Path, accounts: usize, concurrency: usize, seed: u64) -> Result<Verdict> {
+    let mut verdict = Verdict::new("bank");
+    let database = Database::create(setup).await?;
+    let mut env: Vec<(String, String)> = [
+        ("PAYGATE_BANKS__NOTIFICATION_LOST_PER_MILLE", "100"),
+        ("PAYGATE_BANKS__NOTIFICATION_DUPLICATE_PER_MILLE", "100"),
+        ("PAYGATE_BANKS__NOTIFICATION_DELAYED_PER_MILLE", "100"),
+        ("PAYGATE_BANKS__NOTIFICATION_DELAY_MS", "1500"),
+        ("PAYGATE_PAYMENTS__WORKER_INTERVAL_MS", "50"),
+        ("PAYGATE_PAYMENTS__BANK_FEED_INTERVAL_MS", "1000"),
+        ("PAYGATE_RATE_LIMIT__PER_KEY_PER_SECOND", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    env.push(("PAYGATE_BANKS__FAULT_SEED".into(), seed.to_string()));
+    env.extend(setup.gateway_env.iter().cloned());
+    let gateway = Gateway::start(&GatewayArgs {
+        binary,
+        database: &database,
+        listen: "127.0.0.1:0".into(),
+        env,
+    })?;
+    let demo = gateway.demo()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let base = gateway.base.clone();
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", demo.secret_key))
+    );
+    let run = random_hex(4);
+    let started = Instant::now();
+
+    // Issue and pay, `concurrency` buyers at a time.
+    let next = Arc::new(AtomicU64::new(0));
+    let total = u64::try_from(accounts).unwrap_or(u64::MAX);
+    let issued: Arc<Mutex<Vec<(String, String, i64)>>> = Arc::default();
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (http, base, auth, run) = (http.clone(), base.clone(), auth.clone(), run.clone());
+        let (next, issued, refused) = (next.clone(), issued.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return;
+                }
+                let order_id = format!("va-{run}-{n:06}");
+                let amount = 10_000 + i64::try_from(n).unwrap_or(0);
+                let body = json!({"amount": amount, "orderId": order_id, "orderName": "가상계좌 주문",
+                    "customerName": "박토스", "bank": "20", "validHours": 24});
+                let answer: Option<Value> = async {
+                    let response = http
+                        .post(format!("{base}/v1/virtual-accounts"))
+                        .header("authorization", &auth)
+                        .header("idempotency-key", format!("ik-{order_id}"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .ok()?;
+                    if response.status() != 200 {
+                        return None;
+                    }
+                    response.json().await.ok()
+                }
+                .await;
+                let Some(answer) = answer else {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let (Some(key), Some(number)) = (
+                    answer["paymentKey"].as_str(),
+                    answer["virtualAccount"]["accountNumber"].as_str(),
+                ) else {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let deposit = json!({"accountNumber": number, "amount": amount, "currency": "KRW",
+                    "depositorName": "박토스", "reference": format!("buyer-{order_id}")});
+                let made = http.post(format!("{base}/bank/deposits")).json(&deposit).send().await;
+                if !made.is_ok_and(|r| r.status() == 200) {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Ok(mut issued) = issued.lock() {
+                    issued.push((key.to_owned(), number.to_owned(), amount));
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let issued = issued.lock().map(|i| i.clone()).unwrap_or_default();
+    let paid_in = started.elapsed();
+    verdict.figure(format!(
+        "{} virtual accounts issued and paid at the bank in {:.1} s ({} requests refused)",
+        issued.len(),
+        paid_in.as_secs_f64(),
+        refused.load(Ordering::Relaxed)
+    ));
+    verdict.check(
+        issued.len() == accounts,
+        "not every virtual account was issued and paid",
+    );
+    verdict.check(refused.load(Ordering::Relaxed) == 0, "requests were refused");
+
+    // Wait until every payment is DONE (the lost notifications are found in the bank's feed).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut statuses: HashMap<String, String> = HashMap::new();
+    loop {
+        for (key, _, _) in &issued {
+            if statuses.get(key).is_some_and(|s| s == "DONE") {
+                continue;
+            }
+            let payment: Value = http
+                .get(format!("{base}/v1/payments/{key}"))
+                .header("authorization", &auth)
+                .send()
+                .await?
+                .json()
+                .await?;
+            statuses.insert(key.clone(), payment["status"].as_str().unwrap_or_default().to_owned());
+        }
+        let done = statuses.values().filter(|s| *s == "DONE").count();
+        if done == issued.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let done = statuses.values().filter(|s| *s == "DONE").count();
+    verdict.figure(format!(
+        "{done} of {} payments DONE {:.1} s after the last deposit",
+        issued.len(),
+        (started.elapsed() - paid_in).as_secs_f64()
+    ));
+    verdict.check(done == issued.len(), "payments not DONE after 120 s");
+    let found = gateway.stderr().matches("deposit found in the bank's feed").count();
+    verdict.figure(format!(
+        "{found} deposits found in the bank's feed (their notification lost, or not yet sent)"
+    ));
+    verdict.check(
+        found > 0,
+        "no deposit came through the feed: the lost notifications were not exercised",
+    );
+
+    // One for one with the bank's journal: one deposit per account, of the amount asked, and nothing returned.
+    let mut deposits: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut returns = 0;
+    let mut after_seq = 0;
+    loop {
+        let page: Value = http
+            .get(format!("{base}/bank/journal?afterSeq={after_seq}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let entries = page["entries"].as_array().cloned().unwrap_or_default();
+        if entries.is_empty() {
+            break;
+        }
+        for entry in &entries {
+            match entry["kind"].as_str() {
+                Some("DEPOSIT") => deposits
+                    .entry(entry["accountNumber"].as_str().unwrap_or_default().to_owned())
+                    .or_default()
+                    .push(entry["amount"].as_i64().unwrap_or_default()),
+                Some("REFUND") => returns += 1,
+                _ => {}
+            }
+        }
+        after_seq = page["nextSeq"].as_u64().unwrap_or(u64::MAX);
+    }
+    let matching = issued
+        .iter()
+        .filter(|(_, number, amount)| deposits.get(number).is_some_and(|d| d.as_slice() == [*amount]))
+        .count();
+    verdict.figure(format!(
+        "bank journal: {} accounts with deposits, {matching} matching their payment one for one, {returns} returns",
+        deposits.len()
+    ));
+    verdict.check(
+        matching == issued.len(),
+        "the bank's deposits do not match the payments one for one",
+    );
+    verdict.check(
+        deposits.len() == issued.len(),
+        "the bank has deposits for accounts no payment names",
+    );
+    verdict.check(returns == 0, "deposits were returned: an exact deposit was held");
+
+    drop(gateway);
+    let (ok, text) = paygate_cli(binary, &database, &["ledger", "check"])?;
+    verdict.figure(text.lines().next().unwrap_or_default().to_owned());
+    verdict.check(ok, "ledger check failed");
     database.drop_database().await;
     Ok(verdict)
 }

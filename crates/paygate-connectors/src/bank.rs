@@ -395,6 +395,16 @@ impl SandboxBank {
         Ok(deposit)
     }
 
+    /// Every merchant's deposits with `seq` above `after_seq`, oldest first, at most `limit`: the feed of the
+    /// gateway, which holds the accounts of all its merchants at this bank.
+    pub fn all_deposits_after(&self, after_seq: u64, limit: usize) -> Vec<Deposit> {
+        let state = self.lock();
+        let start = usize::try_from(after_seq)
+            .unwrap_or(usize::MAX)
+            .min(state.deposits.len());
+        state.deposits[start..].iter().take(limit).cloned().collect()
+    }
+
     /// A merchant's deposits with `seq` above `after_seq`, oldest first, at most `limit`.
     pub fn deposits_after(&self, merchant_id: &str, after_seq: u64, limit: usize) -> Vec<Deposit> {
         let state = self.lock();
@@ -563,6 +573,10 @@ pub trait BankConnector: Send + Sync + 'static {
         account_number: &str,
     ) -> Result<Result<(), BankRefusal>, crate::ConnectorError>;
 
+    /// The bank's deposits with `seq` above `after_seq`, oldest first, at most `limit`: what paygate reads to find
+    /// the deposits whose notification never came.
+    async fn deposits_after(&self, after_seq: u64, limit: usize) -> Result<Vec<Deposit>, crate::ConnectorError>;
+
     /// Returns a deposit, whole, to the account it came from, under `reference`.
     async fn return_deposit(
         &self,
@@ -595,6 +609,10 @@ impl BankConnector for SandboxBank {
         account_number: &str,
     ) -> Result<Result<(), BankRefusal>, crate::ConnectorError> {
         Ok(self.close(merchant_id, account_number))
+    }
+
+    async fn deposits_after(&self, after_seq: u64, limit: usize) -> Result<Vec<Deposit>, crate::ConnectorError> {
+        Ok(self.all_deposits_after(after_seq, limit))
     }
 
     async fn return_deposit(

@@ -57,12 +57,24 @@ impl Default for AcquirersConfig {
 pub struct BanksConfig {
     /// `in-process` (a sandbox bank inside the gateway, its routes under `/bank/`) or `off`.
     pub sandbox: String,
+    /// Faults of the in-process sandbox bank's deposit notifications (fault testing), per mille of deposits.
+    pub notification_lost_per_mille: u16,
+    pub notification_duplicate_per_mille: u16,
+    pub notification_delayed_per_mille: u16,
+    pub notification_delay_ms: u32,
+    /// Seeds the faults' draws: a seed replays the same faults.
+    pub fault_seed: u64,
 }
 
 impl Default for BanksConfig {
     fn default() -> Self {
         BanksConfig {
             sandbox: "in-process".into(),
+            notification_lost_per_mille: 0,
+            notification_duplicate_per_mille: 0,
+            notification_delayed_per_mille: 0,
+            notification_delay_ms: 5_000,
+            fault_seed: 1,
         }
     }
 }

@@ -44,6 +44,14 @@ pub async fn run(mut config: Config, open_mode: OpenMode) -> anyhow::Result<()> 
             paygate_connectors::http::BankSimConfig {
                 notify_url: Some(format!("http://{address}/bank-notifications/test")),
                 notify_secret: app.banks().notify_secret(Mode::Test).unwrap_or_default().to_vec(),
+                faults: paygate_connectors::bank_notify::NotificationFaults {
+                    lost_per_mille: config.banks.notification_lost_per_mille,
+                    duplicate_per_mille: config.banks.notification_duplicate_per_mille,
+                    delayed_per_mille: config.banks.notification_delayed_per_mille,
+                    delay_ms: config.banks.notification_delay_ms,
+                    wrong_amount_per_mille: 0,
+                    seed: config.banks.fault_seed,
+                },
                 ..Default::default()
             },
             bank.clone(),

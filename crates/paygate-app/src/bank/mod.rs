@@ -50,6 +50,15 @@ pub struct Banks {
 struct BankLink {
     connector: Arc<dyn BankConnector>,
     notify_secret: Arc<[u8]>,
+    /// Where this process has read the bank's deposit feed to, and when. In memory: a restarted process reads the
+    /// feed again from its start, which records nothing twice.
+    feed: Arc<std::sync::Mutex<FeedCursor>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct FeedCursor {
+    after_seq: u64,
+    polled_at: Option<UnixMillis>,
 }
 
 impl Banks {
@@ -61,6 +70,7 @@ impl Banks {
         let link = Some(BankLink {
             connector: bank,
             notify_secret: Arc::from(notify_secret),
+            feed: Arc::default(),
         });
         match mode {
             Mode::Test => self.test = link,
@@ -561,6 +571,74 @@ impl App {
 }
 
 impl App {
+    /// Reads each bank's deposit feed past where this process last read it, at most every
+    /// `payments.bank_feed_interval_ms`, and records every deposit in it (once: those notified are found recorded).
+    /// This is what finds a deposit whose notification was lost. Returns the deposits recorded by this pass.
+    pub(crate) async fn poll_bank_feeds(&self, now: UnixMillis) -> Result<u32, PaymentError> {
+        let mut recorded = 0;
+        for mode in [Mode::Test, Mode::Live] {
+            let Some(link) = self.banks.link(mode).cloned() else {
+                continue;
+            };
+            let after_seq = {
+                let mut cursor = link.feed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let interval = paygate_domain::time::DurationMs::from_millis(self.payments.bank_feed_interval_ms);
+                if cursor.polled_at.is_some_and(|at| now < at.saturating_add(interval)) {
+                    continue;
+                }
+                cursor.polled_at = Some(now);
+                cursor.after_seq
+            };
+            let page = usize::try_from(self.payments.bank_feed_page_max.max(1)).unwrap_or(500);
+            let deposits = match link.connector.deposits_after(after_seq, page).await {
+                Ok(deposits) => deposits,
+                Err(error) => {
+                    tracing::warn!(%error, mode = mode.as_str(), "reading the bank's deposit feed failed");
+                    continue;
+                }
+            };
+            let mut reached = after_seq;
+            for deposit in &deposits {
+                let notified = NotifiedDeposit {
+                    notification_id: format!("feed_{}", deposit.deposit_id),
+                    deposit_id: deposit.deposit_id.clone(),
+                    seq: deposit.seq,
+                    account_number: deposit.account_number.clone(),
+                    bank: deposit.bank_code,
+                    amount: deposit.amount,
+                    depositor_name: deposit.depositor_name.clone(),
+                    deposited_at: deposit.deposited_at,
+                };
+                match self.receive_deposit(mode, &notified).await {
+                    Ok(DepositOutcome::AlreadyRecorded) => {}
+                    // Its notification has not come (lost, or late): worth an operator's eye if it keeps happening.
+                    Ok(_) => {
+                        tracing::warn!(bank_deposit = %deposit.deposit_id, "deposit found in the bank's feed");
+                        recorded += 1;
+                    }
+                    // An account no payment names (its issue was never recorded): nothing to pay; its deposit is
+                    // the bank's to return when the account expires there.
+                    Err(DepositError::UnknownAccount | DepositError::CurrencyMismatch) => {
+                        tracing::warn!(bank_deposit = %deposit.deposit_id, "a deposit in the bank's feed names no payment");
+                    }
+                    // Read again from here next time.
+                    Err(error) => {
+                        tracing::warn!(%error, bank_deposit = %deposit.deposit_id, "recording a deposit from the feed failed");
+                        break;
+                    }
+                }
+                reached = deposit.seq;
+            }
+            let mut cursor = link.feed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cursor.after_seq = cursor.after_seq.max(reached);
+            // A full page: read on at the next pass.
+            if deposits.len() >= page {
+                cursor.polled_at = None;
+            }
+        }
+        Ok(recorded)
+    }
+
     /// Sends held deposits back to their depositors through their bank, at most `limit`: each return is recorded
     /// (with its reference and the time to ask again) before the bank is called, so a crash or a lost answer is
     /// asked again under the same reference and pays nothing twice. A confirmed return posts its

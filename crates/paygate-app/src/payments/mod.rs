@@ -74,6 +74,10 @@ pub struct PaymentConfig {
     /// How long after its due date an unpaid virtual account still waits before it expires with its payment: a
     /// deposit made before the due date whose notification arrives within it still pays (later, it is returned).
     pub virtual_account_expiry_grace_ms: u32,
+    /// How often each bank's deposit feed is read for deposits whose notification never came.
+    pub bank_feed_interval_ms: u32,
+    /// Deposits read from a feed per request.
+    pub bank_feed_page_max: u32,
 }
 
 impl Default for PaymentConfig {
@@ -92,6 +96,8 @@ impl Default for PaymentConfig {
             transactions_page_max: 100,
             worker_interval_ms: 500,
             virtual_account_expiry_grace_ms: 600_000,
+            bank_feed_interval_ms: 5_000,
+            bank_feed_page_max: 500,
         }
     }
 }

@@ -26,12 +26,18 @@ pub struct WorkReport {
     pub cancel_retries: u32,
     /// Held deposits sent back to their depositors (or asked about again).
     pub deposit_returns: u32,
+    /// Deposits recorded from a bank's feed (their notification had not come).
+    pub deposits_found: u32,
     pub errors: u32,
 }
 
 impl WorkReport {
     pub fn is_idle(&self) -> bool {
-        self.expired == 0 && self.inquiries == 0 && self.cancel_retries == 0 && self.deposit_returns == 0
+        self.expired == 0
+            && self.inquiries == 0
+            && self.cancel_retries == 0
+            && self.deposit_returns == 0
+            && self.deposits_found == 0
     }
 }
 
@@ -55,6 +61,7 @@ impl App {
         report.expired += self
             .expire_virtual_accounts(now.saturating_sub(grace), now, batch)
             .await?;
+        report.deposits_found += self.poll_bank_feeds(now).await?;
         let (returned, failed) = self.return_held_deposits(now, batch).await?;
         report.deposit_returns += returned;
         report.errors += failed;
