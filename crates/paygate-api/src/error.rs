@@ -78,10 +78,14 @@ pub enum ErrorCode {
     ExceedMaxDueDate,
     InvalidValidHoursWithDueDate,
     BankUnavailable,
+    InvalidRefundAccountInfo,
+    InvalidRefundAccountNumber,
+    RefundRejected,
+    NotAllowedPartialRefundWaitingDeposit,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 61] = [
+    pub const ALL: [ErrorCode; 65] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -143,6 +147,10 @@ impl ErrorCode {
         ErrorCode::ExceedMaxDueDate,
         ErrorCode::InvalidValidHoursWithDueDate,
         ErrorCode::BankUnavailable,
+        ErrorCode::InvalidRefundAccountInfo,
+        ErrorCode::InvalidRefundAccountNumber,
+        ErrorCode::RefundRejected,
+        ErrorCode::NotAllowedPartialRefundWaitingDeposit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -208,6 +216,10 @@ impl ErrorCode {
             ErrorCode::ExceedMaxDueDate => "EXCEED_MAX_DUE_DATE",
             ErrorCode::InvalidValidHoursWithDueDate => "INVALID_VALID_HOURS_WITH_DUE_DATE_AND_SINGLE",
             ErrorCode::BankUnavailable => "BANK_UNAVAILABLE",
+            ErrorCode::InvalidRefundAccountInfo => "INVALID_REFUND_ACCOUNT_INFO",
+            ErrorCode::InvalidRefundAccountNumber => "INVALID_REFUND_ACCOUNT_NUMBER",
+            ErrorCode::RefundRejected => "REFUND_REJECTED",
+            ErrorCode::NotAllowedPartialRefundWaitingDeposit => "NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT",
         }
     }
 
@@ -288,6 +300,10 @@ impl ErrorCode {
             | ErrorCode::ExceedMaxDueDate
             | ErrorCode::InvalidValidHoursWithDueDate => StatusCode::BAD_REQUEST,
             ErrorCode::BankUnavailable => StatusCode::BAD_GATEWAY,
+            ErrorCode::InvalidRefundAccountInfo | ErrorCode::InvalidRefundAccountNumber | ErrorCode::RefundRejected => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::NotAllowedPartialRefundWaitingDeposit => StatusCode::FORBIDDEN,
         }
     }
 }
@@ -584,6 +600,28 @@ pub fn payment_error_ref(error: &PaymentError) -> ApiError {
                 "the bank could not process the request; nothing was recorded, retrying is safe",
             )
         }
+        PaymentError::RefundRefused { code } => {
+            let (error, message) = match code {
+                "HOLDER_MISMATCH" => (
+                    ErrorCode::InvalidRefundAccountInfo,
+                    "the refund account's holder name does not match the account; nothing was refunded",
+                ),
+                "UNKNOWN_ACCOUNT" | "ACCOUNT_CLOSED" => (
+                    ErrorCode::InvalidRefundAccountNumber,
+                    "the bank knows no open account with this number; nothing was refunded",
+                ),
+                _ => (
+                    ErrorCode::RefundRejected,
+                    "the bank refused the refund; nothing was refunded",
+                ),
+            };
+            ApiError::new(error, message).with_param("refundReceiveAccount")
+        }
+        PaymentError::PartialCancelWhileWaiting => ApiError::new(
+            ErrorCode::NotAllowedPartialRefundWaitingDeposit,
+            "a virtual account waiting for its deposit is cancelled whole: leave `cancelAmount` out",
+        )
+        .with_param("cancelAmount"),
         PaymentError::CancelRefused { message, acquirer_code } => {
             ApiError::new(ErrorCode::CancelRefused, "the acquirer refused the cancel").with_details(ErrorDetails {
                 acquirer_code: Some(acquirer_code),

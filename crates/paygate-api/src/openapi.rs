@@ -254,6 +254,11 @@ pub fn operation_errors(operation_id: &str) -> Vec<ErrorCode> {
             E::CancelRefused,
             E::AcquirerUnavailable,
             E::AlreadyProcessingRequest,
+            E::InvalidBank,
+            E::InvalidRefundAccountInfo,
+            E::InvalidRefundAccountNumber,
+            E::RefundRejected,
+            E::NotAllowedPartialRefundWaitingDeposit,
         ],
         "listTransactions" => vec![E::InvalidDate],
         "issueBillingKeyByCard" => vec![

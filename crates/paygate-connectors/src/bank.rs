@@ -573,6 +573,10 @@ pub trait BankConnector: Send + Sync + 'static {
         account_number: &str,
     ) -> Result<Result<(), BankRefusal>, crate::ConnectorError>;
 
+    /// Refunds to a named account. The same reference again answers the first answer, so a lost answer is asked
+    /// again by sending the same request.
+    async fn refund(&self, request: &Refund) -> Result<Result<RefundAnswer, BankRefusal>, crate::ConnectorError>;
+
     /// The bank's deposits with `seq` above `after_seq`, oldest first, at most `limit`: what paygate reads to find
     /// the deposits whose notification never came.
     async fn deposits_after(&self, after_seq: u64, limit: usize) -> Result<Vec<Deposit>, crate::ConnectorError>;
@@ -609,6 +613,10 @@ impl BankConnector for SandboxBank {
         account_number: &str,
     ) -> Result<Result<(), BankRefusal>, crate::ConnectorError> {
         Ok(self.close(merchant_id, account_number))
+    }
+
+    async fn refund(&self, request: &Refund) -> Result<Result<RefundAnswer, BankRefusal>, crate::ConnectorError> {
+        Ok(SandboxBank::refund(self, request))
     }
 
     async fn deposits_after(&self, after_seq: u64, limit: usize) -> Result<Vec<Deposit>, crate::ConnectorError> {

@@ -397,10 +397,199 @@ impl BankDeposit {
     }
 }
 
+/// Where a refund of a bank payment's cancel stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefundState {
+    /// Recorded and sent (or about to be); the bank's answer is not in.
+    Requested,
+    /// The bank paid it to the named account.
+    Done,
+    /// The bank refused it (the account or its holder did not match): nothing was paid.
+    Failed,
+}
+
+impl RefundState {
+    pub const ALL: [RefundState; 3] = [RefundState::Requested, RefundState::Done, RefundState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Requested => "REQUESTED",
+            RefundState::Done => "DONE",
+            RefundState::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RefundState> {
+        RefundState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// The account a refund goes to, as the buyer named it (Toss's `refundReceiveAccount`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundAccount {
+    pub bank: Bank,
+    pub account_number: String,
+    pub holder_name: String,
+}
+
+/// A refund through the bank of one cancel of a paid virtual account, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BankRefundFields {
+    pub id: BankRefundId,
+    /// The cancel it pays.
+    pub transaction_key: crate::id::TransactionKey,
+    pub payment_id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub to: RefundAccount,
+    pub amount: Money,
+    pub state: RefundState,
+    /// The bank's refusal code, once refused.
+    pub failure_code: Option<String>,
+    /// The bank's ID of the paid refund.
+    pub bank_refund_id: Option<String>,
+    pub created_at: UnixMillis,
+    pub completed_at: Option<UnixMillis>,
+    /// When the worker asks the bank again (the same reference) while the answer is not in.
+    pub next_attempt_at: Option<UnixMillis>,
+    pub attempts: u32,
+    pub version: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BankRefund(BankRefundFields);
+
+impl std::ops::Deref for BankRefund {
+    type Target = BankRefundFields;
+
+    fn deref(&self) -> &BankRefundFields {
+        &self.0
+    }
+}
+
+/// A new refund's parts.
+#[derive(Clone, Debug)]
+pub struct NewBankRefund {
+    pub id: BankRefundId,
+    pub transaction_key: crate::id::TransactionKey,
+    pub payment_id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub to: RefundAccount,
+    pub amount: Money,
+    pub now: UnixMillis,
+    /// When to ask the bank again if this attempt's answer is lost.
+    pub retry_at: UnixMillis,
+}
+
+impl BankRefund {
+    /// Recorded before the bank is asked, with its first attempt counted.
+    pub fn request(new: NewBankRefund) -> BankRefund {
+        BankRefund(BankRefundFields {
+            id: new.id,
+            transaction_key: new.transaction_key,
+            payment_id: new.payment_id,
+            merchant_id: new.merchant_id,
+            mode: new.mode,
+            to: new.to,
+            amount: new.amount,
+            state: RefundState::Requested,
+            failure_code: None,
+            bank_refund_id: None,
+            created_at: new.now,
+            completed_at: None,
+            next_attempt_at: Some(new.retry_at),
+            attempts: 1,
+            version: 1,
+        })
+    }
+
+    pub fn restore(fields: BankRefundFields) -> BankRefund {
+        BankRefund(fields)
+    }
+
+    fn next(&self) -> Result<BankRefundFields, DepositError> {
+        if self.state != RefundState::Requested {
+            return Err(DepositError::ReturnNotRequested);
+        }
+        let mut next = self.0.clone();
+        next.version = self.version.saturating_add(1);
+        Ok(next)
+    }
+
+    /// Asked again (the same reference), to be asked once more at `retry_at` if this answer is lost too.
+    pub fn resent(&self, retry_at: UnixMillis) -> Result<BankRefund, DepositError> {
+        let mut next = self.next()?;
+        next.attempts = self.attempts.saturating_add(1);
+        next.next_attempt_at = Some(retry_at);
+        Ok(BankRefund(next))
+    }
+
+    /// The bank paid it.
+    pub fn paid(&self, bank_refund_id: String, at: UnixMillis) -> Result<BankRefund, DepositError> {
+        let mut next = self.next()?;
+        next.state = RefundState::Done;
+        next.bank_refund_id = Some(bank_refund_id);
+        next.completed_at = Some(at);
+        next.next_attempt_at = None;
+        Ok(BankRefund(next))
+    }
+
+    /// The bank refused it: nothing was paid.
+    pub fn refused(&self, code: &str, at: UnixMillis) -> Result<BankRefund, DepositError> {
+        let mut next = self.next()?;
+        next.state = RefundState::Failed;
+        next.failure_code = Some(code.to_owned());
+        next.completed_at = Some(at);
+        next.next_attempt_at = None;
+        Ok(BankRefund(next))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refund_is_answered_once() {
+        let refund = BankRefund::request(NewBankRefund {
+            id: BankRefundId::new(UnixMillis::new(1), [3; 10]),
+            transaction_key: crate::id::TransactionKey::new(UnixMillis::new(1), [4; 10]),
+            payment_id: PaymentId::new(UnixMillis::new(1), [1; 10]),
+            merchant_id: MerchantId::new(UnixMillis::new(1), [2; 10]),
+            mode: Mode::Test,
+            to: RefundAccount {
+                bank: Bank::parse("88").unwrap(),
+                account_number: "12345678901".into(),
+                holder_name: "홍길동".into(),
+            },
+            amount: Money::krw(5_000),
+            now: UnixMillis::new(10),
+            retry_at: UnixMillis::new(1_010),
+        });
+        assert_eq!(
+            (refund.state, refund.attempts, refund.version),
+            (RefundState::Requested, 1, 1)
+        );
+        let again = refund.resent(UnixMillis::new(3_000)).unwrap();
+        assert_eq!(
+            (again.attempts, again.next_attempt_at),
+            (2, Some(UnixMillis::new(3_000)))
+        );
+        let paid = again.paid("rfd_1".into(), UnixMillis::new(2_000)).unwrap();
+        assert_eq!(
+            (paid.state, paid.next_attempt_at, paid.version),
+            (RefundState::Done, None, 3)
+        );
+        assert!(paid.refused("HOLDER_MISMATCH", UnixMillis::new(2_001)).is_err());
+        assert!(paid.resent(UnixMillis::new(4_000)).is_err());
+        let refused = refund.refused("HOLDER_MISMATCH", UnixMillis::new(20)).unwrap();
+        assert_eq!(refused.failure_code.as_deref(), Some("HOLDER_MISMATCH"));
+        for state in RefundState::ALL {
+            assert_eq!(RefundState::parse(state.as_str()), Some(state));
+        }
+    }
 
     fn account(amount: i64) -> VirtualAccount {
         VirtualAccount::issue(NewVirtualAccount {

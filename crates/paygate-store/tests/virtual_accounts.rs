@@ -122,7 +122,7 @@ fn deposit_update(payment: &Payment, deposit: &BankDeposit, paid: Option<Virtual
             update.bank = BankChanges {
                 account: Some(account),
                 new_deposit: Some(deposit.clone()),
-                deposit: None,
+                ..BankChanges::default()
             };
             update
         }

@@ -358,6 +358,65 @@ async fn a_deposit_pays_its_account_once_however_often_it_is_notified() {
     assert_eq!(status, 200);
     shop.until(&second.payment_key, "DONE", |p| p["status"] == "DONE").await;
 
+    // Refunds of the first (paid) payment go through the bank to the account the buyer names.
+    let cancel = |amount: Option<i64>, holder: &str| {
+        let mut body = json!({"cancelReason": "고객 변심",
+            "refundReceiveAccount": {"bank": "88", "accountNumber": "12345678901", "holderName": holder}});
+        if let Some(amount) = amount {
+            body["cancelAmount"] = json!(amount);
+        }
+        body
+    };
+    let path = format!("/v1/payments/{}/cancel", issued.payment_key);
+    let (status, answer) = shop.post(&path, &json!({"cancelReason": "고객 변심"})).await;
+    assert_eq!(
+        (status, answer["param"].as_str()),
+        (400, Some("refundReceiveAccount")),
+        "{answer}"
+    );
+    let (status, answer) = shop.post(&path, &cancel(Some(5_000), "박토스")).await;
+    assert_eq!(status, 200, "{answer}");
+    let partial: toss::Payment = decode("refund", &answer.to_string());
+    assert_eq!(partial.status, toss::PaymentStatus::PartialCanceled);
+    assert_eq!(partial.balance_amount, 10_000);
+    assert_eq!(
+        partial.virtual_account.unwrap().refund_status,
+        toss::RefundStatus::Completed
+    );
+    assert_eq!(partial.cancels.unwrap()[0].cancel_status, toss::CancelStatus::Done);
+    // An account whose holder does not match: refused, nothing refunded, the balance as it was.
+    let (status, answer) = shop.post(&path, &cancel(Some(1_000), "잘못된예금주")).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("INVALID_REFUND_ACCOUNT_INFO")),
+        "{answer}"
+    );
+    let (after, _) = shop.payment(&issued.payment_key).await;
+    assert_eq!(after["balanceAmount"], 10_000);
+    assert_eq!(after["virtualAccount"]["refundStatus"], "PARTIAL_FAILED");
+    let (status, answer) = shop.post(&path, &cancel(None, "박토스")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["status"].as_str(), answer["balanceAmount"].as_i64()),
+        (Some("CANCELED"), Some(0))
+    );
+    let journal: Value = http()
+        .get(format!("{}/bank/journal", shop.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refunds: Vec<i64> = journal["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "REFUND" && e["accountNumber"] == "12345678901")
+        .map(|e| e["amount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(refunds, [5_000, 10_000], "each refund paid once, for its amount");
+
     let (ok, stdout, stderr) = cli(&["ledger", "check"], &gateway.data_dir, &db);
     assert!(ok, "{stdout}{stderr}");
     assert!(
@@ -446,7 +505,11 @@ async fn an_unpaid_account_expires_or_is_cancelled_and_then_pays_nothing() {
             &json!({"cancelReason": "고객 변심", "cancelAmount": 1_000}),
         )
         .await;
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT")),
+        "{answer}"
+    );
     let (status, answer) = shop
         .post(
             &format!("/v1/payments/{key}/cancel"),

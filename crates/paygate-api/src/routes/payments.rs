@@ -171,18 +171,22 @@ pub struct CancelBody {
     tax_exemption_amount: Option<i64>,
     /// Toss's: the currency of `cancelAmount`; must be the payment's (KRW) when sent.
     currency: Option<String>,
-    /// Toss's: where a virtual-account payment's refund goes; card payments refund to the card and ignore it.
-    #[allow(dead_code)]
+    /// Where a paid virtual account's refund goes (required for one); card payments refund to the card and ignore
+    /// it.
     refund_receive_account: Option<RefundAccountBody>,
 }
 
 /// Toss's `refundReceiveAccount`: bank code, account number, holder name.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(dead_code)]
 pub struct RefundAccountBody {
+    /// The bank's code (`88`) or name (`신한`).
+    #[schema(example = "88")]
     bank: String,
+    /// Digits only, 6 to 20.
+    #[schema(example = "12345678901", pattern = "^[0-9]{6,20}$")]
     account_number: String,
+    #[schema(example = "박토스", max_length = 60)]
     holder_name: String,
 }
 
@@ -339,6 +343,10 @@ impl TryFrom<CancelBody> for CancelCommand {
             body.tax_free_amount,
         )?
         .with_refundable_amount(body.refundable_amount)
+        .and_then(|command| match &body.refund_receive_account {
+            Some(to) => command.with_refund_account(&to.bank, &to.account_number, &to.holder_name),
+            None => Ok(command),
+        })
     }
 }
 

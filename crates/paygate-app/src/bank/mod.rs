@@ -467,11 +467,12 @@ impl App {
     }
 
     /// Cancels a virtual account's payment. Before its deposit: whole (`cancelAmount` absent or the total), the
-    /// account closed, CANCELED, nothing to refund. After it, the refund goes through the bank to an account the
-    /// buyer names (`refundReceiveAccount`), which paygate does not take yet.
+    /// account closed, CANCELED, nothing to refund. After it: a refund through the bank to the account the buyer
+    /// names (`refundReceiveAccount`), whole or part of the balance.
     pub(crate) async fn cancel_virtual_account(
         &self,
         payment: Payment,
+        command: &crate::payments::command::CancelCommand,
         amount: Option<paygate_domain::money::Money>,
         claim: Option<&crate::payments::PaymentClaim>,
     ) -> Result<PaymentView, PaymentError> {
@@ -479,22 +480,12 @@ impl App {
         match payment.status {
             PaymentStatus::WaitingForDeposit => {}
             PaymentStatus::Done | PaymentStatus::PartialCanceled => {
-                return Err(FieldError::new(
-                    "refundReceiveAccount",
-                    FieldReason::Missing,
-                    "a deposited virtual account is refunded through the bank to an account the buyer names; \
-                     paygate does not refund virtual accounts yet",
-                )
-                .into())
+                return self.refund_virtual_account(payment, command, amount, claim).await;
             }
             status => return Err(PaymentError::NotCancelable { status }),
         }
         if amount.is_some_and(|amount| amount != payment.total()) {
-            return Err(FieldError::invalid(
-                "cancelAmount",
-                "a virtual account not paid yet is cancelled whole: leave `cancelAmount` out or send the amount",
-            )
-            .into());
+            return Err(PaymentError::PartialCancelWhileWaiting);
         }
         let account = self
             .store()
@@ -532,6 +523,255 @@ impl App {
             }
         }
         result
+    }
+
+    /// Refunds part or all of a paid virtual account's balance to the account the buyer named. The cancel is
+    /// reserved from the balance and its refund recorded (`REQUESTED`, `refundStatus: PENDING`) before the bank is
+    /// asked, under the refund's ID as reference; the answer settles both. An answer that never comes leaves the
+    /// cancel `IN_PROGRESS` (`202`) for the refund worker, which asks again under the same reference.
+    async fn refund_virtual_account(
+        &self,
+        payment: Payment,
+        command: &crate::payments::command::CancelCommand,
+        amount: Option<paygate_domain::money::Money>,
+        claim: Option<&crate::payments::PaymentClaim>,
+    ) -> Result<PaymentView, PaymentError> {
+        use paygate_domain::payment::PaymentRuleError;
+        use paygate_domain::virtual_account::{BankRefund, NewBankRefund};
+        let to = command.refund_account.clone().ok_or_else(|| {
+            FieldError::new(
+                "refundReceiveAccount",
+                FieldReason::Missing,
+                "a deposited virtual account is refunded to an account the buyer names: send `refundReceiveAccount`",
+            )
+        })?;
+        let bank = self
+            .banks
+            .get(payment.mode)
+            .cloned()
+            .ok_or_else(|| InternalError::Invariant("no bank for a virtual account's mode".into()))?;
+        if amount.is_none() && payment.balance.is_zero() {
+            return Err(PaymentError::NotCancelable { status: payment.status });
+        }
+        let amount = amount.unwrap_or(payment.balance);
+        if !command.tax_free.is_zero() {
+            let cancelled = self.tax_free_cancelled(&payment).await?;
+            payment.check_cancel_tax_free(amount, command.tax_free, cancelled)?;
+        }
+        let reserved = match payment.cancel_reserved(amount, command.expected_balance) {
+            Err(PaymentRuleError::BalanceMismatch { actual, .. }) if command.balance_as_refundable => {
+                return Err(PaymentError::RefundableMismatch { actual });
+            }
+            other => other?,
+        };
+        let account = self
+            .store()
+            .virtual_account(payment.id)
+            .await?
+            .ok_or_else(|| InternalError::Invariant(format!("payment {} has no virtual account", payment.id)))?;
+        let pending = account.refund_requested().map_err(|_| PaymentError::Concurrent)?;
+        let now = self.clock().now();
+        let key = self.new_transaction_key(now);
+        let transaction = PaymentTransaction {
+            key,
+            payment_id: payment.id,
+            merchant_id: payment.merchant_id,
+            mode: payment.mode,
+            kind: TransactionKind::Cancel,
+            status: TransactionStatus::Pending,
+            amount,
+            tax_free: command.tax_free,
+            reason: Some(command.reason.as_str().to_owned()),
+            created_at: now,
+            completed_at: None,
+            acquirer_transaction_id: None,
+            // The refund, not the card cancels' retry queue, is what the worker asks again.
+            next_attempt_at: None,
+            attempts: 1,
+        };
+        let refund = BankRefund::request(NewBankRefund {
+            id: paygate_domain::id::BankRefundId::new(now, crate::random_bytes()),
+            transaction_key: key,
+            payment_id: payment.id,
+            merchant_id: payment.merchant_id,
+            mode: payment.mode,
+            to: to.clone(),
+            amount,
+            now,
+            retry_at: now.saturating_add(paygate_domain::time::DurationMs::from_millis(
+                self.payments.first_inquiry_delay_ms,
+            )),
+        });
+        let mut update = PaymentUpdate::new(payment.version, reserved.clone());
+        update.insert_transactions.push(transaction.clone());
+        update.bank.account = Some(pending.clone());
+        update.bank.new_refund = Some(refund.clone());
+        update.idempotency = claim.map(|c| {
+            c.claim(
+                IdempotencyResource {
+                    payment_id: payment.id,
+                    focus: Some(key),
+                },
+                now,
+            )
+        });
+        match self.commit(&payment, update).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(PaymentError::Concurrent),
+            Err(StoreError::IdempotencyConflict) => {
+                return Err(PaymentError::Idempotency(IdempotencyRefusal::InFlight))
+            }
+            Err(other) => return Err(other.into()),
+        }
+        let answer = bank.refund(&refund_request(&refund)).await;
+        self.settle_refund(reserved, transaction, pending, refund, answer, claim)
+            .await
+    }
+
+    /// Writes the bank's answer to a refund: paid (the cancel DONE, its `bank_refund` journal, `refundStatus`
+    /// `COMPLETED`), refused (the cancel FAILED, the amount back in the balance, `refundStatus` `FAILED` or
+    /// `PARTIAL_FAILED`), or not known (nothing written: the worker asks again).
+    async fn settle_refund(
+        &self,
+        payment: Payment,
+        transaction: PaymentTransaction,
+        account: VirtualAccount,
+        refund: paygate_domain::virtual_account::BankRefund,
+        answer: Result<Result<paygate_connectors::bank::RefundAnswer, BankRefusal>, ConnectorError>,
+        claim: Option<&crate::payments::PaymentClaim>,
+    ) -> Result<PaymentView, PaymentError> {
+        use paygate_connectors::bank::RefundAnswer;
+        let now = self.clock().now();
+        let partial = transaction.amount != payment.total();
+        let invariant = |e: &dyn std::fmt::Display| InternalError::Invariant(e.to_string());
+        let mut transactions = self.store().payment_transactions(payment.id).await?;
+        let (next, settled, account, refund, result) = match answer {
+            Ok(Ok(RefundAnswer::Done { refund_id, .. })) => {
+                let mut done = transaction.clone();
+                done.status = TransactionStatus::Done;
+                done.completed_at = Some(now);
+                for t in transactions.iter_mut().filter(|t| t.key == done.key) {
+                    *t = done.clone();
+                }
+                let cancelled = transactions
+                    .iter()
+                    .filter(|t| t.kind == TransactionKind::Cancel && t.status == TransactionStatus::Done)
+                    .try_fold(
+                        paygate_domain::money::Money::zero(payment.total().currency()),
+                        |sum, t| sum.checked_add(t.amount),
+                    )
+                    .map_err(|e| invariant(&e))?;
+                let remaining = payment.total().checked_sub(cancelled).map_err(|e| invariant(&e))?;
+                let next = payment.cancel_completed(remaining)?;
+                (
+                    next,
+                    done,
+                    account.refund_answered(true, partial).map_err(|e| invariant(&e))?,
+                    refund.paid(refund_id, now).map_err(|e| invariant(&e))?,
+                    None,
+                )
+            }
+            Ok(Ok(RefundAnswer::Failed { refusal })) | Ok(Err(refusal)) => {
+                let mut failed = transaction.clone();
+                failed.status = TransactionStatus::Failed;
+                failed.completed_at = Some(now);
+                for t in transactions.iter_mut().filter(|t| t.key == failed.key) {
+                    *t = failed.clone();
+                }
+                (
+                    payment.cancel_released(transaction.amount)?,
+                    failed,
+                    account.refund_answered(false, partial).map_err(|e| invariant(&e))?,
+                    refund.refused(refusal.code(), now).map_err(|e| invariant(&e))?,
+                    Some(PaymentError::RefundRefused { code: refusal.code() }),
+                )
+            }
+            Err(error) => {
+                tracing::warn!(%error, refund = %refund.id, "refund: no answer from the bank; asked again later");
+                return Ok(PaymentView {
+                    payment,
+                    transactions,
+                    focus: Some(transaction.key),
+                    virtual_account: Some(Box::new(account)),
+                });
+            }
+        };
+        let view = PaymentView {
+            payment: next.clone(),
+            transactions,
+            focus: Some(settled.key),
+            virtual_account: Some(Box::new(account.clone())),
+        };
+        let result = match result {
+            None => Ok(view),
+            Some(error) => Err(error),
+        };
+        let mut update = PaymentUpdate::new(payment.version, next);
+        if settled.status == TransactionStatus::Done {
+            let journal = Journal::bank_refund(payment.merchant_id, account.bank.code(), settled.amount)
+                .map_err(|e| invariant(&e))?;
+            update.journals.push(JournalEntry {
+                id: JournalId::new(now, crate::random_bytes()),
+                of: JournalOf::Transaction(settled.key),
+                journal,
+                created_at: now,
+            });
+        }
+        update.update_transaction = Some(settled);
+        update.bank.account = Some(account);
+        update.bank.refund = Some(refund);
+        update.idempotency = crate::payments::answer_write(claim, &result, now);
+        match self.commit(&payment, update).await {
+            Ok(()) => result,
+            // The worker (or a retry) settled it first; the caller reads the payment.
+            Err(StoreError::Conflict(_)) => Err(PaymentError::Concurrent),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Asks the bank again about refunds whose answer is not in (the same reference: it answers its first
+    /// answer), at most `limit`, and settles them. Returns how many were asked.
+    pub(crate) async fn retry_bank_refunds(&self, now: UnixMillis, limit: u32) -> Result<u32, PaymentError> {
+        let mut asked = 0;
+        for refund in self.store().due_bank_refunds(now, limit).await? {
+            let Some(bank) = self.banks.get(refund.mode).cloned() else {
+                continue;
+            };
+            let Some(payment) = self.store().payment_by_id(refund.payment_id).await? else {
+                continue;
+            };
+            let Some(account) = self.store().virtual_account(payment.id).await? else {
+                continue;
+            };
+            let transactions = self.store().payment_transactions(payment.id).await?;
+            let Some(transaction) = transactions
+                .into_iter()
+                .find(|t| t.key == refund.transaction_key && t.status == TransactionStatus::Pending)
+            else {
+                continue;
+            };
+            let retry_at = now.saturating_add(paygate_domain::time::DurationMs::from_millis(
+                self.inquiry_backoff_ms(refund.attempts),
+            ));
+            let Ok(resent) = refund.resent(retry_at) else { continue };
+            let mut update = PaymentUpdate::new(payment.version, payment.touched());
+            update.bank.refund = Some(resent.clone());
+            match self.store().update_payment(&update).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+            asked += 1;
+            let answer = bank.refund(&refund_request(&resent)).await;
+            match self
+                .settle_refund(update.payment, transaction, account, resent, answer, None)
+                .await
+            {
+                Ok(_) | Err(PaymentError::RefundRefused { .. } | PaymentError::Concurrent) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(asked)
     }
 
     /// Expires open accounts whose due date is at or before `due_before` with their payments (EXPIRED), at most
@@ -712,6 +952,18 @@ impl App {
             }
         }
         Ok((handled, failed))
+    }
+}
+
+/// The bank's request for a refund: its ID is the reference, so a repeat is the same request.
+fn refund_request(refund: &paygate_domain::virtual_account::BankRefund) -> paygate_connectors::bank::Refund {
+    paygate_connectors::bank::Refund {
+        reference: refund.id.to_string(),
+        merchant_id: refund.merchant_id.to_string(),
+        bank_code: refund.to.bank,
+        account_number: refund.to.account_number.clone(),
+        holder_name: refund.to.holder_name.clone(),
+        amount: refund.amount,
     }
 }
 

@@ -70,7 +70,7 @@ impl App {
             .ok_or(PaymentError::NotFound)?;
         if payment.method == paygate_domain::payment::PaymentMethod::VirtualAccount {
             return self
-                .cancel_virtual_account(payment, amount, claim.as_ref())
+                .cancel_virtual_account(payment, &command, amount, claim.as_ref())
                 .await
                 .map(Answer::Fresh);
         }
@@ -178,7 +178,7 @@ impl App {
     }
 
     /// The tax-free amount that the payment's cancels, pending or done, declared so far.
-    async fn tax_free_cancelled(&self, payment: &Payment) -> Result<Money, PaymentError> {
+    pub(crate) async fn tax_free_cancelled(&self, payment: &Payment) -> Result<Money, PaymentError> {
         let mut sum = Money::zero(payment.total().currency());
         for t in self.store().payment_transactions(payment.id).await? {
             if t.kind == TransactionKind::Cancel && t.status != TransactionStatus::Failed {

@@ -529,9 +529,53 @@ pub struct CancelCommand {
     /// The tax-free part of the cancelled amount (`taxFreeAmount`, default 0); the payment's rules check it
     /// against what is left of its tax-free amount.
     pub tax_free: Money,
+    /// Where a paid virtual account's refund goes (Toss's `refundReceiveAccount`); card payments ignore it.
+    pub refund_account: Option<paygate_domain::virtual_account::RefundAccount>,
 }
 
+/// Longest refund account number, in digits (Toss: at most 20, digits only).
+pub const REFUND_ACCOUNT_DIGITS: std::ops::RangeInclusive<usize> = 6..=20;
+/// Longest refund account holder's name, in characters.
+pub const REFUND_HOLDER_CHARS_MAX: usize = 60;
+
 impl CancelCommand {
+    /// Adds Toss's `refundReceiveAccount` (`bank` as a code or a name, `accountNumber` digits only,
+    /// `holderName`).
+    pub fn with_refund_account(
+        mut self,
+        bank: &str,
+        account_number: &str,
+        holder_name: &str,
+    ) -> Result<CancelCommand, FieldError> {
+        let bank = paygate_domain::bank::Bank::parse(bank.trim()).ok_or_else(|| {
+            FieldError::new(
+                "refundReceiveAccount.bank",
+                FieldReason::InvalidBank,
+                "`refundReceiveAccount.bank` must be a bank code or name of Toss's table",
+            )
+        })?;
+        if !REFUND_ACCOUNT_DIGITS.contains(&account_number.len()) || !account_number.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(FieldError::invalid(
+                "refundReceiveAccount.accountNumber",
+                "`refundReceiveAccount.accountNumber` must be 6 to 20 digits, without hyphens",
+            ));
+        }
+        let holder = holder_name.trim();
+        if holder.is_empty() || holder.chars().count() > REFUND_HOLDER_CHARS_MAX {
+            return Err(FieldError::invalid(
+                "refundReceiveAccount.holderName",
+                "`refundReceiveAccount.holderName` must be 1 to 60 characters",
+            ));
+        }
+        self.refund_account = Some(paygate_domain::virtual_account::RefundAccount {
+            bank,
+            account_number: account_number.to_owned(),
+            holder_name: holder.to_owned(),
+        });
+        Ok(self)
+    }
+
     /// Adds Toss's `refundableAmount`: the same guard as `expectedBalance`; sent together, they must agree.
     pub fn with_refundable_amount(mut self, refundable_minor: Option<i64>) -> Result<CancelCommand, FieldError> {
         let Some(refundable) = refundable_minor.map(Money::krw) else {
@@ -569,6 +613,7 @@ impl CancelCommand {
             expected_balance: expected_balance_minor.map(Money::krw),
             balance_as_refundable: false,
             tax_free: Money::krw(tax_free_minor),
+            refund_account: None,
         })
     }
 }

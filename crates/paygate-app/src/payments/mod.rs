@@ -181,6 +181,13 @@ pub enum PaymentError {
     /// The bank could not be asked (or answered with a system error); nothing was recorded.
     #[error("the bank could not process the request: {message}")]
     BankUnavailable { message: String },
+    /// The bank refused a refund to the account the buyer named (its code: `UNKNOWN_ACCOUNT`,
+    /// `HOLDER_MISMATCH`, …); nothing was refunded and the amount is back in the balance.
+    #[error("the bank refused the refund: {code}")]
+    RefundRefused { code: &'static str },
+    /// A virtual account not paid yet is cancelled whole.
+    #[error("a virtual account waiting for its deposit can only be cancelled whole")]
+    PartialCancelWhileWaiting,
     /// Toss's balance guard (`refundableAmount`) differed from the balance; nothing was cancelled.
     #[error("the balance is {actual}, not the refundableAmount sent")]
     RefundableMismatch { actual: Money },
@@ -230,6 +237,8 @@ impl PaymentError {
             PaymentError::BankUnavailable { message } => PaymentError::BankUnavailable {
                 message: message.clone(),
             },
+            PaymentError::RefundRefused { code } => PaymentError::RefundRefused { code },
+            PaymentError::PartialCancelWhileWaiting => PaymentError::PartialCancelWhileWaiting,
             PaymentError::NotCancelable { status } => PaymentError::NotCancelable { status: *status },
             PaymentError::RefundableMismatch { actual } => PaymentError::RefundableMismatch { actual: *actual },
             PaymentError::CancelRefused { message, acquirer_code } => PaymentError::CancelRefused {

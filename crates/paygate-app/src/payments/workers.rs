@@ -62,6 +62,7 @@ impl App {
             .expire_virtual_accounts(now.saturating_sub(grace), now, batch)
             .await?;
         report.deposits_found += self.poll_bank_feeds(now).await?;
+        report.cancel_retries += self.retry_bank_refunds(now, batch).await?;
         let (returned, failed) = self.return_held_deposits(now, batch).await?;
         report.deposit_returns += returned;
         report.errors += failed;

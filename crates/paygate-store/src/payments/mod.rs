@@ -541,6 +541,7 @@ async fn update_payment(db: &impl Db, update: PaymentUpdate) -> Result<(), Store
         for t in &update.insert_transactions {
             insert_transaction(db, t).await?;
         }
+        crate::virtual_accounts::apply_refunds(db, &update.bank).await?;
         for entry in &update.journals {
             crate::ledger::post(db, p.id, entry).await?;
         }

@@ -26,7 +26,7 @@ use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 12] = [
+pub(crate) const MIGRATIONS: [Migration; 13] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -86,6 +86,11 @@ pub(crate) const MIGRATIONS: [Migration; 12] = [
         version: 12,
         name: "bank_methods",
         sql: include_str!("../../migrations/postgres/0012_bank_methods.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "bank_refunds",
+        sql: include_str!("../../migrations/postgres/0013_bank_refunds.sql"),
     },
 ];
 

@@ -41,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 12] = [
+pub(crate) const MIGRATIONS: [Migration; 13] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -101,6 +101,11 @@ pub(crate) const MIGRATIONS: [Migration; 12] = [
         version: 12,
         name: "bank_methods",
         sql: include_str!("../../migrations/sqlite/0012_bank_methods.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "bank_refunds",
+        sql: include_str!("../../migrations/sqlite/0013_bank_refunds.sql"),
     },
 ];
 

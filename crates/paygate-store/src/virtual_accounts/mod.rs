@@ -4,11 +4,12 @@
 
 use paygate_domain::api_key::Mode;
 use paygate_domain::bank::{Bank, DepositRefundReason, RefundStatus, SettlementStatus};
-use paygate_domain::id::{BankRefundId, DepositId, MerchantId, PaymentId};
+use paygate_domain::id::{BankRefundId, DepositId, MerchantId, PaymentId, TransactionKey};
 use paygate_domain::money::{Currency, Money};
 use paygate_domain::time::UnixMillis;
 use paygate_domain::virtual_account::{
-    AccountStatus, BankDeposit, BankDepositFields, ReturnStatus, VirtualAccount, VirtualAccountFields,
+    AccountStatus, BankDeposit, BankDepositFields, BankRefund, BankRefundFields, RefundAccount, RefundState,
+    ReturnStatus, VirtualAccount, VirtualAccountFields,
 };
 
 use crate::db::{aggregate, all, first, vals, Db, Row};
@@ -28,6 +29,10 @@ aggregate! {
         read fn due_account_expiries(now: UnixMillis, limit: u32) -> Vec<VirtualAccount>;
         /// Deposits whose return is due (`next_attempt_at <= now`), oldest due first.
         read fn due_deposit_returns(now: UnixMillis, limit: u32) -> Vec<BankDeposit>;
+        /// The refunds of a payment's cancels, oldest first.
+        read fn bank_refunds_of(payment_id: PaymentId) -> Vec<BankRefund>;
+        /// Refunds whose answer is not in and whose next attempt is due (`next_attempt_at <= now`).
+        read fn due_bank_refunds(now: UnixMillis, limit: u32) -> Vec<BankRefund>;
     }
 }
 
@@ -41,11 +46,19 @@ pub struct BankChanges {
     pub new_deposit: Option<BankDeposit>,
     /// A recorded deposit's next version, written conditionally on the version before it.
     pub deposit: Option<BankDeposit>,
+    /// A refund of a cancel, recorded with the cancel's transaction (which it names).
+    pub new_refund: Option<BankRefund>,
+    /// A recorded refund's next version, written conditionally on the version before it.
+    pub refund: Option<BankRefund>,
 }
 
 impl BankChanges {
     pub fn is_empty(&self) -> bool {
-        self.account.is_none() && self.new_deposit.is_none() && self.deposit.is_none()
+        self.account.is_none()
+            && self.new_deposit.is_none()
+            && self.deposit.is_none()
+            && self.new_refund.is_none()
+            && self.refund.is_none()
     }
 }
 
@@ -59,6 +72,13 @@ macro_rules! deposit_columns {
     () => {
         "id, mode, bank, bank_deposit_id, account_number, payment_id, merchant_id, currency, amount, depositor_name, \
          deposited_at, received_at, held_because, return_status, return_refund, next_attempt_at, attempts, version"
+    };
+}
+
+macro_rules! refund_columns {
+    () => {
+        "id, transaction_key, payment_id, merchant_id, mode, bank, account_number, holder_name, currency, amount, \
+         state, failure_code, bank_refund_id, created_at, completed_at, next_attempt_at, attempts, version"
     };
 }
 
@@ -116,6 +136,28 @@ mod sql {
         deposit_columns!(),
         " FROM bank_deposits WHERE payment_id = ?1 ORDER BY received_at, id"
     );
+    pub const INSERT_REFUND: &str = concat!(
+        "INSERT INTO bank_refunds (",
+        refund_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    );
+    /// Where it goes and how much never change; its answer moves it only from the version it came from.
+    pub const UPDATE_REFUND: &str = "UPDATE bank_refunds SET state = ?11, failure_code = ?12, bank_refund_id = ?13,
+             completed_at = ?15, next_attempt_at = ?16, attempts = ?17, version = ?18
+         WHERE id = ?1 AND version = ?19 AND transaction_key = ?2 AND payment_id = ?3 AND merchant_id = ?4
+           AND mode = ?5 AND bank = ?6 AND account_number = ?7 AND holder_name = ?8 AND currency = ?9
+           AND amount = ?10 AND created_at = ?14";
+    pub const REFUNDS_OF: &str = concat!(
+        "SELECT ",
+        refund_columns!(),
+        " FROM bank_refunds WHERE payment_id = ?1 ORDER BY created_at, id"
+    );
+    pub const DUE_REFUNDS: &str = concat!(
+        "SELECT ",
+        refund_columns!(),
+        " FROM bank_refunds WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at, id LIMIT ?2"
+    );
     pub const DUE_RETURNS: &str = concat!(
         "SELECT ",
         deposit_columns!(),
@@ -171,6 +213,78 @@ fn deposit_from(row: &Row) -> Result<BankDeposit, StoreError> {
         attempts: row.num(16)?,
         version: row.int(17)?,
     }))
+}
+
+fn refund_from(row: &Row) -> Result<BankRefund, StoreError> {
+    let currency: Currency = row.parse(8, str::parse::<Currency>)?;
+    Ok(BankRefund::restore(BankRefundFields {
+        id: row.parse(0, BankRefundId::parse)?,
+        transaction_key: row.parse(1, TransactionKey::parse)?,
+        payment_id: row.parse(2, PaymentId::parse)?,
+        merchant_id: row.parse(3, MerchantId::parse)?,
+        mode: row.parse(4, Mode::parse)?,
+        to: RefundAccount {
+            bank: row.parse(5, bank_of)?,
+            account_number: row.string(6)?,
+            holder_name: row.string(7)?,
+        },
+        amount: Money::new(row.int(9)?, currency),
+        state: row.parse(10, RefundState::parse)?,
+        failure_code: row.opt_string(11)?,
+        bank_refund_id: row.opt_string(12)?,
+        created_at: row.millis(13)?,
+        completed_at: row.opt_millis(14)?,
+        next_attempt_at: row.opt_millis(15)?,
+        attempts: row.num(16)?,
+        version: row.int(17)?,
+    }))
+}
+
+fn refund_values(r: &BankRefund) -> Vec<crate::db::Value<'_>> {
+    vals![
+        r.id,
+        r.transaction_key,
+        r.payment_id,
+        r.merchant_id,
+        r.mode,
+        r.to.bank.code(),
+        r.to.account_number.as_str(),
+        r.to.holder_name.as_str(),
+        r.amount.currency().code(),
+        r.amount.amount_minor(),
+        r.state.as_str(),
+        r.failure_code.as_deref(),
+        r.bank_refund_id.as_deref(),
+        r.created_at,
+        r.completed_at,
+        r.next_attempt_at,
+        r.attempts,
+        r.version,
+    ]
+    .to_vec()
+}
+
+/// Writes a payment change's refunds, after its transactions (a refund names its cancel's).
+pub(crate) async fn apply_refunds(db: &impl Db, changes: &BankChanges) -> Result<(), StoreError> {
+    if let Some(refund) = &changes.new_refund {
+        db.execute(sql::INSERT_REFUND, &refund_values(refund)).await?;
+    }
+    if let Some(refund) = &changes.refund {
+        let mut values = refund_values(refund);
+        values.push(previous(refund.version)?.into());
+        if db.execute(sql::UPDATE_REFUND, &values).await? != 1 {
+            return Err(StoreError::Conflict("the bank refund changed since it was read"));
+        }
+    }
+    Ok(())
+}
+
+async fn bank_refunds_of(db: &impl Db, payment_id: PaymentId) -> Result<Vec<BankRefund>, StoreError> {
+    all(db, sql::REFUNDS_OF, vals![payment_id], refund_from).await
+}
+
+async fn due_bank_refunds(db: &impl Db, now: UnixMillis, limit: u32) -> Result<Vec<BankRefund>, StoreError> {
+    all(db, sql::DUE_REFUNDS, vals![now, limit], refund_from).await
 }
 
 pub(crate) async fn insert_account(db: &impl Db, a: &VirtualAccount) -> Result<(), StoreError> {
