@@ -226,7 +226,7 @@ async function home(url) {
 }
 
 function resultPage(title, order, extra = "") {
-  const done = order.status === "DONE";
+  const done = order.status === "DONE" || order.status === "WAITING_FOR_DEPOSIT";
   return layout(title, `
 <h1 class="${done ? "ok" : "bad"}">${esc(title)}</h1>
 ${extra}
@@ -237,6 +237,7 @@ ${extra}
   <dt>금액 / Amount</dt><dd id="amount">${order.amount === undefined || order.amount === "" ? "" : esc(won(order.amount))}</dd>
   ${order.paymentKey ? `<dt>paymentKey</dt><dd id="payment-key">${esc(order.paymentKey)}</dd>` : ""}
   ${order.approveNo ? `<dt>승인번호 / Approval no.</dt><dd id="approve-no">${esc(order.approveNo)}</dd>` : ""}
+  ${order.account ? `<dt>입금 계좌 / Deposit to</dt><dd id="account">${esc(order.account.bankCode)} ${esc(order.account.accountNumber)} (${esc(order.account.customerName)})</dd><dt>입금 기한 / Due</dt><dd id="due-date">${esc(order.account.dueDate)}</dd>` : ""}
   ${order.failure ? `<dt>실패 사유 / Reason</dt><dd><code id="code">${esc(order.failure.code)}</code> <span id="message">${esc(order.failure.message)}</span></dd>` : ""}
 </dl>
 ${order.receiptUrl ? `<p><a id="receipt" href="${esc(order.receiptUrl)}" target="_blank" rel="noopener">매출전표 보기 / View receipt</a></p>` : ""}
@@ -264,10 +265,16 @@ async function formReturn(q) {
     } else {
       Object.assign(order, { status: "UNVERIFIED", failure: { code: payment.json?.code ?? "LOOKUP_FAILED", message: "payment lookup disagrees" } });
     }
+  } else if (q.status === "WAITING_FOR_DEPOSIT") {
+    // A virtual account: the buyer deposits into it; the shop shows where (from the API, not the URL).
+    const payment = await paygate("GET", `/v1/payments/${encodeURIComponent(q.paymentKey)}`);
+    const account = payment.ok ? payment.json.virtualAccount : null;
+    Object.assign(order, { status: account ? "WAITING_FOR_DEPOSIT" : "UNVERIFIED", paymentKey: q.paymentKey, account });
   } else {
     Object.assign(order, { status: q.status, failure: { code: q.code, message: q.message } });
   }
-  return resultPage(order.status === "DONE" ? "결제 완료 / Payment complete" : "결제 실패 / Payment failed", order, banner);
+  const titles = { DONE: "결제 완료 / Payment complete", WAITING_FOR_DEPOSIT: "입금 대기 / Awaiting your deposit" };
+  return resultPage(titles[order.status] ?? "결제 실패 / Payment failed", order, banner);
 }
 
 /** SDK flow: the buyer paid on paygate's page; confirm it with the secret key (within 10 minutes). */

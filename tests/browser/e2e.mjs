@@ -501,14 +501,14 @@ const scenarios = [
       const code = (p) => p.then(() => "resolved", (e) => e.code);
       return {
         sameConstructor: TossPayments === PayGate,
-        virtualAccount: await code(sdk.requestPayment("가상계좌", { ...base, amount: 1000 })),
+        mobilePhone: await code(sdk.requestPayment("휴대폰", { ...base, amount: 1000 })),
         badAmount: await code(sdk.requestPayment("카드", { ...base, amount: 10.5 })),
         noSuccessUrl: await code(sdk.requestPayment("CARD", { ...base, amount: 1000, successUrl: undefined })),
-        oldForm: await code(sdk.requestPayment({ ...base, amount: 1000, method: "계좌이체" })),
+        oldForm: await code(sdk.requestPayment({ ...base, amount: 1000, method: "상품권" })),
       };
     });
     equal(answers.sameConstructor, true, "TossPayments is PayGate");
-    equal(answers.virtualAccount, "INVALID_PARAMETER", "가상계좌 through the card window");
+    equal(answers.mobilePhone, "INVALID_PARAMETER", "휴대폰, a method paygate's window lacks");
     equal(answers.badAmount, "INVALID_PARAMETER", "a fractional amount");
     equal(answers.noSuccessUrl, "INVALID_PARAMETER", "no successUrl");
     equal(answers.oldForm, "INVALID_PARAMETER", "the one-argument form checks its method too");
@@ -561,6 +561,68 @@ const scenarios = [
     await page.goto(GATEWAY + registration);
     await page.waitForURL(onShop("/billing/success"));
     equal(await page.$$eval("#charges .charge", (items) => items.length), 2, "the shop charged nothing more");
+  }],
+
+  ["10 account transfer: method picker → bank → the bank's page (wrong PIN, then approve) → signed return; cancel refunds", async (page) => {
+    const orderId = await toCardPage(page);
+    // The shop's form names no method: the buyer picks one.
+    await page.click("#method-transfer");
+    await page.waitForSelector("#transfer-form");
+    await audit(page, "transfer form");
+    assert((await page.textContent("#transfer-button")).includes("원 결제하기"), "the button names the amount first in Korean");
+    await page.selectOption("#transfer-bank", "06");
+    await Promise.all([page.waitForURL(onGateway("/bank/transfers/")), page.click("#transfer-button")]);
+    await page.waitForSelector("#authorize-form");
+    await audit(page, "the sandbox bank's authorization page");
+    await shot(page, "bank-authorize");
+    await page.fill("#account-number", "110-123-456789");
+    await page.fill("#holder-name", "박토스");
+    await page.fill("#pin", "0000");
+    hygiene.expectedHttpErrors.add(page.url());
+    await page.click("#authorize-button");
+    await page.waitForSelector("#bank-error");
+    assert((await page.textContent("#bank-error")).includes("비밀번호"), "the bank says the PIN is wrong");
+    await page.fill("#account-number", "110-123-456789");
+    await page.fill("#holder-name", "박토스");
+    await page.fill("#pin", "1234");
+    await Promise.all([page.waitForURL(onShop("/return")), page.click("#authorize-button")]);
+    await expectResult(page, { status: "DONE", signed: true });
+    const payment = await paymentByOrder(orderId);
+    equal(payment.status, "DONE", "API status");
+    equal(payment.method, "계좌이체", "Toss's method spelling");
+    equal(payment.transfer?.bankCode, "06", "the transfer's bank");
+    const cancel = await api("POST", `/v1/payments/${payment.paymentKey}/cancel`, { cancelReason: "구매자 변심" });
+    equal(cancel.status, 200, `cancel (${cancel.text.slice(0, 200)})`);
+    equal(cancel.json.status, "CANCELED", "cancelled through a refund to the same account");
+    const journal = await fetch(`${GATEWAY}/bank/journal?afterSeq=0`).then((r) => r.json());
+    const refunds = journal.entries.filter((e) => e.kind === "REFUND" && e.accountNumber === "110123456789");
+    equal(refunds.length, 1, "one refund at the bank to the buyer's account");
+  }],
+
+  ["10b virtual account on the hosted page: bank and depositor → signed return WAITING_FOR_DEPOSIT → a deposit pays it", async (page) => {
+    const orderId = await toCardPage(page);
+    await page.click("#method-virtual-account");
+    await page.waitForSelector("#virtual-account-form");
+    await audit(page, "virtual-account form");
+    await page.selectOption("#va-bank", "20");
+    await page.fill("#holder-name", "박토스");
+    await shot(page, "virtual-account-form");
+    await Promise.all([page.waitForURL(onShop("/return")), page.click("#virtual-account-button")]);
+    await expectResult(page, { status: "WAITING_FOR_DEPOSIT", signed: true });
+    const waiting = await paymentByOrder(orderId);
+    assert((await page.textContent("#account")).includes(waiting.virtualAccount.accountNumber), "the shop shows the account to pay");
+    equal(waiting.method, "가상계좌", "Toss's method spelling");
+    equal(waiting.virtualAccount?.bankCode, "20", "the account's bank");
+    const deposit = await fetch(`${GATEWAY}/bank/deposits`, { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ accountNumber: waiting.virtualAccount.accountNumber, amount: waiting.totalAmount, currency: "KRW", depositorName: "박토스" }) });
+    equal(deposit.status, 200, "the deposit at the sandbox bank");
+    const deadline = Date.now() + NOTIFICATION_WAIT_MS;
+    let paid = waiting;
+    while (paid.status !== "DONE" && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      paid = await paymentByOrder(orderId);
+    }
+    equal(paid.status, "DONE", "the deposit paid the payment");
   }],
 
   ["7 receipt page: masked card, approval number, amount; prints", async (page) => {

@@ -7,7 +7,7 @@
  *
  * Toss Payments' v1 SDK calls work unchanged: the same script is served at /v1/payment (Toss's script path),
  * `TossPayments(clientKey)` is an alias of `PayGate(clientKey)`, and `requestPayment(method, params)` takes
- * Toss's method names (`카드` or `CARD`) and parameters. paygate's own options come last:
+ * Toss's method names (`카드`, `가상계좌`, `계좌이체`, or `CARD`, `VIRTUAL_ACCOUNT`, `TRANSFER`) and parameters. paygate's own options come last:
  * `requestPayment("카드", params, {mode: "popup"})`. The older one-argument form `requestPayment(params)` still works.
  *
  * The SDK only starts a payment with the merchant's client key and sends the buyer to paygate's hosted page.
@@ -24,7 +24,10 @@
   var POPUP_WAIT_MS_MAX = 40 * 60 * 1000; // longer than a READY payment lives (30 min), so the gateway decides
   var POPUP_WIDTH = 480, POPUP_HEIGHT = 760; // the hosted page is laid out for phones, so this fits it
   var RETRY_COUNT_MAX = 5, RETRY_DELAY_MS = 200;
-  var CARD_METHODS = ["카드", "CARD"]; // Toss's spellings of the card method; the only one paygate's window offers
+  var CARD_METHODS = ["카드", "CARD"]; // Toss's spellings of the card method (billing keys are for cards)
+  // Toss's spellings of the methods paygate's window offers, to the one the gateway is sent.
+  var METHODS = { "카드": "카드", "CARD": "카드", "가상계좌": "가상계좌", "VIRTUAL_ACCOUNT": "가상계좌",
+    "계좌이체": "계좌이체", "TRANSFER": "계좌이체" };
   var FORWARDED = ["customerName", "customerEmail", "customerMobilePhone", "taxFreeAmount", "taxExemptionAmount",
     "metadata"];
 
@@ -134,7 +137,7 @@
     }
 
     async function createPayment(params) {
-      var body = { method: "카드", amount: params.amount, orderId: params.orderId, orderName: params.orderName,
+      var body = { method: params.method, amount: params.amount, orderId: params.orderId, orderName: params.orderName,
         successUrl: params.successUrl, failUrl: params.failUrl };
       // Toss's SDK parameters the gateway keeps; the window and card-selection ones (windowTarget, cardCompany,
       // flowMode, useCardPoint…) only shape Toss's own window and are not sent.
@@ -158,7 +161,8 @@
      * Starts a card payment and sends the buyer to paygate's hosted page.
      * After paying, the buyer lands on `successUrl?paymentKey=…&orderId=…&amount=…` (or on
      * `failUrl?code=…&message=…&orderId=…`); your server must then confirm with its secret key.
-     * @param {string} method `카드` or `CARD` (Toss's spellings). May be left out: `requestPayment(params, options)`.
+     * @param {string} method `카드`, `가상계좌` or `계좌이체` (or `CARD`, `VIRTUAL_ACCOUNT`, `TRANSFER`: Toss's
+     *        spellings). May be left out: `requestPayment(params, options)`.
      * @param {{amount: number, orderId: string, orderName: string, successUrl: string, failUrl: string,
      *          customerName?: string, customerEmail?: string, customerMobilePhone?: string,
      *          taxFreeAmount?: number, taxExemptionAmount?: number, metadata?: object,
@@ -174,9 +178,10 @@
         params = method;
         method = params && typeof params === "object" && params.method !== undefined ? params.method : "카드";
       }
-      if (CARD_METHODS.indexOf(method) < 0) {
-        return Promise.reject(PayGateError("INVALID_PARAMETER", "paygate's payment window offers the card method only (카드 or CARD), not " + method, { param: "method" }));
+      if (!Object.prototype.hasOwnProperty.call(METHODS, method)) {
+        return Promise.reject(PayGateError("INVALID_PARAMETER", "paygate's payment window offers 카드, 가상계좌 and 계좌이체 (or CARD, VIRTUAL_ACCOUNT, TRANSFER), not " + method, { param: "method" }));
       }
+      if (params && typeof params === "object") params = Object.assign({}, params, { method: METHODS[method] });
       var key = params && params.orderId;
       if (key && inFlight[key]) return inFlight[key];
       var mode = (options && options.mode) || "redirect";

@@ -82,10 +82,12 @@ pub enum ErrorCode {
     InvalidRefundAccountNumber,
     RefundRejected,
     NotAllowedPartialRefundWaitingDeposit,
+    RejectAccountPayment,
+    InvalidAuthorizeAuth,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 65] = [
+    pub const ALL: [ErrorCode; 67] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -151,6 +153,8 @@ impl ErrorCode {
         ErrorCode::InvalidRefundAccountNumber,
         ErrorCode::RefundRejected,
         ErrorCode::NotAllowedPartialRefundWaitingDeposit,
+        ErrorCode::RejectAccountPayment,
+        ErrorCode::InvalidAuthorizeAuth,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -220,6 +224,8 @@ impl ErrorCode {
             ErrorCode::InvalidRefundAccountNumber => "INVALID_REFUND_ACCOUNT_NUMBER",
             ErrorCode::RefundRejected => "REFUND_REJECTED",
             ErrorCode::NotAllowedPartialRefundWaitingDeposit => "NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT",
+            ErrorCode::RejectAccountPayment => "REJECT_ACCOUNT_PAYMENT",
+            ErrorCode::InvalidAuthorizeAuth => "INVALID_AUTHORIZE_AUTH",
         }
     }
 
@@ -304,6 +310,8 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::NotAllowedPartialRefundWaitingDeposit => StatusCode::FORBIDDEN,
+            ErrorCode::RejectAccountPayment => StatusCode::FORBIDDEN,
+            ErrorCode::InvalidAuthorizeAuth => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -616,6 +624,23 @@ pub fn payment_error_ref(error: &PaymentError) -> ApiError {
                 ),
             };
             ApiError::new(error, message).with_param("refundReceiveAccount")
+        }
+        PaymentError::TransferRefused { payment, code } => {
+            let (error, message) = match code {
+                "INSUFFICIENT_FUNDS" => (
+                    ErrorCode::RejectAccountPayment,
+                    "the buyer's account balance does not cover the payment; nothing was debited",
+                ),
+                _ => (
+                    ErrorCode::InvalidAuthorizeAuth,
+                    "the bank no longer accepts the buyer's authorization of this transfer; nothing was debited",
+                ),
+            };
+            ApiError::new(error, message).with_details(ErrorDetails {
+                acquirer_code: Some(code.to_owned()),
+                acquirer_message: None,
+                payment_key: Some(payment.id.to_string()),
+            })
         }
         PaymentError::PartialCancelWhileWaiting => ApiError::new(
             ErrorCode::NotAllowedPartialRefundWaitingDeposit,

@@ -80,6 +80,8 @@ pub fn pages_router() -> OpenApiRouter<AppState> {
         .routes(routes!(hosted::entry))
         .routes(routes!(hosted::show))
         .routes(routes!(hosted::pay))
+        .routes(routes!(hosted::virtual_account))
+        .routes(routes!(hosted::transfer, hosted::transfer_return))
         .routes(routes!(hosted::challenge_page, hosted::challenge))
         .routes(routes!(hosted::receipt))
         .routes(routes!(billing_pages::show))
@@ -242,6 +244,10 @@ pub fn operation_errors(operation_id: &str) -> Vec<ErrorCode> {
             E::InvalidPaymentStatus,
             E::AlreadyProcessingRequest,
             E::AcquirerUnavailable,
+            // Bank methods chosen on the hosted page: the bank refused a transfer's debit, or could not be asked.
+            E::RejectAccountPayment,
+            E::InvalidAuthorizeAuth,
+            E::BankUnavailable,
         ],
         "getPayment" | "getPaymentByOrder" => vec![E::NotFoundPayment],
         "cancelPayment" => vec![

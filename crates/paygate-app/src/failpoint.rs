@@ -31,6 +31,10 @@ pub const POINTS: &[&str] = &[
     "inquiry.after_acquirer",
     // The approval, with the request's idempotent answer, is committed; the HTTP answer is not sent yet.
     "approve.after_outcome",
+    // A transfer's confirm is recorded (REQUESTED) and the bank is about to be asked to debit.
+    "transfer.before_bank",
+    // The bank answered a transfer's debit; the result is not committed.
+    "transfer.after_bank",
 ];
 
 /// The variable that arms fail points.

@@ -539,6 +539,7 @@ fn create_command(order_id: &str, amount_minor: i64) -> CreateCommand {
         extras: Default::default(),
         success_url: None,
         fail_url: None,
+        method: None,
     }
 }
 

@@ -17,6 +17,12 @@ use paygate_domain::time::UnixMillis;
 
 use crate::sandbox::{system_clock, Clock};
 
+mod transfer;
+pub use transfer::{
+    AuthorizationView, AuthorizeRetry, AuthorizeStep, BeginTransfer, Debit, DebitAnswer, TransferSession,
+    AUTHORIZATION_TTL_MS, PIN_TRIES_MAX,
+};
+
 /// Why the bank refused a request. Stable codes (`BANK-PROTOCOL.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BankRefusal {
@@ -34,6 +40,10 @@ pub enum BankRefusal {
     DuplicateReference,
     #[error("the bank's journal is full")]
     Capacity,
+    #[error("the transfer's authorization is unknown, used or expired")]
+    InvalidAuthorization,
+    #[error("the account's balance does not cover the debit")]
+    InsufficientFunds,
 }
 
 impl BankRefusal {
@@ -46,6 +56,8 @@ impl BankRefusal {
             BankRefusal::InvalidAmount => "INVALID_AMOUNT",
             BankRefusal::DuplicateReference => "DUPLICATE_REFERENCE",
             BankRefusal::Capacity => "SYSTEM_ERROR",
+            BankRefusal::InvalidAuthorization => "INVALID_AUTHORIZATION",
+            BankRefusal::InsufficientFunds => "INSUFFICIENT_FUNDS",
         }
     }
 }
@@ -117,6 +129,7 @@ pub enum BankJournalKind {
     AccountClosed,
     Deposit,
     Refund,
+    Debit,
 }
 
 impl BankJournalKind {
@@ -126,6 +139,7 @@ impl BankJournalKind {
             BankJournalKind::AccountClosed => "ACCOUNT_CLOSED",
             BankJournalKind::Deposit => "DEPOSIT",
             BankJournalKind::Refund => "REFUND",
+            BankJournalKind::Debit => "DEBIT",
         }
     }
 }
@@ -178,6 +192,7 @@ struct State {
     refunds: HashMap<(String, String), (Refund, RefundAnswer)>,
     /// Deposits returned to their depositor.
     returned: std::collections::HashSet<String>,
+    transfers: transfer::Transfers,
     journal: Vec<BankJournalEntry>,
 }
 
@@ -588,6 +603,22 @@ pub trait BankConnector: Send + Sync + 'static {
         reference: &str,
         deposit_id: &str,
     ) -> Result<Result<RefundAnswer, BankRefusal>, crate::ConnectorError>;
+
+    /// Opens an account transfer for the buyer to authorize on the bank's page.
+    async fn begin_transfer(
+        &self,
+        request: &BeginTransfer,
+    ) -> Result<Result<TransferSession, BankRefusal>, crate::ConnectorError>;
+
+    /// Debits the account the buyer authorized. The same reference again answers the first answer.
+    async fn debit(&self, request: &Debit) -> Result<Result<DebitAnswer, BankRefusal>, crate::ConnectorError>;
+
+    /// The first answer to a debit, if the bank has one (`None`: it never saw the debit, which may be sent again).
+    async fn inquire_debit(
+        &self,
+        merchant_id: &str,
+        reference: &str,
+    ) -> Result<Option<DebitAnswer>, crate::ConnectorError>;
 }
 
 #[async_trait::async_trait]
@@ -630,6 +661,25 @@ impl BankConnector for SandboxBank {
         deposit_id: &str,
     ) -> Result<Result<RefundAnswer, BankRefusal>, crate::ConnectorError> {
         Ok(SandboxBank::return_deposit(self, merchant_id, reference, deposit_id))
+    }
+
+    async fn begin_transfer(
+        &self,
+        request: &BeginTransfer,
+    ) -> Result<Result<TransferSession, BankRefusal>, crate::ConnectorError> {
+        Ok(SandboxBank::begin_transfer(self, request))
+    }
+
+    async fn debit(&self, request: &Debit) -> Result<Result<DebitAnswer, BankRefusal>, crate::ConnectorError> {
+        Ok(SandboxBank::debit(self, request))
+    }
+
+    async fn inquire_debit(
+        &self,
+        merchant_id: &str,
+        reference: &str,
+    ) -> Result<Option<DebitAnswer>, crate::ConnectorError> {
+        Ok(SandboxBank::inquire_debit(self, merchant_id, reference))
     }
 }
 

@@ -5,7 +5,9 @@
 //! transitions below, each of which yields the next version: the store writes it conditionally on the version it
 //! came from. So of concurrent answers to a challenge only one is counted per version, and the attempt limit holds.
 
+use crate::bank::Bank;
 use crate::id::PaymentId;
+use crate::payment::PaymentMethod;
 use crate::time::UnixMillis;
 
 /// How a checkout payment was started.
@@ -46,6 +48,14 @@ pub struct CheckoutSessionFields {
     /// Answers counted in the challenge in progress.
     pub challenge_attempts: u32,
     pub challenge_expires_at: Option<UnixMillis>,
+    /// The method the merchant asked for; `None`: the buyer picks one on the page.
+    pub method: Option<PaymentMethod>,
+    /// The bank the buyer picked for a virtual account or a transfer.
+    pub bank: Option<Bank>,
+    /// Whom the virtual account is for (the depositor's name the bank expects), as the buyer gave it.
+    pub holder_name: Option<String>,
+    /// The bank's one-time code for the transfer the buyer authorized at the bank, until the merchant confirms.
+    pub bank_authorization: Option<String>,
     pub created_at: UnixMillis,
     /// Every change is conditional on it.
     pub version: i64,
@@ -95,9 +105,19 @@ impl CheckoutSession {
             challenge_otp_hash: None,
             challenge_attempts: 0,
             challenge_expires_at: None,
+            method: None,
+            bank: None,
+            holder_name: None,
+            bank_authorization: None,
             created_at: now,
             version: 0,
         })
+    }
+
+    /// The same new session, offering only `method` (as the merchant asked) instead of letting the buyer pick.
+    pub fn asking_for(mut self, method: Option<PaymentMethod>) -> CheckoutSession {
+        self.0.method = method;
+        self
     }
 
     /// A session as stored, unchecked: for the store, which reads what it wrote, and for tests.
@@ -130,6 +150,21 @@ impl CheckoutSession {
         self.next(|s| s.challenge_attempts = s.challenge_attempts.saturating_add(1))
     }
 
+    /// The buyer picked a bank for a virtual account (with the name it is for) or for a transfer. A new pick
+    /// forgets an earlier authorization.
+    pub fn bank_chosen(&self, bank: Bank, holder_name: Option<String>) -> CheckoutSession {
+        self.next(|s| {
+            s.bank = Some(bank);
+            s.holder_name = holder_name;
+            s.bank_authorization = None;
+        })
+    }
+
+    /// The buyer authorized the transfer at the bank, which answered this one-time code.
+    pub fn transfer_authorized(&self, code: String) -> CheckoutSession {
+        self.next(|s| s.bank_authorization = Some(code))
+    }
+
     /// Answers left of `max`.
     pub fn challenge_attempts_left(&self, max: u32) -> u32 {
         max.saturating_sub(self.challenge_attempts)
@@ -137,6 +172,7 @@ impl CheckoutSession {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -156,5 +192,17 @@ mod tests {
         assert_eq!(again.challenge_expires_at, Some(UnixMillis::new(200)));
         let api = CheckoutSession::api(id, Some("s".into()), Some("f".into()), UnixMillis::new(5));
         assert_eq!((api.entry, api.return_url.clone()), (CheckoutEntry::Api, None));
+        let api = api.asking_for(Some(PaymentMethod::Transfer));
+        assert_eq!((api.method, api.version), (Some(PaymentMethod::Transfer), 0));
+        let kookmin = Bank::parse("06").unwrap();
+        let shinhan = Bank::parse("88").unwrap();
+        let chosen = api.bank_chosen(kookmin, None).transfer_authorized("code-1".into());
+        assert_eq!(
+            (chosen.bank, chosen.bank_authorization.as_deref()),
+            (Some(kookmin), Some("code-1"))
+        );
+        // Picking again forgets the authorization of the earlier pick.
+        let again = chosen.bank_chosen(shinhan, Some("홍길동".into()));
+        assert_eq!((again.bank_authorization.clone(), again.version), (None, 3));
     }
 }

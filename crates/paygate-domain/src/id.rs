@@ -190,6 +190,12 @@ typed_id!(
     "brf"
 );
 typed_id!(
+    /// A cash receipt (현금영수증) request: an issue, or one (partial) cancel of an issue. The `receiptKey` of
+    /// the API.
+    CashReceiptKey,
+    "rcp"
+);
+typed_id!(
     /// One HTTP request, echoed in `X-Request-Id` and error objects.
     RequestId,
     "req"

@@ -123,6 +123,12 @@ impl Journal {
         )
     }
 
+    /// An account transfer the bank debited from the buyer: the bank holds the money for paygate, paygate owes it
+    /// to the merchant (the same shape as a deposit).
+    pub fn transfer_debited(merchant: MerchantId, bank_code: &str, amount: Money) -> Result<Journal, LedgerError> {
+        Journal::deposit_applied(merchant, bank_code, amount)
+    }
+
     /// A deposit that pays nothing (wrong amount, late, already paid): held for its depositor until refunded.
     pub fn deposit_held(bank_code: &str, amount: Money) -> Result<Journal, LedgerError> {
         Journal::transfer(

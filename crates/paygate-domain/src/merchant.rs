@@ -159,3 +159,63 @@ mod tests {
         assert!(!MerchantStatus::Suspended.may_transact());
     }
 }
+
+/// What a merchant's receipts print and its cash receipts are issued under (사업자 정보), set by an operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusinessProfile {
+    pub merchant_id: MerchantId,
+    /// 사업자등록번호: 10 digits with its check digit.
+    pub business_number: String,
+    /// 대표자명.
+    pub representative: String,
+    /// 사업장 주소.
+    pub address: String,
+    pub updated_at: UnixMillis,
+}
+
+/// Why a business profile is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BusinessProfileError {
+    #[error("the business registration number must be 10 digits with a valid check digit")]
+    BusinessNumber,
+    #[error("the representative's name must be 1 to 50 characters")]
+    Representative,
+    #[error("the address must be 1 to 200 characters")]
+    Address,
+}
+
+impl BusinessProfile {
+    pub fn parse(
+        merchant_id: MerchantId,
+        business_number: &str,
+        representative: &str,
+        address: &str,
+        now: UnixMillis,
+    ) -> Result<BusinessProfile, BusinessProfileError> {
+        let number: String = business_number.chars().filter(|c| *c != '-' && *c != ' ').collect();
+        if !crate::cash_receipt::business_number_checks(&number) {
+            return Err(BusinessProfileError::BusinessNumber);
+        }
+        let text = |value: &str, max: usize| {
+            let value = value.trim();
+            let count = value.chars().count();
+            (count > 0 && count <= max && !value.chars().any(char::is_control)).then(|| value.to_owned())
+        };
+        Ok(BusinessProfile {
+            merchant_id,
+            business_number: number,
+            representative: text(representative, 50).ok_or(BusinessProfileError::Representative)?,
+            address: text(address, 200).ok_or(BusinessProfileError::Address)?,
+            updated_at: now,
+        })
+    }
+
+    /// `120-81-47521`, as receipts print it.
+    pub fn business_number_display(&self) -> String {
+        let n = &self.business_number;
+        match (n.get(..3), n.get(3..5), n.get(5..)) {
+            (Some(a), Some(b), Some(c)) => format!("{a}-{b}-{c}"),
+            _ => n.clone(),
+        }
+    }
+}

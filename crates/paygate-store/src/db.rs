@@ -15,8 +15,8 @@ use std::sync::Arc;
 use paygate_domain::api_key::Mode;
 use paygate_domain::bank::Bank;
 use paygate_domain::id::{
-    ApiKeyId, BankRefundId, BillingAuthId, BillingKeyId, DepositId, EventId, JournalId, MerchantId, PaymentId,
-    TransactionKey, WebhookEndpointId,
+    ApiKeyId, BankRefundId, BillingAuthId, BillingKeyId, CashReceiptKey, DepositId, EventId, JournalId, MerchantId,
+    PaymentId, TransactionKey, WebhookEndpointId,
 };
 use paygate_domain::time::UnixMillis;
 
@@ -191,7 +191,8 @@ id_values!(
     BillingKeyId,
     BillingAuthId,
     DepositId,
-    BankRefundId
+    BankRefundId,
+    CashReceiptKey
 );
 
 /// A column's value as read.
@@ -404,7 +405,8 @@ copy_args!(
     DepositId,
     Bank,
     Option<MerchantId>,
-    Option<EventId>
+    Option<EventId>,
+    CashReceiptKey
 );
 
 /// Declares an aggregate's trait and implements it for both backends.

@@ -11,6 +11,7 @@
 
 mod billing;
 mod billing_auth;
+mod cash_receipts;
 mod checkout;
 mod db;
 mod idempotency;
@@ -24,6 +25,7 @@ mod sql;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transfers;
 mod url;
 mod vault;
 mod virtual_accounts;
@@ -34,6 +36,7 @@ use async_trait::async_trait;
 
 pub use billing::{BillingKeyInsert, BillingKeyUpdate, BillingStore};
 pub use billing_auth::{AuthCardChange, BillingAuthStore};
+pub use cash_receipts::{CashReceiptStore, InsertReceiptOutcome, ReceiptChange};
 pub use checkout::CheckoutStore;
 pub use idempotency::{
     IdempotencyRecord, IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyStore, IdempotencyWrite,
@@ -50,6 +53,7 @@ pub use payments::{
     CheckoutCardChange, InsertPaymentOutcome, ListedTransaction, PaymentInsert, PaymentStore, PaymentUpdate,
     TransactionQuery,
 };
+pub use transfers::TransferStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};
 pub use vault::{DataKeyRecord, DataKeyState, Resealed, SealedCount, SealedKind, SealedRow, VaultStore};
 pub use virtual_accounts::{BankChanges, VirtualAccountStore};
@@ -191,6 +195,8 @@ pub trait Store:
     + VaultStore
     + LedgerStore
     + VirtualAccountStore
+    + TransferStore
+    + CashReceiptStore
     + OutboxStore
     + IdempotencyStore
     + Send

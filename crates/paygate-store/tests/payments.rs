@@ -1179,6 +1179,10 @@ async fn concurrent_checkout_session_updates_have_one_winner() {
         challenge_otp_hash: Some(vec![7; 32]),
         challenge_attempts: 0,
         challenge_expires_at: Some(at(T0 + 300_000)),
+        method: None,
+        bank: None,
+        holder_name: None,
+        bank_authorization: None,
         created_at: at(T0),
         version: 0,
     });
@@ -1212,6 +1216,29 @@ async fn concurrent_checkout_session_updates_have_one_winner() {
             .unwrap()
             .challenge_attempts,
         1
+    );
+    // The bank method the buyer picks, and the bank's authorization, are kept with the session.
+    let bank = paygate_domain::bank::Bank::parse("06").unwrap();
+    let picked = stored
+        .bank_chosen(bank, Some("홍길동".into()))
+        .transfer_authorized("tac_1".into());
+    ts.update_checkout_session(&picked.bank_chosen(bank, Some("홍길동".into())))
+        .await
+        .expect_err("two versions ahead");
+    ts.update_checkout_session(&stored.bank_chosen(bank, Some("홍길동".into())))
+        .await
+        .unwrap();
+    ts.update_checkout_session(&picked).await.unwrap();
+    let read = ts.checkout_session(payment.id).await.unwrap().unwrap();
+    assert_eq!(read, picked);
+    assert_eq!(
+        (
+            read.bank,
+            read.holder_name.as_deref(),
+            read.bank_authorization.as_deref(),
+            read.method
+        ),
+        (Some(bank), Some("홍길동"), Some("tac_1"), None)
     );
 }
 

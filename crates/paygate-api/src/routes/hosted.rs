@@ -18,7 +18,7 @@ use paygate_app::payments::hosted::{
 };
 use paygate_app::payments::PaymentError;
 use paygate_domain::id::PaymentId;
-use paygate_domain::payment::{PaymentStatus, TransactionKind, TransactionStatus};
+use paygate_domain::payment::{PaymentMethod, PaymentStatus, TransactionKind, TransactionStatus};
 
 use crate::wire::rfc3339;
 use crate::AppState;
@@ -134,10 +134,10 @@ impl Lang {
             (Lang::Ko, Times) => "회",
             (Lang::En, Times) => "",
             (Lang::Ko, Authenticated) => {
-                "카드 인증이 완료되었습니다. 상점에서 결제를 마무리합니다. 이 창을 닫아도 됩니다."
+                "결제 정보가 확인되었습니다. 상점에서 결제를 마무리합니다. 이 창을 닫아도 됩니다."
             }
             (Lang::En, Authenticated) => {
-                "Your card is verified. The shop completes the payment; you may close this page."
+                "Your payment details are confirmed. The shop completes the payment; you may close this page."
             }
             (Lang::Ko, Approved) => "결제가 완료되었습니다.",
             (Lang::En, Approved) => "The payment is complete.",
@@ -155,6 +155,38 @@ impl Lang {
             (Lang::En, BillingSecure) => "Your card is stored encrypted; the shop only ever sees part of the number.",
             (Lang::Ko, Register) => "카드 등록",
             (Lang::En, Register) => "Register card",
+            (Lang::Ko, CheckoutTitle) => "결제",
+            (Lang::En, CheckoutTitle) => "Checkout",
+            (Lang::Ko, Method) => "결제수단",
+            (Lang::En, Method) => "Payment method",
+            (Lang::Ko, MethodCard) => "카드",
+            (Lang::En, MethodCard) => "Card",
+            (Lang::Ko, MethodVirtualAccount) => "가상계좌",
+            (Lang::En, MethodVirtualAccount) => "Virtual account",
+            (Lang::Ko, MethodTransfer) => "계좌이체",
+            (Lang::En, MethodTransfer) => "Bank transfer",
+            (Lang::Ko, Bank) => "은행",
+            (Lang::En, Bank) => "Bank",
+            (Lang::Ko, ChooseBank) => "은행을 선택하세요",
+            (Lang::En, ChooseBank) => "Choose a bank",
+            (Lang::Ko, DepositorName) => "입금자명",
+            (Lang::En, DepositorName) => "Depositor's name",
+            (Lang::Ko, IssueAccount) => "가상계좌 발급받기",
+            (Lang::En, IssueAccount) => "Get a virtual account",
+            (Lang::Ko, VirtualAccountNotice) => {
+                "발급된 계좌로 기한 안에 결제 금액을 정확히 입금하시면 결제가 완료됩니다. 다른 금액은 돌려드립니다."
+            }
+            (Lang::En, VirtualAccountNotice) => {
+                "Deposit exactly the amount into the account you get, before its due date; any other amount is returned."
+            }
+            (Lang::Ko, TransferNotice) => "선택한 은행의 화면에서 출금을 승인하면 결제가 진행됩니다.",
+            (Lang::En, TransferNotice) => "You approve the debit on your bank's page; the payment then completes.",
+            (Lang::Ko, AwaitingDeposit) => {
+                "가상계좌가 발급되었습니다. 상점에서 안내하는 계좌로 입금하시면 결제가 완료됩니다."
+            }
+            (Lang::En, AwaitingDeposit) => {
+                "Your virtual account is ready. The payment completes when your deposit arrives in the account the shop shows."
+            }
         }
     }
 }
@@ -202,6 +234,18 @@ pub(crate) enum Text {
     BillingTestMode,
     BillingSecure,
     Register,
+    CheckoutTitle,
+    Method,
+    MethodCard,
+    MethodVirtualAccount,
+    MethodTransfer,
+    Bank,
+    ChooseBank,
+    DepositorName,
+    IssueAccount,
+    VirtualAccountNotice,
+    TransferNotice,
+    AwaitingDeposit,
 }
 
 /// `15,000원` / `₩15,000`.
@@ -224,7 +268,38 @@ fn won(amount: i64, lang: Lang) -> String {
 /// The installment plans the card page offers besides paying in full.
 const INSTALLMENT_MONTHS: [u8; 7] = [2, 3, 4, 5, 6, 10, 12];
 
-/// The card page (`templates/card.html`).
+/// "Pay ₩20,000" / "20,000원 결제하기": the amount where each language puts it.
+fn pay_label(amount: i64, lang: Lang) -> String {
+    match lang {
+        Lang::Ko => format!("{} {}", won(amount, lang), lang.t(Text::Pay)),
+        Lang::En => format!("{} {}", lang.t(Text::Pay), won(amount, lang)),
+    }
+}
+
+/// A method the checkout page offers, as a tab.
+struct MethodTab {
+    /// `card`, `virtual-account` or `transfer`: the tab's `?method=` and its element's ID.
+    code: &'static str,
+    label: &'static str,
+}
+
+fn method_code(method: PaymentMethod) -> &'static str {
+    match method {
+        PaymentMethod::Card => "card",
+        PaymentMethod::VirtualAccount => "virtual-account",
+        PaymentMethod::Transfer => "transfer",
+    }
+}
+
+fn method_label(method: PaymentMethod, lang: Lang) -> &'static str {
+    lang.t(match method {
+        PaymentMethod::Card => Text::MethodCard,
+        PaymentMethod::VirtualAccount => Text::MethodVirtualAccount,
+        PaymentMethod::Transfer => Text::MethodTransfer,
+    })
+}
+
+/// The checkout page (`templates/card.html`): the method tabs and the chosen method's form.
 #[derive(Template)]
 #[template(path = "card.html")]
 struct CardPage<'a> {
@@ -234,9 +309,16 @@ struct CardPage<'a> {
     merchant: &'a str,
     order: &'a str,
     amount: String,
+    pay_label: String,
     test_mode: bool,
     error: Option<&'static str>,
     installment_months: &'static [u8],
+    methods: Vec<MethodTab>,
+    /// The shown method's code.
+    selected: &'static str,
+    /// (code, name) of the banks a bank method offers.
+    banks: Vec<(&'static str, &'static str)>,
+    holder_name: &'a str,
 }
 
 /// The issuer's OTP challenge (`templates/challenge.html`), for a payment or a card registration.
@@ -551,18 +633,54 @@ pub async fn entry(State(state): State<AppState>, PageQuery(query): PageQuery, P
     }
 }
 
-fn card_form(page_data: &HostedPage, lang: Lang, error: Option<&str>, path: &str) -> Response {
+fn card_form(
+    state: &AppState,
+    page_data: &HostedPage,
+    lang: Lang,
+    query: &HashMap<String, String>,
+    path: &str,
+) -> Response {
     let p = &page_data.payment;
+    let error = query.get("error").map(String::as_str);
+    let offered = state.app.hosted_methods(page_data);
+    // The tab: the one asked for in the URL, else the one a retry concerns, else the payment's own.
+    let asked = query
+        .get("method")
+        .and_then(|code| PaymentMethod::ALL.into_iter().find(|m| method_code(*m) == code));
+    let retried = RetryReason::parse(error.unwrap_or_default()).method();
+    let selected = [asked, retried, Some(p.method)]
+        .into_iter()
+        .flatten()
+        .find(|m| offered.contains(m))
+        .or_else(|| offered.first().copied())
+        .unwrap_or(PaymentMethod::Card);
+    let amount = p.total().amount_minor();
     page(&CardPage {
         lang,
         path,
         payment_id: p.id,
         merchant: page_data.merchant.name.as_str(),
         order: p.order_name.as_str(),
-        amount: won(p.total().amount_minor(), lang),
+        amount: won(amount, lang),
+        pay_label: pay_label(amount, lang),
         test_mode: p.mode == paygate_domain::api_key::Mode::Test,
         error: retry_text(lang, error),
         installment_months: &INSTALLMENT_MONTHS,
+        methods: offered
+            .iter()
+            .map(|m| MethodTab {
+                code: method_code(*m),
+                label: method_label(*m, lang),
+            })
+            .collect(),
+        selected: method_code(selected),
+        banks: state
+            .app
+            .hosted_banks(page_data)
+            .into_iter()
+            .map(|bank| (bank.code(), bank.name()))
+            .collect(),
+        holder_name: p.customer_name.as_deref().unwrap_or_default(),
     })
 }
 
@@ -618,6 +736,30 @@ pub(crate) fn retry_text(lang: Lang, code: Option<&str>) -> Option<&'static str>
         (RetryReason::OtpMismatch, Lang::En) => "The code does not match. Try again.",
         (RetryReason::StartAgain, Lang::Ko) => "카드 정보를 다시 입력해 주세요.",
         (RetryReason::StartAgain, Lang::En) => "Enter your card again.",
+        (RetryReason::MethodNotOffered, Lang::Ko) => "이 주문에서 사용할 수 없는 결제수단입니다.",
+        (RetryReason::MethodNotOffered, Lang::En) => "This payment method is not available for this order.",
+        (RetryReason::BankNotOffered(_), Lang::Ko) => "은행을 선택해 주세요.",
+        (RetryReason::BankNotOffered(_), Lang::En) => "Choose a bank.",
+        (RetryReason::HolderName, Lang::Ko) => "입금자명을 30자 이내로 입력해 주세요.",
+        (RetryReason::HolderName, Lang::En) => "Enter the depositor's name (at most 30 characters).",
+        (RetryReason::BankUnavailable(_), Lang::Ko) => {
+            "은행에 연결할 수 없습니다. 잠시 후 다시 시도하거나 다른 결제수단을 선택해 주세요."
+        }
+        (RetryReason::BankUnavailable(_), Lang::En) => {
+            "The bank cannot be reached. Try again shortly or choose another payment method."
+        }
+        (RetryReason::TransferCancelled, Lang::Ko) => {
+            "계좌이체가 취소되었습니다. 다시 시도하거나 다른 결제수단을 선택해 주세요."
+        }
+        (RetryReason::TransferCancelled, Lang::En) => {
+            "The bank transfer was cancelled. Try again or choose another payment method."
+        }
+        (RetryReason::TransferNotAuthorized, Lang::Ko) => {
+            "은행에서 출금이 승인되지 않았습니다. 다시 시도하거나 다른 결제수단을 선택해 주세요."
+        }
+        (RetryReason::TransferNotAuthorized, Lang::En) => {
+            "Your bank did not approve the debit. Try again or choose another payment method."
+        }
     };
     Some(text)
 }
@@ -634,6 +776,7 @@ fn result_page(lang: Lang, outcome: &HostedOutcome) -> Response {
     let (name, text, code) = match outcome {
         HostedOutcome::Authenticated => ("AUTHENTICATED", Text::Authenticated, None),
         HostedOutcome::Approved => ("APPROVED", Text::Approved, None),
+        HostedOutcome::AwaitingDeposit => ("AWAITING_DEPOSIT", Text::AwaitingDeposit, None),
         HostedOutcome::Failed { code } => ("FAILED", Text::NotCompleted, Some(code.as_str())),
     };
     page(&ResultPage {
@@ -697,7 +840,7 @@ pub async fn show(State(state): State<AppState>, Path(key): Path<String>, PageQu
         PaymentStatus::Ready if page_data.session.challenge_expires_at.is_some() => {
             Redirect::to(&format!("/checkout/{id}/challenge?lang={}", lang.code())).into_response()
         }
-        PaymentStatus::Ready => card_form(&page_data, lang, query.get("error").map(String::as_str), &path),
+        PaymentStatus::Ready => card_form(&state, &page_data, lang, &query, &path),
         _ => {
             // Reloaded, or reached with the back button after paying: show where it stands, never the form.
             let step = state.app.hosted_result(id).await;
@@ -727,6 +870,76 @@ pub async fn pay(
         installment: command::installment(field(&form, "installment").parse().unwrap_or(0)),
     };
     let step = state.app.hosted_pay(id, entry).await;
+    step_response(step, id, lang)
+}
+
+/// `POST /checkout/{paymentKey}/virtual-account`: the buyer's bank and name for a virtual account.
+#[utoipa::path(post, path = "/checkout/{key}/virtual-account", operation_id = "checkoutVirtualAccount", tag = "Hosted pages", security(()),
+    summary = "The virtual-account form of the checkout page (posted by the page): the bank and the depositor's name",
+    description = "Records the buyer's choice (the payment `IN_PROGRESS`); the browser then goes to `successUrl` for the merchant's confirm, which issues the account (`WAITING_FOR_DEPOSIT`). A form checkout issues it at once and returns to `returnUrl`.",
+    params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`bank` (a bank code), `holderName`"),
+    responses(PageAnswer))]
+pub async fn virtual_account(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    PageQuery(query): PageQuery,
+    PageForm(form): PageForm,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+    };
+    let step = state
+        .app
+        .hosted_virtual_account(id, &field(&form, "bank"), &field(&form, "holderName"))
+        .await;
+    step_response(step, id, lang)
+}
+
+/// `POST /checkout/{paymentKey}/transfer`: the buyer's bank for an account transfer; on to the bank's page.
+#[utoipa::path(post, path = "/checkout/{key}/transfer", operation_id = "checkoutTransfer", tag = "Hosted pages", security(()),
+    summary = "The transfer form of the checkout page (posted by the page): the bank, then the bank's own authorization page",
+    params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`bank` (a bank code)"),
+    responses(PageAnswer))]
+pub async fn transfer(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    PageQuery(query): PageQuery,
+    PageForm(form): PageForm,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+    };
+    let step = state.app.hosted_transfer(id, &field(&form, "bank")).await;
+    step_response(step, id, lang)
+}
+
+/// `GET /checkout/{paymentKey}/transfer`: where the bank sends the browser back, with `code` or `error`.
+#[utoipa::path(get, path = "/checkout/{key}/transfer", operation_id = "checkoutTransferReturn", tag = "Hosted pages", security(()),
+    summary = "The bank's return from its transfer authorization page",
+    description = "With `code` (the bank's one-time authorization): the payment `IN_PROGRESS` and the browser on to `successUrl` for the merchant's confirm, which debits the account (a form checkout is debited at once). With `error` (`USER_CANCEL`, `AUTHENTICATION_FAILED`, …): the checkout page again, to try again or pick another method.",
+    params(("key" = String, Path, description = "The payment's key"), ("code" = Option<String>, Query, description = "The bank's authorization code"), ("error" = Option<String>, Query, description = "Why the bank did not authorize"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    responses(PageAnswer))]
+pub async fn transfer_return(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    PageQuery(query): PageQuery,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+    };
+    let step = state
+        .app
+        .hosted_transfer_return(
+            id,
+            query.get("code").map(String::as_str),
+            query.get("error").map(String::as_str),
+        )
+        .await;
     step_response(step, id, lang)
 }
 
@@ -904,11 +1117,22 @@ mod tests {
                 merchant: HOSTILE,
                 order: HOSTILE,
                 amount: won(15_000, lang),
+                pay_label: pay_label(15_000, lang),
                 test_mode: true,
                 error: retry_text(lang, Some("card_number")),
                 installment_months: &INSTALLMENT_MONTHS,
+                methods: Vec::new(),
+                selected: "card",
+                banks: Vec::new(),
+                holder_name: HOSTILE,
             };
             assert_escaped("card", &card.render().unwrap(), 2);
+            // The virtual-account form shows the buyer's name as the depositor's, escaped.
+            let account = CardPage {
+                selected: "virtual-account",
+                ..card
+            };
+            assert_escaped("virtual account", &account.render().unwrap(), 3);
             let challenge = ChallengePage {
                 lang,
                 path: "/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5/challenge",
@@ -985,21 +1209,33 @@ mod tests {
             merchant: "Demo Shop",
             order: "머그컵",
             amount: won(20_000, Lang::En),
+            pay_label: pay_label(20_000, Lang::En),
             test_mode: false,
             error: None,
             installment_months: &INSTALLMENT_MONTHS,
+            methods: [PaymentMethod::Card, PaymentMethod::VirtualAccount]
+                .map(|m| MethodTab {
+                    code: method_code(m),
+                    label: method_label(m, Lang::En),
+                })
+                .into(),
+            selected: "card",
+            banks: vec![("06", "KB국민은행")],
+            holder_name: "",
         }
         .render()
         .unwrap();
         for needle in [
             "<!doctype html>",
             "<html lang=\"en\">",
-            "<title>Card payment · paygate</title>",
+            "<title>Checkout · paygate</title>",
+            "<a id=\"method-virtual-account\" href=\"/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5?lang=en&amp;method=virtual-account\">Virtual account</a>",
+            "<a id=\"method-card\" href=\"/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5?lang=en&amp;method=card\" aria-current=\"page\">Card</a>",
             "id=\"card-form\" method=\"post\" action=\"/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5/pay?lang=en\"",
             "<label for=\"card-number\">Card number</label>",
             "pattern=\"[0-9 \\-]{13,23}\"",
             "<option value=\"12\">12 months</option>",
-            "<button id=\"pay-button\" type=\"submit\">₩20,000 Pay</button>",
+            "<button id=\"pay-button\" type=\"submit\">Pay ₩20,000</button>",
             "<a href=\"/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5?lang=ko\" lang=\"ko\">한국어</a>",
         ] {
             assert!(html.contains(needle), "page lacks {needle}:\n{html}");

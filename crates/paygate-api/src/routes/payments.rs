@@ -15,7 +15,7 @@ use paygate_app::payments::{
     PaymentAnswer, PaymentError, PaymentView,
 };
 use paygate_domain::id::{PaymentId, TransactionKey};
-use paygate_domain::payment::OrderExtras;
+use paygate_domain::payment::{OrderExtras, PaymentMethod};
 use paygate_store::ListedTransaction;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -112,7 +112,9 @@ pub struct CreateBody {
     notification_url: Option<String>,
     success_url: Option<String>,
     fail_url: Option<String>,
-    /// `카드` (Toss's spelling) or `CARD`; the only method paygate offers.
+    /// `카드`, `가상계좌` or `계좌이체` (Toss's spellings; also `CARD`, `VIRTUAL_ACCOUNT`, `TRANSFER`): the page
+    /// offers only that method. Absent: the buyer picks one on paygate's page.
+    #[schema(example = "카드")]
     method: Option<String>,
     #[schema(minimum = 0)]
     tax_exemption_amount: Option<i64>,
@@ -270,14 +272,15 @@ impl TryFrom<CreateBody> for CreateCommand {
     type Error = FieldError;
 
     fn try_from(body: CreateBody) -> Result<CreateCommand, FieldError> {
-        if let Some(method) = body.method.as_deref() {
-            if !matches!(method, "카드" | "CARD") {
-                return Err(FieldError::invalid(
+        let method = match body.method.as_deref() {
+            None => None,
+            Some(text) => Some(PaymentMethod::from_request(text).ok_or_else(|| {
+                FieldError::invalid(
                     "method",
-                    "`method` must be `카드`: paygate takes card payments only",
-                ));
-            }
-        }
+                    "`method` must be `카드`, `가상계좌` or `계좌이체` (or leave it out and let the buyer pick)",
+                )
+            })?),
+        };
         let success_url = RedirectUrl::parse(body.success_url, "successUrl")?;
         let fail_url = RedirectUrl::parse(body.fail_url, "failUrl")?;
         let amounts = command::amounts(body.amount, body.tax_free_amount, body.vat)?;
@@ -296,6 +299,7 @@ impl TryFrom<CreateBody> for CreateCommand {
             customer: Customer::parse(body.customer_name, body.customer_email)?,
             success_url,
             fail_url,
+            method,
         })
     }
 }

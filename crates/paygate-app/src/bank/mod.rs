@@ -14,6 +14,9 @@
 
 use std::sync::Arc;
 
+mod hosted;
+pub use hosted::HOLDER_NAME_CHARS_MAX;
+
 use paygate_connectors::bank::{BankConnector, BankRefusal, IssueAccount, SandboxBank};
 use paygate_connectors::bank_wire::NotifiedDeposit;
 use paygate_connectors::ConnectorError;
@@ -480,7 +483,19 @@ impl App {
         match payment.status {
             PaymentStatus::WaitingForDeposit => {}
             PaymentStatus::Done | PaymentStatus::PartialCanceled => {
-                return self.refund_virtual_account(payment, command, amount, claim).await;
+                let to = command.refund_account.clone().ok_or_else(|| {
+                    FieldError::new(
+                        "refundReceiveAccount",
+                        FieldReason::Missing,
+                        "a deposited virtual account is refunded to an account the buyer names: send `refundReceiveAccount`",
+                    )
+                })?;
+                let account = self.store().virtual_account(payment.id).await?.ok_or_else(|| {
+                    InternalError::Invariant(format!("payment {} has no virtual account", payment.id))
+                })?;
+                return self
+                    .refund_through_bank(payment, to, Some(account), command, amount, claim)
+                    .await;
             }
             status => return Err(PaymentError::NotCancelable { status }),
         }
@@ -525,26 +540,22 @@ impl App {
         result
     }
 
-    /// Refunds part or all of a paid virtual account's balance to the account the buyer named. The cancel is
-    /// reserved from the balance and its refund recorded (`REQUESTED`, `refundStatus: PENDING`) before the bank is
-    /// asked, under the refund's ID as reference; the answer settles both. An answer that never comes leaves the
-    /// cancel `IN_PROGRESS` (`202`) for the refund worker, which asks again under the same reference.
-    async fn refund_virtual_account(
+    /// Refunds part or all of a paid bank payment's balance: a virtual account's to the account the buyer named,
+    /// a transfer's to the account it was debited from. The cancel is reserved from the balance and its refund
+    /// recorded (`REQUESTED`; a virtual account's `refundStatus: PENDING`) before the bank is asked, under the
+    /// refund's ID as reference; the answer settles both. An answer that never comes leaves the cancel
+    /// `IN_PROGRESS` (`202`) for the refund worker, which asks again under the same reference.
+    pub(crate) async fn refund_through_bank(
         &self,
         payment: Payment,
+        to: paygate_domain::virtual_account::RefundAccount,
+        account: Option<VirtualAccount>,
         command: &crate::payments::command::CancelCommand,
         amount: Option<paygate_domain::money::Money>,
         claim: Option<&crate::payments::PaymentClaim>,
     ) -> Result<PaymentView, PaymentError> {
         use paygate_domain::payment::PaymentRuleError;
         use paygate_domain::virtual_account::{BankRefund, NewBankRefund};
-        let to = command.refund_account.clone().ok_or_else(|| {
-            FieldError::new(
-                "refundReceiveAccount",
-                FieldReason::Missing,
-                "a deposited virtual account is refunded to an account the buyer names: send `refundReceiveAccount`",
-            )
-        })?;
         let bank = self
             .banks
             .get(payment.mode)
@@ -564,12 +575,10 @@ impl App {
             }
             other => other?,
         };
-        let account = self
-            .store()
-            .virtual_account(payment.id)
-            .await?
-            .ok_or_else(|| InternalError::Invariant(format!("payment {} has no virtual account", payment.id)))?;
-        let pending = account.refund_requested().map_err(|_| PaymentError::Concurrent)?;
+        let pending = match account {
+            Some(account) => Some(account.refund_requested().map_err(|_| PaymentError::Concurrent)?),
+            None => None,
+        };
         let now = self.clock().now();
         let key = self.new_transaction_key(now);
         let transaction = PaymentTransaction {
@@ -604,7 +613,7 @@ impl App {
         });
         let mut update = PaymentUpdate::new(payment.version, reserved.clone());
         update.insert_transactions.push(transaction.clone());
-        update.bank.account = Some(pending.clone());
+        update.bank.account = pending.clone();
         update.bank.new_refund = Some(refund.clone());
         update.idempotency = claim.map(|c| {
             c.claim(
@@ -635,7 +644,7 @@ impl App {
         &self,
         payment: Payment,
         transaction: PaymentTransaction,
-        account: VirtualAccount,
+        account: Option<VirtualAccount>,
         refund: paygate_domain::virtual_account::BankRefund,
         answer: Result<Result<paygate_connectors::bank::RefundAnswer, BankRefusal>, ConnectorError>,
         claim: Option<&crate::payments::PaymentClaim>,
@@ -645,6 +654,15 @@ impl App {
         let partial = transaction.amount != payment.total();
         let invariant = |e: &dyn std::fmt::Display| InternalError::Invariant(e.to_string());
         let mut transactions = self.store().payment_transactions(payment.id).await?;
+        // The bank that holds the payment's money: a virtual account's issuer, or the bank a transfer came from.
+        let clearing_bank = account.as_ref().map_or(refund.to.bank, |a| a.bank);
+        let answered = |paid: bool| match &account {
+            Some(account) => account
+                .refund_answered(paid, partial)
+                .map(Some)
+                .map_err(|e| invariant(&e)),
+            None => Ok(None),
+        };
         let (next, settled, account, refund, result) = match answer {
             Ok(Ok(RefundAnswer::Done { refund_id, .. })) => {
                 let mut done = transaction.clone();
@@ -666,7 +684,7 @@ impl App {
                 (
                     next,
                     done,
-                    account.refund_answered(true, partial).map_err(|e| invariant(&e))?,
+                    answered(true)?,
                     refund.paid(refund_id, now).map_err(|e| invariant(&e))?,
                     None,
                 )
@@ -681,7 +699,7 @@ impl App {
                 (
                     payment.cancel_released(transaction.amount)?,
                     failed,
-                    account.refund_answered(false, partial).map_err(|e| invariant(&e))?,
+                    answered(false)?,
                     refund.refused(refusal.code(), now).map_err(|e| invariant(&e))?,
                     Some(PaymentError::RefundRefused { code: refusal.code() }),
                 )
@@ -692,7 +710,7 @@ impl App {
                     payment,
                     transactions,
                     focus: Some(transaction.key),
-                    virtual_account: Some(Box::new(account)),
+                    virtual_account: account.map(Box::new),
                 });
             }
         };
@@ -700,7 +718,7 @@ impl App {
             payment: next.clone(),
             transactions,
             focus: Some(settled.key),
-            virtual_account: Some(Box::new(account.clone())),
+            virtual_account: account.clone().map(Box::new),
         };
         let result = match result {
             None => Ok(view),
@@ -708,7 +726,7 @@ impl App {
         };
         let mut update = PaymentUpdate::new(payment.version, next);
         if settled.status == TransactionStatus::Done {
-            let journal = Journal::bank_refund(payment.merchant_id, account.bank.code(), settled.amount)
+            let journal = Journal::bank_refund(payment.merchant_id, clearing_bank.code(), settled.amount)
                 .map_err(|e| invariant(&e))?;
             update.journals.push(JournalEntry {
                 id: JournalId::new(now, crate::random_bytes()),
@@ -718,7 +736,7 @@ impl App {
             });
         }
         update.update_transaction = Some(settled);
-        update.bank.account = Some(account);
+        update.bank.account = account;
         update.bank.refund = Some(refund);
         update.idempotency = crate::payments::answer_write(claim, &result, now);
         match self.commit(&payment, update).await {
@@ -740,9 +758,8 @@ impl App {
             let Some(payment) = self.store().payment_by_id(refund.payment_id).await? else {
                 continue;
             };
-            let Some(account) = self.store().virtual_account(payment.id).await? else {
-                continue;
-            };
+            // A transfer's refund has no virtual account.
+            let account = self.store().virtual_account(payment.id).await?;
             let transactions = self.store().payment_transactions(payment.id).await?;
             let Some(transaction) = transactions
                 .into_iter()

@@ -200,7 +200,10 @@ impl App {
             }
         }
         transactions.extend(update.insert_transactions.iter().cloned());
-        let virtual_account = match (&update.bank.account, next.method) {
+        let virtual_account = match (
+            update.bank.account.as_ref().or(update.bank.new_account.as_ref()),
+            next.method,
+        ) {
             (Some(account), _) => Some(Box::new(account.clone())),
             (None, PaymentMethod::VirtualAccount) => self.store().virtual_account(next.id).await?.map(Box::new),
             (None, _) => None,

@@ -117,28 +117,37 @@ impl App {
                 }
                 Outcome::Unknown => {
                     tracing::warn!(payment_id = %payment.id, %error, "approval outcome unknown; an inquiry will resolve it");
-                    let now = self.clock().now();
-                    let next = payment
-                        .outcome_unknown(now.saturating_add(DurationMs::from_millis(self.inquiry_backoff_ms(0))));
-                    let mut update = PaymentUpdate::new(payment.version, next.clone());
-                    update.idempotency = claim.map(|c| c.detach(now));
-                    match self.commit_before_approval(&payment, update).await {
-                        // Still waiting for its approval: no transactions yet.
-                        Ok(()) => Ok(PaymentView {
-                            virtual_account: None,
-                            payment: next,
-                            transactions: Vec::new(),
-                            focus: None,
-                        }),
-                        // The inquiry worker got there first; its answer stands.
-                        Err(StoreError::Conflict(_)) => {
-                            let current = self.reload(&payment).await?;
-                            self.view(current).await
-                        }
-                        Err(other) => Err(other.into()),
-                    }
+                    self.record_outcome_unknown(&payment, claim).await
                 }
             },
+        }
+    }
+
+    /// Records that the answer to a payment's approval (a card's, or a transfer's debit) is not known: the
+    /// request's claim ends without an answer and the inquiry worker resolves it, never a guess.
+    pub(crate) async fn record_outcome_unknown(
+        &self,
+        payment: &Payment,
+        claim: Option<&PaymentClaim>,
+    ) -> Result<PaymentView, PaymentError> {
+        let now = self.clock().now();
+        let next = payment.outcome_unknown(now.saturating_add(DurationMs::from_millis(self.inquiry_backoff_ms(0))));
+        let mut update = PaymentUpdate::new(payment.version, next.clone());
+        update.idempotency = claim.map(|c| c.detach(now));
+        match self.commit_before_approval(payment, update).await {
+            // Still waiting for its approval: no transactions yet.
+            Ok(()) => Ok(PaymentView {
+                virtual_account: None,
+                payment: next,
+                transactions: Vec::new(),
+                focus: None,
+            }),
+            // The inquiry worker got there first; its answer stands.
+            Err(StoreError::Conflict(_)) => {
+                let current = self.reload(payment).await?;
+                self.view(current).await
+            }
+            Err(other) => Err(other.into()),
         }
     }
 

@@ -68,6 +68,12 @@ impl App {
             .payment(caller.merchant.id, caller.key.mode, id)
             .await?
             .ok_or(PaymentError::NotFound)?;
+        if payment.method == paygate_domain::payment::PaymentMethod::Transfer {
+            return self
+                .cancel_transfer(payment, &command, amount, claim.as_ref())
+                .await
+                .map(Answer::Fresh);
+        }
         if payment.method == paygate_domain::payment::PaymentMethod::VirtualAccount {
             return self
                 .cancel_virtual_account(payment, &command, amount, claim.as_ref())

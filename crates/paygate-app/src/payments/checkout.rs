@@ -72,7 +72,9 @@ impl App {
         }
         let success_url = command.success_url.clone().map(RedirectUrl::into_string);
         let fail_url = command.fail_url.clone().map(RedirectUrl::into_string);
-        let session = |id| CheckoutSession::api(id, success_url.clone(), fail_url.clone(), self.clock().now());
+        let method = command.method;
+        let session =
+            |id| CheckoutSession::api(id, success_url.clone(), fail_url.clone(), self.clock().now()).asking_for(method);
         let created = self
             .create_checkout_for(
                 (caller.merchant.id, caller.key.mode),
@@ -154,7 +156,7 @@ impl App {
             .now
             .saturating_add_secs(u64::from(self.payments.checkout_ready_secs));
         let now = new.now;
-        let payment = Payment::checkout(new, expires_at);
+        let payment = Payment::checkout(new, expires_at).asking_for(command.method);
         let mut insert = PaymentInsert::new(payment.clone());
         insert.checkout_session = Some(session(payment.id));
         if let Some((_, claim)) = claim {
@@ -284,6 +286,9 @@ impl App {
         amount: paygate_domain::money::Money,
         claim: Option<&PaymentClaim>,
     ) -> Result<PaymentView, PaymentError> {
+        if payment.method != paygate_domain::payment::PaymentMethod::Card {
+            return self.confirm_bank_payment(payment, order_id, amount, claim).await;
+        }
         let id = payment.id;
         let now = self.clock().now();
         let inquire_after = now.saturating_add(DurationMs::from_millis(self.payments.first_inquiry_delay_ms));

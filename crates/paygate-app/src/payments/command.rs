@@ -460,6 +460,8 @@ pub struct CreateCommand {
     /// key (the browser SDK), optional with a secret key.
     pub success_url: Option<RedirectUrl>,
     pub fail_url: Option<RedirectUrl>,
+    /// The method the merchant asked for (`method`); `None`: the buyer picks one on paygate's page.
+    pub method: Option<paygate_domain::payment::PaymentMethod>,
 }
 
 /// The buyer's card for a checkout: number and expiry (no password digits or identity number: the buyer's

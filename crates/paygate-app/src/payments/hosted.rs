@@ -10,7 +10,7 @@ use paygate_domain::api_key::Mode;
 use paygate_domain::card::Installment;
 use paygate_domain::id::{MerchantId, PaymentId};
 use paygate_domain::merchant::Merchant;
-use paygate_domain::payment::{Failure, OrderExtras, Payment, PaymentStatus};
+use paygate_domain::payment::{Failure, OrderExtras, Payment, PaymentMethod, PaymentStatus};
 use paygate_store::{CheckoutCardChange, CheckoutEntry, CheckoutSession, PaymentUpdate, StoreError};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -92,6 +92,7 @@ impl FormCheckout {
             extras: OrderExtras::default(),
             success_url: None,
             fail_url: None,
+            method: None,
         })
     }
 }
@@ -141,6 +142,18 @@ pub enum RetryReason {
     CardNotAccepted,
     OtpMismatch,
     StartAgain,
+    /// The merchant asked for another method than the one posted.
+    MethodNotOffered,
+    /// No bank (or one paygate does not reach) was picked for this method.
+    BankNotOffered(PaymentMethod),
+    /// The virtual account's name is missing or too long.
+    HolderName,
+    /// The bank could not be reached for this method; another method may work.
+    BankUnavailable(PaymentMethod),
+    /// The buyer left the bank's page without authorizing the transfer.
+    TransferCancelled,
+    /// The bank did not authorize the transfer (a wrong PIN, an expired page).
+    TransferNotAuthorized,
 }
 
 impl RetryReason {
@@ -153,6 +166,14 @@ impl RetryReason {
             RetryReason::CardNotAccepted => "card_not_accepted",
             RetryReason::OtpMismatch => "otp_mismatch",
             RetryReason::StartAgain => "start_again",
+            RetryReason::MethodNotOffered => "method_not_offered",
+            RetryReason::BankNotOffered(PaymentMethod::Transfer) => "transfer_bank",
+            RetryReason::BankNotOffered(_) => "virtual_account_bank",
+            RetryReason::HolderName => "holder_name",
+            RetryReason::BankUnavailable(PaymentMethod::Transfer) => "transfer_bank_unavailable",
+            RetryReason::BankUnavailable(_) => "virtual_account_bank_unavailable",
+            RetryReason::TransferCancelled => "transfer_cancelled",
+            RetryReason::TransferNotAuthorized => "transfer_not_authorized",
         }
     }
 
@@ -164,10 +185,34 @@ impl RetryReason {
             RetryReason::CardNotAccepted,
             RetryReason::OtpMismatch,
             RetryReason::StartAgain,
+            RetryReason::MethodNotOffered,
+            RetryReason::BankNotOffered(PaymentMethod::Transfer),
+            RetryReason::BankNotOffered(PaymentMethod::VirtualAccount),
+            RetryReason::HolderName,
+            RetryReason::BankUnavailable(PaymentMethod::Transfer),
+            RetryReason::BankUnavailable(PaymentMethod::VirtualAccount),
+            RetryReason::TransferCancelled,
+            RetryReason::TransferNotAuthorized,
         ]
         .into_iter()
         .find(|r| r.code() == code)
         .unwrap_or(RetryReason::None)
+    }
+
+    /// The method whose form the page shows with this reason, if it concerns one.
+    pub fn method(self) -> Option<PaymentMethod> {
+        match self {
+            RetryReason::None | RetryReason::MethodNotOffered => None,
+            RetryReason::CardNumber
+            | RetryReason::Expiry
+            | RetryReason::Installment
+            | RetryReason::CardNotAccepted
+            | RetryReason::OtpMismatch
+            | RetryReason::StartAgain => Some(PaymentMethod::Card),
+            RetryReason::BankNotOffered(method) | RetryReason::BankUnavailable(method) => Some(method),
+            RetryReason::HolderName => Some(PaymentMethod::VirtualAccount),
+            RetryReason::TransferCancelled | RetryReason::TransferNotAuthorized => Some(PaymentMethod::Transfer),
+        }
     }
 }
 
@@ -194,6 +239,8 @@ pub enum HostedOutcome {
     Authenticated,
     /// The payment is approved.
     Approved,
+    /// A virtual account was issued; the payment waits for the buyer's deposit.
+    AwaitingDeposit,
     /// The payment did not complete, with the stable failure code.
     Failed { code: String },
 }
@@ -500,13 +547,17 @@ impl App {
         self.current_step(id).await
     }
 
-    async fn current_step(&self, id: PaymentId) -> Result<HostedStep, PaymentError> {
+    pub(crate) async fn current_step(&self, id: PaymentId) -> Result<HostedStep, PaymentError> {
         let page = self.hosted_page(id).await?;
         self.result_step(&page.payment, &page.session).await
     }
 
     /// Where a payment in its current state sends the browser.
-    async fn result_step(&self, payment: &Payment, session: &CheckoutSession) -> Result<HostedStep, PaymentError> {
+    pub(crate) async fn result_step(
+        &self,
+        payment: &Payment,
+        session: &CheckoutSession,
+    ) -> Result<HostedStep, PaymentError> {
         let amount = payment.total().amount_minor().to_string();
         match session.entry {
             CheckoutEntry::Api => match payment.status {
@@ -535,6 +586,7 @@ impl App {
                     let Some(url) = session.success_url.clone() else {
                         return Ok(HostedStep::Outcome(match status {
                             PaymentStatus::InProgress => HostedOutcome::Authenticated,
+                            PaymentStatus::WaitingForDeposit => HostedOutcome::AwaitingDeposit,
                             _ => HostedOutcome::Approved,
                         }));
                     };

@@ -188,6 +188,10 @@ pub enum PaymentError {
     /// A virtual account not paid yet is cancelled whole.
     #[error("a virtual account waiting for its deposit can only be cancelled whole")]
     PartialCancelWhileWaiting,
+    /// The bank refused a transfer's debit (its code: `INSUFFICIENT_FUNDS`, `INVALID_AUTHORIZATION`, …); the
+    /// payment is ABORTED and nothing was debited.
+    #[error("the bank refused the transfer: {code}")]
+    TransferRefused { payment: Box<Payment>, code: &'static str },
     /// Toss's balance guard (`refundableAmount`) differed from the balance; nothing was cancelled.
     #[error("the balance is {actual}, not the refundableAmount sent")]
     RefundableMismatch { actual: Money },
@@ -239,6 +243,10 @@ impl PaymentError {
             },
             PaymentError::RefundRefused { code } => PaymentError::RefundRefused { code },
             PaymentError::PartialCancelWhileWaiting => PaymentError::PartialCancelWhileWaiting,
+            PaymentError::TransferRefused { payment, code } => PaymentError::TransferRefused {
+                payment: payment.clone(),
+                code,
+            },
             PaymentError::NotCancelable { status } => PaymentError::NotCancelable { status: *status },
             PaymentError::RefundableMismatch { actual } => PaymentError::RefundableMismatch { actual: *actual },
             PaymentError::CancelRefused { message, acquirer_code } => PaymentError::CancelRefused {

@@ -47,9 +47,9 @@ pub struct PaymentBody {
     card: Option<CardBody>,
     /// The virtual account (가상계좌) that pays the payment; `null` for other methods.
     virtual_account: Option<VirtualAccountBody>,
+    /// The account transfer (계좌이체) that paid the payment; `null` for other methods and before the debit.
+    transfer: Option<TransferBody>,
     // Payment methods paygate does not offer (yet): always `null`.
-    #[schema(schema_with = schema::always_null)]
-    transfer: Option<Never>,
     #[schema(schema_with = schema::always_null)]
     mobile_phone: Option<Never>,
     #[schema(schema_with = schema::always_null)]
@@ -130,6 +130,19 @@ fn payment_type() -> utoipa::openapi::Object {
 
 fn flow() -> utoipa::openapi::Object {
     schema::string_enum(paygate_domain::payment::Flow::ALL.map(|f| f.as_str()))
+}
+
+/// A transfer, as Toss's `transfer` object.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Transfer)]
+pub struct TransferBody {
+    /// The two-character code of the buyer's bank (docs/toss-compat.md, the bank table).
+    #[schema(example = "06")]
+    bank_code: String,
+    /// `INCOMPLETED` until the payment is settled to the merchant, then `COMPLETED`.
+    #[schema(schema_with = settlement_status)]
+    settlement_status: &'static str,
 }
 
 /// The type of a field that is always `null`.
@@ -383,7 +396,13 @@ impl PaymentBody {
                 refund_receive_account: None,
                 depositor_name: a.depositor_name.clone(),
             }),
-            transfer: None,
+            transfer: approval
+                .filter(|_| p.method == PaymentMethod::Transfer)
+                .map(|a| TransferBody {
+                    bank_code: a.issuer_code.clone(),
+                    // Settlement (issue 13) is not built yet: nothing is settled to the merchant.
+                    settlement_status: "INCOMPLETED",
+                }),
             mobile_phone: None,
             gift_certificate: None,
             cash_receipt: None,

@@ -70,7 +70,10 @@ impl App {
         report.inquiries = u32::try_from(inquiries.len()).unwrap_or(u32::MAX);
         let resolved = self
             .run_bounded(inquiries, |app, payment| async move {
-                app.resolve_approval(payment).await.map(|_| ())
+                match payment.method {
+                    paygate_domain::payment::PaymentMethod::Transfer => app.resolve_transfer(payment).await.map(|_| ()),
+                    _ => app.resolve_approval(payment).await.map(|_| ()),
+                }
             })
             .await;
         for outcome in resolved {

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::simulator::{error_response, parse, Early, MAX_BODY_BYTES};
+
+mod pages;
 use crate::bank::{
     BankJournalEntry, BankRefusal, Deposit, IssueAccount, MakeDeposit, Refund, RefundAnswer, SandboxBank,
 };
@@ -129,6 +131,13 @@ impl BankSimulator {
             .route("/bank/refunds", post(refund))
             .route("/bank/refunds/inquire", post(inquire_refund))
             .route("/bank/journal", get(journal))
+            .route("/bank/static/bank.css", get(pages::stylesheet))
+            .route("/bank/static/favicon.svg", get(pages::favicon))
+            .route(
+                "/bank/transfers/{session}/authorize",
+                get(pages::authorize_page).post(pages::authorize),
+            )
+            .route("/bank/transfers/{session}/cancel", post(pages::cancel))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(Arc::clone(&self.shared))
     }

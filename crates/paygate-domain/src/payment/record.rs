@@ -292,6 +292,15 @@ impl Payment {
         payment
     }
 
+    /// A new checkout payment for the method the merchant asked for (`None`: the buyer picks; shown as a card
+    /// until then).
+    pub fn asking_for(mut self, method: Option<PaymentMethod>) -> Payment {
+        if self.status == PaymentStatus::Ready && self.version == 0 {
+            self.method = method.unwrap_or(PaymentMethod::Card);
+        }
+        self
+    }
+
     /// A payment by virtual account, recorded once the bank issued the account: WAITING_FOR_DEPOSIT until the
     /// deposit, the due date (`expires_at`) or a cancel. `flow` says whether the merchant's server asked for it
     /// (`KeyIn`) or the buyer chose it on paygate's page (`Checkout`).
@@ -412,6 +421,61 @@ impl Payment {
         next.route = Some(route);
         next.expires_at = Some(confirm_by);
         Ok(next)
+    }
+
+    /// The buyer chose a bank method on paygate's page (a virtual account's bank, or a transfer the buyer
+    /// authorized at the bank): the merchant now has until `confirm_by` to confirm, which issues the account or
+    /// debits the transfer. The card and route of an earlier card attempt do not apply.
+    pub fn bank_method_chosen(
+        &self,
+        method: PaymentMethod,
+        now: UnixMillis,
+        confirm_by: UnixMillis,
+    ) -> Result<Payment, PaymentRuleError> {
+        self.not_expired(now)?;
+        let mut next = self.next();
+        next.status = transition(self.status, PaymentEvent::BuyerAuthenticated)?;
+        next.method = method;
+        next.card = None;
+        next.route = None;
+        next.installment = Installment::LUMP_SUM;
+        next.expires_at = Some(confirm_by);
+        Ok(next)
+    }
+
+    /// The merchant confirmed a virtual account the buyer chose on paygate's page, and the bank issued it:
+    /// WAITING_FOR_DEPOSIT until `due_at`, with the whole amount cancellable (as [`Payment::virtual_account`]).
+    pub fn account_confirmed(
+        &self,
+        order_id: &OrderId,
+        amount: Money,
+        now: UnixMillis,
+        due_at: UnixMillis,
+    ) -> Result<Payment, PaymentRuleError> {
+        self.confirmable(order_id, amount, now)?;
+        let mut next = self.next();
+        next.status = transition(self.status, PaymentEvent::VirtualAccountIssued)?;
+        next.balance = self.total();
+        next.expires_at = Some(due_at);
+        Ok(next)
+    }
+
+    /// Whether a confirm with this orderId and amount may proceed now (the payment's own checks, before any I/O).
+    pub fn confirmable(&self, order_id: &OrderId, amount: Money, now: UnixMillis) -> Result<(), PaymentRuleError> {
+        if &self.order_id != order_id {
+            return Err(PaymentRuleError::OrderMismatch);
+        }
+        if self.total() != amount {
+            return Err(PaymentRuleError::AmountMismatch);
+        }
+        if self.status != PaymentStatus::InProgress {
+            return Err(TransitionError {
+                from: self.status,
+                event: PaymentEvent::Approved,
+            }
+            .into());
+        }
+        self.not_expired(now)
     }
 
     /// The merchant confirms: amounts must match, the payment must be authenticated, not expired and not already

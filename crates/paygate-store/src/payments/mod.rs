@@ -75,6 +75,8 @@ pub struct PaymentUpdate {
     pub idempotency: Option<IdempotencyWrite>,
     /// A bank method's account and deposits.
     pub bank: BankChanges,
+    /// Cash receipts the change issues or cancels (a bank payment's receipt with its deposit or refund).
+    pub receipts: crate::cash_receipts::ReceiptChange,
 }
 
 impl PaymentUpdate {
@@ -89,6 +91,7 @@ impl PaymentUpdate {
             events: Vec::new(),
             idempotency: None,
             bank: BankChanges::default(),
+            receipts: crate::cash_receipts::ReceiptChange::default(),
         }
     }
 }
@@ -182,6 +185,8 @@ mod sql {
     /// this change was computed from (and on the identity columns being unchanged). On PostgreSQL (READ COMMITTED)
     /// a concurrent update of the same row makes this one wait, then re-check the clause against the committed row:
     /// the version has moved, nothing is updated, and the loser hears `Conflict`.
+    /// What the payment is never changes; its method changes once, when the buyer picks one on paygate's page
+    /// (the domain allows it from READY only).
     pub const UPDATE_PAYMENT: &str = "UPDATE payments SET order_name = ?5, status = ?7, approval_state = ?8,
              balance_amount = ?13, card_bin = ?14, card_last4 = ?15, card_masked = ?16, installment_months = ?17,
              acquirer = ?18, acquirer_merchant_id = ?19, approval_number = ?20, issuer_code = ?21,
@@ -190,9 +195,9 @@ mod sql {
              next_inquiry_at = ?31, inquiry_attempts = ?32, version = ?33, notification_url = ?34,
              approval_acquirer_code = ?35, card_type = ?36, card_owner_type = ?37, tax_exemption_amount = ?38,
              metadata = ?39, customer_mobile_phone = ?40, free_installment = ?41, billing_key_id = ?42,
-             customer_key = ?43
+             customer_key = ?43, method = ?44
          WHERE id = ?1 AND version = ?45
-           AND merchant_id = ?2 AND mode = ?3 AND order_id = ?4 AND flow = ?6 AND method = ?44 AND currency = ?9
+           AND merchant_id = ?2 AND mode = ?3 AND order_id = ?4 AND flow = ?6 AND currency = ?9
            AND total_amount = ?10 AND tax_free_amount = ?11 AND vat_amount = ?12 AND requested_at = ?29";
     // By the primary key alone, the owner checked by the caller: with `AND merchant_id = … AND mode = …` in the
     // query, a PostgreSQL planner without fresh statistics picked the (merchant_id, mode, order_id) index and
@@ -545,6 +550,8 @@ async fn update_payment(db: &impl Db, update: PaymentUpdate) -> Result<(), Store
         for entry in &update.journals {
             crate::ledger::post(db, p.id, entry).await?;
         }
+        // A receipt names its payment's transaction: after the transactions.
+        crate::cash_receipts::apply(db, &update.receipts).await?;
         Ok::<(), StoreError>(())
     };
     // The events the change causes, and their deliveries, commit or roll back with it.

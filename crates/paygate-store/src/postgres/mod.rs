@@ -26,7 +26,7 @@ use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 13] = [
+pub(crate) const MIGRATIONS: [Migration; 15] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -91,6 +91,16 @@ pub(crate) const MIGRATIONS: [Migration; 13] = [
         version: 13,
         name: "bank_refunds",
         sql: include_str!("../../migrations/postgres/0013_bank_refunds.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "hosted_bank_methods",
+        sql: include_str!("../../migrations/postgres/0014_hosted_bank_methods.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "cash_receipts",
+        sql: include_str!("../../migrations/postgres/0015_cash_receipts.sql"),
     },
 ];
 

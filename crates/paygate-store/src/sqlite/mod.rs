@@ -41,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 13] = [
+pub(crate) const MIGRATIONS: [Migration; 15] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -106,6 +106,16 @@ pub(crate) const MIGRATIONS: [Migration; 13] = [
         version: 13,
         name: "bank_refunds",
         sql: include_str!("../../migrations/sqlite/0013_bank_refunds.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "hosted_bank_methods",
+        sql: include_str!("../../migrations/sqlite/0014_hosted_bank_methods.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "cash_receipts",
+        sql: include_str!("../../migrations/sqlite/0015_cash_receipts.sql"),
     },
 ];
 

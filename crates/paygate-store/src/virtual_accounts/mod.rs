@@ -39,6 +39,12 @@ aggregate! {
 /// What a payment change writes of its bank method, in the payment's transaction.
 #[derive(Clone, Debug, Default)]
 pub struct BankChanges {
+    /// An account the bank issued for a payment that existed before (a checkout's confirm).
+    pub new_account: Option<VirtualAccount>,
+    /// The transfer that paid the payment (its insert is refused if the bank's debit ID was recorded before).
+    pub new_transfer: Option<paygate_domain::transfer::Transfer>,
+    /// The payment's checkout session's next version, written conditionally on the version before it.
+    pub checkout_session: Option<paygate_domain::checkout::CheckoutSession>,
     /// The account's next version, written conditionally on the version before it.
     pub account: Option<VirtualAccount>,
     /// A deposit reported for the first time: refused (`Conflict`, nothing written) if the bank's deposit ID was
@@ -55,6 +61,9 @@ pub struct BankChanges {
 impl BankChanges {
     pub fn is_empty(&self) -> bool {
         self.account.is_none()
+            && self.new_account.is_none()
+            && self.new_transfer.is_none()
+            && self.checkout_session.is_none()
             && self.new_deposit.is_none()
             && self.deposit.is_none()
             && self.new_refund.is_none()
@@ -349,6 +358,15 @@ fn previous(version: i64) -> Result<i64, StoreError> {
 
 /// Writes a payment change's bank part inside the caller's transaction.
 pub(crate) async fn apply(db: &impl Db, changes: &BankChanges) -> Result<(), StoreError> {
+    if let Some(session) = &changes.checkout_session {
+        crate::checkout::update(db, session).await?;
+    }
+    if let Some(account) = &changes.new_account {
+        insert_account(db, account).await?;
+    }
+    if let Some(transfer) = &changes.new_transfer {
+        crate::transfers::insert(db, transfer).await?;
+    }
     // A deposit names its account's payment, and a journal its deposit: the deposit goes in first.
     if let Some(deposit) = &changes.new_deposit {
         if db.execute(sql::INSERT_DEPOSIT, &deposit_values(deposit)).await? != 1 {
