@@ -563,7 +563,7 @@ const scenarios = [
     equal(await page.$$eval("#charges .charge", (items) => items.length), 2, "the shop charged nothing more");
   }],
 
-  ["10 account transfer: method picker → bank → the bank's page (wrong PIN, then approve) → signed return; cancel refunds", async (page) => {
+  ["10 account transfer: method picker → bank and cash receipt → the bank's page (wrong PIN, then approve) → signed return; receipt page; cancel refunds", async (page) => {
     const orderId = await toCardPage(page);
     // The shop's form names no method: the buyer picks one.
     await page.click("#method-transfer");
@@ -571,6 +571,9 @@ const scenarios = [
     await audit(page, "transfer form");
     assert((await page.textContent("#transfer-button")).includes("원 결제하기"), "the button names the amount first in Korean");
     await page.selectOption("#transfer-bank", "06");
+    // The buyer asks for a cash receipt (소득공제) with the transfer.
+    await page.selectOption("#transfer-receipt-type", "소득공제");
+    await page.fill("#transfer-receipt-number", "010-1234-5678");
     await Promise.all([page.waitForURL(onGateway("/bank/transfers/")), page.click("#transfer-button")]);
     await page.waitForSelector("#authorize-form");
     await audit(page, "the sandbox bank's authorization page");
@@ -591,12 +594,28 @@ const scenarios = [
     equal(payment.status, "DONE", "API status");
     equal(payment.method, "계좌이체", "Toss's method spelling");
     equal(payment.transfer?.bankCode, "06", "the transfer's bank");
+    // Its cash receipt, issued with the debit and registered by the sandbox tax authority.
+    let receipted = payment;
+    for (const deadline = Date.now() + NOTIFICATION_WAIT_MS; Date.now() < deadline;) {
+      if (receipted.cashReceipts?.[0]?.issueStatus === "COMPLETED") break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      receipted = await paymentByOrder(orderId);
+    }
+    equal(receipted.cashReceipts?.[0]?.issueStatus, "COMPLETED", "the transfer's cash receipt");
+    equal(receipted.cashReceipt?.type, "소득공제", "the receipt's type");
+    await page.goto(receipted.cashReceipt.receiptUrl);
+    await page.waitForSelector("#cash-receipt");
+    await audit(page, "cash receipt page");
+    await shot(page, "cash-receipt");
+    assert((await page.textContent("#cash-receipt")).includes(receipted.cashReceipt.issueNumber), "the page shows the authority's number");
     const cancel = await api("POST", `/v1/payments/${payment.paymentKey}/cancel`, { cancelReason: "구매자 변심" });
     equal(cancel.status, 200, `cancel (${cancel.text.slice(0, 200)})`);
     equal(cancel.json.status, "CANCELED", "cancelled through a refund to the same account");
     const journal = await fetch(`${GATEWAY}/bank/journal?afterSeq=0`).then((r) => r.json());
     const refunds = journal.entries.filter((e) => e.kind === "REFUND" && e.accountNumber === "110123456789");
     equal(refunds.length, 1, "one refund at the bank to the buyer's account");
+    const afterCancel = await paymentByOrder(orderId);
+    assert(afterCancel.cashReceipts.some((r) => r.transactionType === "CANCEL" && r.amount === payment.totalAmount), "the refund cancelled the cash receipt");
   }],
 
   ["10b virtual account on the hosted page: bank and depositor → signed return WAITING_FOR_DEPOSIT → a deposit pays it", async (page) => {
@@ -623,6 +642,26 @@ const scenarios = [
       paid = await paymentByOrder(orderId);
     }
     equal(paid.status, "DONE", "the deposit paid the payment");
+  }],
+
+  ["10c back to the shop from paygate's page → signed FAILED return with USER_CANCEL; English from Accept-Language; test cards shown", async (page) => {
+    const orderId = await toCardPage(page);
+    assert((await page.textContent("#test-cards")).includes("4330 0000 0000 0003"), "test mode shows the test cards");
+    await Promise.all([page.waitForURL(onShop("/return")), page.click("#back-to-shop")]);
+    await expectResult(page, { status: "FAILED", signed: true });
+    equal((await page.textContent("#code")).trim(), "USER_CANCEL", "the shop hears USER_CANCEL");
+    const payment = await paymentByOrder(orderId);
+    equal(payment.status, "ABORTED", "API status after the buyer left");
+    equal(payment.failure?.code, "USER_CANCEL", "API failure code");
+    // A browser that prefers English gets the page in English without ?lang=.
+    const created = await api("POST", "/v1/payments", { amount: 5000, orderId: `accept-lang-${Date.now()}`, orderName: "Mug",
+      successUrl: SHOP + "/success", failUrl: SHOP + "/fail" });
+    equal(created.status, 200, `create (${created.text.slice(0, 200)})`);
+    const response = await fetch(created.json.checkout.url, { headers: { "Accept-Language": "en-US,en;q=0.9,ko;q=0.5" } });
+    const html = await response.text();
+    assert(html.includes('<html lang="en">') && html.includes("Pay ₩5,000"), "Accept-Language: English page, amount after Pay");
+    const korean = await (await fetch(created.json.checkout.url, { headers: { "Accept-Language": "ko-KR,ko;q=0.9" } })).text();
+    assert(korean.includes('<html lang="ko">') && korean.includes("5,000원 결제하기"), "Accept-Language: Korean page");
   }],
 
   ["7 receipt page: masked card, approval number, amount; prints", async (page) => {

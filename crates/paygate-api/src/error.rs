@@ -84,10 +84,16 @@ pub enum ErrorCode {
     NotAllowedPartialRefundWaitingDeposit,
     RejectAccountPayment,
     InvalidAuthorizeAuth,
+    NotFoundCashReceipt,
+    DuplicatedCashReceipt,
+    InvalidBusinessNumber,
+    InvalidCashReceiptInfo,
+    InvalidRegistrationNumberType,
+    ExceedMaxQueryLimit,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 67] = [
+    pub const ALL: [ErrorCode; 73] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -155,6 +161,12 @@ impl ErrorCode {
         ErrorCode::NotAllowedPartialRefundWaitingDeposit,
         ErrorCode::RejectAccountPayment,
         ErrorCode::InvalidAuthorizeAuth,
+        ErrorCode::NotFoundCashReceipt,
+        ErrorCode::DuplicatedCashReceipt,
+        ErrorCode::InvalidBusinessNumber,
+        ErrorCode::InvalidCashReceiptInfo,
+        ErrorCode::InvalidRegistrationNumberType,
+        ErrorCode::ExceedMaxQueryLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -226,6 +238,12 @@ impl ErrorCode {
             ErrorCode::NotAllowedPartialRefundWaitingDeposit => "NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT",
             ErrorCode::RejectAccountPayment => "REJECT_ACCOUNT_PAYMENT",
             ErrorCode::InvalidAuthorizeAuth => "INVALID_AUTHORIZE_AUTH",
+            ErrorCode::NotFoundCashReceipt => "NOT_FOUND_CASH_RECEIPT",
+            ErrorCode::DuplicatedCashReceipt => "DUPLICATED_CASH_RECEIPT",
+            ErrorCode::InvalidBusinessNumber => "INVALID_BUSINESS_NUMBER",
+            ErrorCode::InvalidCashReceiptInfo => "INVALID_CASH_RECEIPT_INFO",
+            ErrorCode::InvalidRegistrationNumberType => "INVALID_REGISTRATION_NUMBER_TYPE",
+            ErrorCode::ExceedMaxQueryLimit => "EXCEED_MAX_QUERY_LIMIT",
         }
     }
 
@@ -312,6 +330,12 @@ impl ErrorCode {
             ErrorCode::NotAllowedPartialRefundWaitingDeposit => StatusCode::FORBIDDEN,
             ErrorCode::RejectAccountPayment => StatusCode::FORBIDDEN,
             ErrorCode::InvalidAuthorizeAuth => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFoundCashReceipt => StatusCode::NOT_FOUND,
+            ErrorCode::DuplicatedCashReceipt
+            | ErrorCode::InvalidBusinessNumber
+            | ErrorCode::InvalidCashReceiptInfo
+            | ErrorCode::InvalidRegistrationNumberType
+            | ErrorCode::ExceedMaxQueryLimit => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -458,6 +482,7 @@ pub fn field_error(error: &FieldError) -> ApiError {
         FieldReason::ExceedMaxDueDate => ErrorCode::ExceedMaxDueDate,
         FieldReason::InvalidDate => ErrorCode::InvalidDate,
         FieldReason::ValidHoursWithDueDate => ErrorCode::InvalidValidHoursWithDueDate,
+        FieldReason::RegistrationNumberType => ErrorCode::InvalidRegistrationNumberType,
     };
     ApiError::new(code, error.message.clone()).with_param(error.param)
 }

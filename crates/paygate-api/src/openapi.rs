@@ -29,7 +29,8 @@ use paygate_domain::event::EventType;
 
 use crate::error::ErrorCode;
 use crate::routes::{
-    billing, billing_pages, encryption_keys, health, hosted, merchants, payments, virtual_accounts, webhooks,
+    billing, billing_pages, cash_receipts, encryption_keys, health, hosted, merchants, payments, virtual_accounts,
+    webhooks,
 };
 use crate::AppState;
 
@@ -41,7 +42,7 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(encryption_keys::rotate))
         .routes(routes!(encryption_keys::checkout_key))
         .routes(routes!(webhooks::get_settings, webhooks::set_settings))
-        .routes(routes!(payments::create))
+        .routes(routes!(payments::create, payments::list))
         .routes(routes!(payments::key_in))
         .routes(routes!(payments::confirm))
         .routes(routes!(payments::get_by_order))
@@ -50,6 +51,9 @@ pub fn v1_router() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::authenticate))
         .routes(routes!(payments::transactions))
         .routes(routes!(virtual_accounts::issue))
+        .routes(routes!(cash_receipts::issue, cash_receipts::list))
+        .routes(routes!(cash_receipts::get))
+        .routes(routes!(cash_receipts::cancel))
         .routes(routes!(billing::issue_card))
         .routes(routes!(billing_pages::issue))
         .routes(routes!(billing_pages::start))
@@ -80,7 +84,9 @@ pub fn pages_router() -> OpenApiRouter<AppState> {
         .routes(routes!(hosted::entry))
         .routes(routes!(hosted::show))
         .routes(routes!(hosted::pay))
+        .routes(routes!(hosted::cash_receipt_page))
         .routes(routes!(hosted::virtual_account))
+        .routes(routes!(hosted::abandon))
         .routes(routes!(hosted::transfer, hosted::transfer_return))
         .routes(routes!(hosted::challenge_page, hosted::challenge))
         .routes(routes!(hosted::receipt))
@@ -176,6 +182,10 @@ fn base() -> OpenApi {
                 "Virtual accounts",
                 "Virtual accounts (가상계좌): issue one for a payment; the bank's deposit notifications pay it",
             ),
+            tag(
+                "Cash receipts",
+                "Cash receipts (현금영수증): issue, cancel and list; each is reported to the tax authority",
+            ),
             tag("Webhooks", "Webhook endpoints, events and their deliveries"),
             tag("Merchant", "The merchant's own settings and keys"),
             tag("Operations", "Probes, metrics and this document: no key needed"),
@@ -250,6 +260,21 @@ pub fn operation_errors(operation_id: &str) -> Vec<ErrorCode> {
             E::BankUnavailable,
         ],
         "getPayment" | "getPaymentByOrder" => vec![E::NotFoundPayment],
+        "listPayments" => vec![E::InvalidDate],
+        "issueCashReceipt" => vec![
+            E::DuplicatedCashReceipt,
+            E::InvalidBusinessNumber,
+            E::InvalidCashReceiptInfo,
+            E::InvalidRegistrationNumberType,
+            E::AlreadyProcessingRequest,
+        ],
+        "cancelCashReceipt" => vec![
+            E::NotFoundCashReceipt,
+            E::NotCancelableAmount,
+            E::AlreadyProcessingRequest,
+        ],
+        "getCashReceipt" => vec![E::NotFoundCashReceipt],
+        "listCashReceipts" => vec![E::InvalidDate, E::ExceedMaxQueryLimit],
         "cancelPayment" => vec![
             E::NotFoundPayment,
             E::AlreadyCanceledPayment,
@@ -603,6 +628,7 @@ fn event_data_schema(event: EventType) -> &'static str {
         EventType::BillingDeleted => "BillingDeletedData",
         EventType::WebhookEndpointDisabled => "EndpointDisabledData",
         EventType::DepositCallback => "DepositCallbackData",
+        EventType::CashReceiptStatusChanged => "CashReceipt",
     }
 }
 
@@ -616,6 +642,9 @@ fn event_summary(event: EventType) -> &'static str {
         }
         EventType::DepositCallback => {
             "A virtual account's payment changed status (issued, deposited, expired, cancelled): `data`'s fields are also at the top level, as Toss sends them"
+        }
+        EventType::CashReceiptStatusChanged => {
+            "A cash receipt was requested, or the tax authority registered or refused it (paygate's event)"
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod bank;
 pub mod billing;
+pub mod cash_receipts;
 pub mod clock;
 pub mod enc_keys;
 pub mod encdata;
@@ -93,6 +94,7 @@ pub struct AppInner {
     vault_config: vault::VaultConfig,
     acquirers: payments::Acquirers,
     banks: bank::Banks,
+    tax_authorities: cash_receipts::TaxAuthorities,
     payments: payments::PaymentConfig,
     outbox: outbox::OutboxConfig,
     idempotency: idempotency::IdempotencyOptions,
@@ -107,6 +109,8 @@ pub struct AppOptions {
     pub acquirers: payments::Acquirers,
     /// The banks of the bank methods; none: virtual accounts are refused (`INVALID_BANK`).
     pub banks: bank::Banks,
+    /// Where cash receipts are reported, per mode; none: cash receipts are refused in that mode.
+    pub tax_authorities: cash_receipts::TaxAuthorities,
     pub payments: payments::PaymentConfig,
     pub outbox: outbox::OutboxConfig,
     pub idempotency: idempotency::IdempotencyOptions,
@@ -122,6 +126,7 @@ impl App {
         let options = AppOptions {
             acquirers,
             banks,
+            tax_authorities: cash_receipts::TaxAuthorities::in_process_sandbox().0,
             ..AppOptions::default()
         };
         App::with_options(store, secrets, clock, options)
@@ -155,6 +160,7 @@ impl App {
                 vault_config: options.vault,
                 acquirers: options.acquirers,
                 banks: options.banks,
+                tax_authorities: options.tax_authorities,
                 payments: options.payments,
                 outbox,
                 idempotency: options.idempotency,

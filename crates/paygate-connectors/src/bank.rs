@@ -47,6 +47,23 @@ pub enum BankRefusal {
 }
 
 impl BankRefusal {
+    pub const ALL: [BankRefusal; 9] = [
+        BankRefusal::NotSupportedBank,
+        BankRefusal::UnknownAccount,
+        BankRefusal::AccountClosed,
+        BankRefusal::HolderMismatch,
+        BankRefusal::InvalidAmount,
+        BankRefusal::DuplicateReference,
+        BankRefusal::Capacity,
+        BankRefusal::InvalidAuthorization,
+        BankRefusal::InsufficientFunds,
+    ];
+
+    /// A refusal by its code, as the protocol's answers carry it.
+    pub fn parse(code: &str) -> Option<BankRefusal> {
+        BankRefusal::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             BankRefusal::NotSupportedBank => "NOT_SUPPORTED_BANK",

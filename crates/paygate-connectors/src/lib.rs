@@ -20,6 +20,7 @@ pub mod bank_notify;
 pub mod bank_wire;
 pub mod http;
 pub mod sandbox;
+pub mod tax;
 
 /// Which acquirer: `A`, `B`, `C` for the built-in sandboxes; an operator-chosen short code in general.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -293,7 +293,12 @@ async fn bad_requests_name_their_field_and_change_nothing() {
         (StatusCode::OK, Some("NOT_SUPPORTED_BANK")),
         "카카오뱅크 issues none"
     );
+    // Without `merchantId` the feed is the bank's whole feed (what paygate reads); a bad cursor is refused.
     let feed = reqwest::get(format!("{base}/bank/deposits")).await.unwrap();
-    assert_eq!(feed.status(), StatusCode::BAD_REQUEST, "the feed needs a merchant");
+    assert_eq!(feed.status(), StatusCode::OK, "the bank's whole feed");
+    let feed = reqwest::get(format!("{base}/bank/deposits?afterSeq=abc"))
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), StatusCode::BAD_REQUEST, "the feed's cursor is a number");
     assert!(simulator.bank().journal_page(0, 10).is_empty());
 }

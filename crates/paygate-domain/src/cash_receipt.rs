@@ -224,6 +224,16 @@ impl IdentityKind {
     }
 }
 
+/// A buyer's request for a cash receipt with a bank payment (a virtual account or a transfer), kept until the
+/// payment is paid: its issue is written with the payment's `DONE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptRequest {
+    pub payment_id: PaymentId,
+    pub receipt_type: ReceiptType,
+    pub identity: CustomerIdentity,
+    pub requested_at: UnixMillis,
+}
+
 /// A receipt as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CashReceiptFields {

@@ -19,15 +19,19 @@ pub enum EventType {
     /// A virtual account's payment changed status (issued, deposited, cancelled, expired): Toss's event, whose
     /// body carries `secret`, `status`, `transactionKey` and `orderId` at the top level.
     DepositCallback,
+    /// A cash receipt was requested or the tax authority answered it (paygate's event; `data` is the CashReceipt
+    /// object).
+    CashReceiptStatusChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         EventType::PaymentStatusChanged,
         EventType::WebhookEndpointDisabled,
         EventType::BillingIssued,
         EventType::BillingDeleted,
         EventType::DepositCallback,
+        EventType::CashReceiptStatusChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl EventType {
             EventType::BillingIssued => "BILLING_ISSUED",
             EventType::BillingDeleted => "BILLING_DELETED",
             EventType::DepositCallback => "DEPOSIT_CALLBACK",
+            EventType::CashReceiptStatusChanged => "CASH_RECEIPT_STATUS_CHANGED",
         }
     }
 

@@ -36,7 +36,7 @@ use async_trait::async_trait;
 
 pub use billing::{BillingKeyInsert, BillingKeyUpdate, BillingStore};
 pub use billing_auth::{AuthCardChange, BillingAuthStore};
-pub use cash_receipts::{CashReceiptStore, InsertReceiptOutcome, ReceiptChange};
+pub use cash_receipts::{CashReceiptStore, InsertReceiptOutcome, ReceiptChange, ReceiptFilter};
 pub use checkout::CheckoutStore;
 pub use idempotency::{
     IdempotencyRecord, IdempotencyResource, IdempotencyScope, IdempotencyState, IdempotencyStore, IdempotencyWrite,
@@ -50,8 +50,8 @@ pub use outbox::{
     StoredEvent,
 };
 pub use payments::{
-    CheckoutCardChange, InsertPaymentOutcome, ListedTransaction, PaymentInsert, PaymentStore, PaymentUpdate,
-    TransactionQuery,
+    CheckoutCardChange, InsertPaymentOutcome, ListedTransaction, PaymentInsert, PaymentQuery, PaymentStore,
+    PaymentUpdate, TransactionQuery,
 };
 pub use transfers::TransferStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};

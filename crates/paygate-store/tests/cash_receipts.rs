@@ -12,9 +12,18 @@ use paygate_domain::id::CashReceiptKey;
 use paygate_domain::merchant::{BusinessProfile, Merchant};
 use paygate_domain::money::Money;
 use paygate_domain::time::UnixMillis;
-use paygate_store::{InsertReceiptOutcome, ReceiptChange, StoreError};
+use paygate_store::{InsertReceiptOutcome, ReceiptChange, ReceiptFilter, StoreError};
 
 const T0: i64 = 1_700_000_000_000;
+fn period(from: i64, to: i64) -> ReceiptFilter {
+    ReceiptFilter {
+        from: at(from),
+        to: at(to),
+        status: None,
+        min_amount: None,
+        max_amount: None,
+    }
+}
 
 fn at(millis: i64) -> UnixMillis {
     UnixMillis::new(millis)
@@ -143,18 +152,41 @@ async fn receipts_are_issued_once_per_order_and_change_from_their_version() {
     // The list by request time, paged by position.
     let later = issue(&merchant, "cash-order-0002", 3_000, T0 + 300);
     store.insert_cash_receipt(&later, &[], None).await.unwrap();
-    let page =
-        |skip, limit| store.cash_receipts_requested(merchant.id, Mode::Test, at(T0), at(T0 + 1_000), skip, limit);
+    let whole = period(T0, T0 + 1_000);
+    let page = |skip, limit| store.cash_receipts_requested(merchant.id, Mode::Test, &whole, skip, limit);
     let keys = |list: Vec<CashReceipt>| list.into_iter().map(|r| r.key).collect::<Vec<_>>();
     assert_eq!(keys(page(0, 10).await.unwrap()), vec![done.key, cancel.key, later.key]);
     assert_eq!(keys(page(1, 1).await.unwrap()), vec![cancel.key]);
     assert!(page(3, 10).await.unwrap().is_empty());
-    assert!(store
-        .cash_receipts_requested(merchant.id, Mode::Test, at(T0 + 250), at(T0 + 1_000), 0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .all(|r| r.key == later.key));
+    // Filters apply before the page is cut: by period, status and amount.
+    let filtered = |filter: ReceiptFilter| {
+        let store = &store;
+        async move {
+            keys(
+                store
+                    .cash_receipts_requested(merchant.id, Mode::Test, &filter, 0, 10)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let completed = ReceiptFilter {
+        status: Some(IssueStatus::Completed),
+        ..period(T0, T0 + 1_000)
+    };
+    assert_eq!(filtered(completed).await, vec![done.key]);
+    let small = ReceiptFilter {
+        max_amount: Some(4_000),
+        ..period(T0, T0 + 1_000)
+    };
+    assert_eq!(filtered(small).await, vec![cancel.key, later.key]);
+    let mid = ReceiptFilter {
+        min_amount: Some(3_500),
+        max_amount: Some(9_999),
+        ..period(T0, T0 + 1_000)
+    };
+    assert_eq!(filtered(mid).await, vec![cancel.key]);
+    assert_eq!(filtered(period(T0 + 250, T0 + 1_000)).await, vec![later.key]);
 }
 
 #[tokio::test]

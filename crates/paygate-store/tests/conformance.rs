@@ -17,7 +17,7 @@ use paygate_store::{Backend, DatabaseUrl, MigrationReport, OpenMode, Store, Stor
 const T0: i64 = 1_700_000_000_000;
 
 /// Every migration this paygate knows, in order.
-const MIGRATIONS: [i64; 15] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+const MIGRATIONS: [i64; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 
 fn is_conflict<T: std::fmt::Debug>(result: &Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::Conflict(_)))

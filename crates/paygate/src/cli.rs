@@ -224,6 +224,22 @@ enum MerchantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set a merchant's business profile (사업자 정보): what its cash receipts are issued under and its receipts print.
+    Business {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        merchant: String,
+        /// 사업자등록번호: 10 digits (hyphens allowed) with a valid check digit.
+        #[arg(long)]
+        number: String,
+        /// 대표자명.
+        #[arg(long)]
+        representative: String,
+        /// 사업장 주소.
+        #[arg(long)]
+        address: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -451,7 +467,29 @@ pub async fn open(config: &Config, open_mode: OpenMode) -> anyhow::Result<(Arc<d
                 paygate_app::bank::Banks::in_process_sandbox(paygate_app::Clock::now(&SystemClock), &secret).0;
         }
         "off" => {}
-        other => anyhow::bail!("banks.sandbox must be `in-process` or `off`, not {other:?}"),
+        url if url.starts_with("http://") => {
+            // A bank in its own process (`paygate bank-sim`): its notifications are signed with the same secret,
+            // given to it with `--notify-secret`.
+            let secret = match config.secrets.bank_notify_secret.as_deref().filter(|s| !s.is_empty()) {
+                Some(configured) => configured.as_bytes().to_vec(),
+                None => paygate_app::bank::Banks::sandbox_notify_secret(&secrets),
+            };
+            let http = paygate_connectors::http::HttpAcquirerConfig {
+                connect_timeout_ms: config.acquirers.connect_timeout_ms,
+                request_timeout_ms: config.acquirers.request_timeout_ms,
+                pool_max_idle: usize::try_from(config.acquirers.pool_idle_max).unwrap_or(usize::MAX),
+            };
+            let bank = paygate_connectors::http::HttpBank::new(
+                url,
+                paygate_domain::bank::Bank::virtual_account_issuers().collect(),
+                http,
+            )
+            .context("banks.sandbox")?;
+            let mut banks = paygate_app::bank::Banks::new();
+            banks.set(paygate_domain::api_key::Mode::Test, Arc::new(bank), &secret);
+            options.banks = banks;
+        }
+        other => anyhow::bail!("banks.sandbox must be `in-process`, an http:// URL or `off`, not {other:?}"),
     }
     let app = App::with_options(store.clone(), &secrets, Arc::new(SystemClock), options)?;
     // Every process that seals or opens data loads the vault's data keys (recording the first ones if needed).
@@ -491,6 +529,8 @@ pub fn app_options(config: &Config) -> anyhow::Result<paygate_app::AppOptions> {
         acquirers,
         // The bank needs the secrets (its notifications' key); `open` sets it.
         banks: paygate_app::bank::Banks::new(),
+        // Test-mode cash receipts go to the in-process sandbox tax authority; live mode has none yet.
+        tax_authorities: paygate_app::cash_receipts::TaxAuthorities::in_process_sandbox().0,
         payments,
         outbox: config.outbox.clone(),
         idempotency: paygate_app::idempotency::IdempotencyOptions {
@@ -618,6 +658,35 @@ async fn merchant(mut config: Config, command: MerchantCommand) -> anyhow::Resul
                 }
             }
             store.close().await;
+            Ok(())
+        }
+        MerchantCommand::Business {
+            database,
+            merchant,
+            number,
+            representative,
+            address,
+        } => {
+            apply_database_args(&mut config, &database);
+            let (store, _, app) = open(&config, OpenMode::ExistingOnly).await?;
+            let merchant = MerchantId::parse(&merchant).context("--merchant")?;
+            let profile = paygate_domain::merchant::BusinessProfile::parse(
+                merchant,
+                &number,
+                &representative,
+                &address,
+                paygate_app::Clock::now(&SystemClock),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let result = app.set_business_profile(&profile).await;
+            store.close().await;
+            result.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "business profile of {merchant} set: {} ({}, {})",
+                profile.business_number_display(),
+                profile.representative,
+                profile.address
+            );
             Ok(())
         }
         MerchantCommand::List {

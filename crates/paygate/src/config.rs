@@ -55,7 +55,8 @@ impl Default for AcquirersConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BanksConfig {
-    /// `in-process` (a sandbox bank inside the gateway, its routes under `/bank/`) or `off`.
+    /// `in-process` (a sandbox bank inside the gateway, its routes under `/bank/`), the `http://` URL of a
+    /// `paygate bank-sim` process (test mode), or `off`.
     pub sandbox: String,
     /// Faults of the in-process sandbox bank's deposit notifications (fault testing), per mille of deposits.
     pub notification_lost_per_mille: u16,

@@ -93,8 +93,23 @@ pub async fn run(mut config: Config, open_mode: OpenMode) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The demo merchant's (fictitious, valid-looking) business registration number.
+pub const DEMO_BUSINESS_NUMBER: &str = "1208147521";
+
 async fn create_demo_merchant(app: &App, config: &Config) -> anyhow::Result<()> {
     let created = app.create_merchant("Demo Shop").await?;
+    // A sandbox business profile, so the demo merchant's cash receipts can be tried at once.
+    let profile = paygate_domain::merchant::BusinessProfile::parse(
+        created.merchant.id,
+        DEMO_BUSINESS_NUMBER,
+        "김데모",
+        "서울특별시 중구 세종대로 110 (sandbox)",
+        paygate_app::Clock::now(&paygate_app::clock::SystemClock),
+    )
+    .map_err(|e| anyhow::anyhow!("the demo business profile: {e}"))?;
+    app.set_business_profile(&profile)
+        .await
+        .map_err(|e| anyhow::anyhow!("the demo business profile: {e}"))?;
     let secret = created
         .key(Mode::Test, KeyKind::Secret)
         .map(|k| k.secret.expose_secret().to_owned());

@@ -360,6 +360,54 @@ async fn virtual_accounts_and_transfers_through_the_hosted_page() {
     let poor_key = poor["paymentKey"].as_str().unwrap();
     assert_eq!(shop.get(&format!("/v1/payments/{poor_key}")).await["status"], "ABORTED");
 
+    // The period's transfers and virtual accounts, filtered before the page is cut, with a cursor.
+    let today = done["requestedAt"].as_str().unwrap()[..10].to_owned();
+    let list = |query: String| {
+        let shop = &shop;
+        let today = today.clone();
+        async move {
+            let payments = shop
+                .get(&format!("/v1/payments?startDate={today}&endDate={today}{query}"))
+                .await;
+            let decoded: Vec<toss::Payment> = serde_json::from_value(payments.clone()).unwrap();
+            assert_eq!(decoded.len(), payments.as_array().unwrap().len());
+            payments
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["orderId"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list("&method=계좌이체".into()).await,
+        vec!["order-transfer-0001", "order-transfer-0002"]
+    );
+    assert_eq!(
+        list("&method=가상계좌&status=DONE".into()).await,
+        vec!["order-va-hosted-0001"]
+    );
+    assert_eq!(
+        list("&method=TRANSFER&status=ABORTED".into()).await,
+        vec!["order-transfer-0002"]
+    );
+    assert_eq!(list("&minAmount=15001".into()).await, Vec::<String>::new());
+    let all = list(String::new()).await;
+    assert_eq!(all.len(), 4, "{all:?}");
+    let first_key = shop.get(&format!("/v1/payments/orders/{}", all[0])).await["paymentKey"].clone();
+    let rest = list(format!("&limit=2&startingAfter={}", first_key.as_str().unwrap())).await;
+    assert_eq!(rest, all[1..3].to_vec());
+    let bad = http()
+        .get(format!(
+            "{}/v1/payments?startDate={today}&endDate={today}&method=휴대폰",
+            shop.base
+        ))
+        .basic_auth(&shop.secret, Some(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+
     let (ok, stdout, stderr) = cli(&["ledger", "check"], &gateway.data_dir, &db);
     assert!(ok, "ledger check failed:\n{stdout}\n{stderr}");
 }

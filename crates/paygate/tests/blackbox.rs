@@ -379,7 +379,7 @@ async fn merchant_cli_creates_and_lists() {
     let (ok, out, err) = cli(&["migrate"], tmp.path(), &db);
     assert!(ok, "{err}");
     assert!(
-        out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]"),
+        out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]"),
         "{out}"
     );
     let (ok, out, _) = cli(&["migrate"], tmp.path(), &db);

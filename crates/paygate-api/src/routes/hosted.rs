@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use paygate_app::payments::command::{self, CardText, ClearCard, FieldError};
+use paygate_app::payments::command::{self, CardText, CashReceiptAsked, ClearCard, FieldError};
 use paygate_app::payments::hosted::{
     CardEntry, FormCheckout, FormError, HostedOutcome, HostedPage, HostedStep, RetryReason, CHALLENGE_ATTEMPTS_MAX,
 };
@@ -181,6 +181,40 @@ impl Lang {
             }
             (Lang::Ko, TransferNotice) => "선택한 은행의 화면에서 출금을 승인하면 결제가 진행됩니다.",
             (Lang::En, TransferNotice) => "You approve the debit on your bank's page; the payment then completes.",
+            (Lang::Ko, BusinessNumber) => "사업자등록번호",
+            (Lang::En, BusinessNumber) => "Business registration no.",
+            (Lang::Ko, Representative) => "대표자",
+            (Lang::En, Representative) => "Representative",
+            (Lang::Ko, Address) => "주소",
+            (Lang::En, Address) => "Address",
+            (Lang::Ko, CardCompany) => "카드사",
+            (Lang::En, CardCompany) => "Card company",
+            (Lang::Ko, TestCards) => {
+                "테스트 카드: 4330 0000 0000 0003 (승인), 4330 0000 0000 0011 (거절), 4330 0000 0000 0078 (본인 인증), 유효기간은 미래의 아무 날짜"
+            }
+            (Lang::En, TestCards) => {
+                "Test cards: 4330 0000 0000 0003 (approved), 4330 0000 0000 0011 (declined), 4330 0000 0000 0078 (verification), any future expiry"
+            }
+            (Lang::Ko, NoSuchPayment) => "결제 정보를 찾을 수 없습니다. 상점으로 돌아가 다시 시도해 주세요.",
+            (Lang::En, NoSuchPayment) => "This payment could not be found. Go back to the shop and try again.",
+            (Lang::Ko, NoSuchReceipt) => "영수증을 찾을 수 없습니다. 주소를 다시 확인해 주세요.",
+            (Lang::En, NoSuchReceipt) => "This receipt could not be found. Check the link.",
+            (Lang::Ko, InternalTrouble) => "일시적인 오류가 발생했습니다. 잠시 후 다시 시도해 주세요.",
+            (Lang::En, InternalTrouble) => "Something went wrong on our side. Please try again shortly.",
+            (Lang::Ko, CannotContinue) => "이 결제는 더 진행할 수 없습니다. 상점으로 돌아가 주세요.",
+            (Lang::En, CannotContinue) => "This payment cannot go on. Please go back to the shop.",
+            (Lang::Ko, BackToShop) => "결제를 취소하고 상점으로 돌아가기",
+            (Lang::En, BackToShop) => "Cancel and go back to the shop",
+            (Lang::Ko, CashReceipt) => "현금영수증",
+            (Lang::En, CashReceipt) => "Cash receipt",
+            (Lang::Ko, ReceiptNone) => "신청 안 함",
+            (Lang::En, ReceiptNone) => "None",
+            (Lang::Ko, ReceiptIncome) => "소득공제 (개인)",
+            (Lang::En, ReceiptIncome) => "Income deduction (personal)",
+            (Lang::Ko, ReceiptExpense) => "지출증빙 (사업자)",
+            (Lang::En, ReceiptExpense) => "Proof of expense (business)",
+            (Lang::Ko, ReceiptNumber) => "휴대폰 번호 / 사업자등록번호 / 현금영수증 카드 번호",
+            (Lang::En, ReceiptNumber) => "Phone, business registration or cash-receipt card number",
             (Lang::Ko, AwaitingDeposit) => {
                 "가상계좌가 발급되었습니다. 상점에서 안내하는 계좌로 입금하시면 결제가 완료됩니다."
             }
@@ -246,6 +280,21 @@ pub(crate) enum Text {
     VirtualAccountNotice,
     TransferNotice,
     AwaitingDeposit,
+    BusinessNumber,
+    Representative,
+    Address,
+    CardCompany,
+    TestCards,
+    NoSuchPayment,
+    NoSuchReceipt,
+    InternalTrouble,
+    CannotContinue,
+    BackToShop,
+    CashReceipt,
+    ReceiptNone,
+    ReceiptIncome,
+    ReceiptExpense,
+    ReceiptNumber,
 }
 
 /// `15,000원` / `₩15,000`.
@@ -536,11 +585,10 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for PageForm {
             .unwrap_or_default();
         match Form::<HashMap<String, String>>::from_request(request, state).await {
             Ok(Form(form)) => Ok(PageForm(form)),
-            Err(rejection) => Err(error_page(
-                Lang::from_query(&query),
-                rejection.status(),
-                "the form could not be read; go back to the shop and try again",
-            )),
+            Err(rejection) => {
+                let lang = Lang::from_query(&query);
+                Err(error_page(lang, rejection.status(), lang.t(Text::CannotContinue)))
+            }
         }
     }
 }
@@ -552,13 +600,59 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageQuery {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts
+        let mut query: HashMap<String, String> = parts
             .uri
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
+        // Without `?lang=`, the browser's `Accept-Language` decides (Korean unless English is preferred to it).
+        if !query.contains_key("lang") {
+            let header = parts
+                .headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            query.insert("lang".into(), preferred_lang(header).code().into());
+        }
         Ok(PageQuery(query))
     }
+}
+
+/// An `Accept-Language` quality (`1`, `0.8`, `0.853`) in thousandths; `None` if it is not one.
+fn quality_thousandths(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let fraction: u16 = format!("{fraction:0<3}").parse().ok()?;
+    match whole {
+        "0" => Some(fraction),
+        "1" if fraction == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// The page language an `Accept-Language` header prefers: English if an `en` tag outranks every `ko` tag, else
+/// Korean (the default, also for an absent or unreadable header).
+fn preferred_lang(header: &str) -> Lang {
+    let mut best: Option<(u16, Lang)> = None;
+    for item in header.split(',') {
+        let mut parts = item.trim().split(';');
+        let tag = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let quality = parts
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .map_or(Some(1000), quality_thousandths)
+            .unwrap_or(0);
+        let lang = match tag.split('-').next().unwrap_or_default() {
+            "ko" => Lang::Ko,
+            "en" => Lang::En,
+            _ => continue,
+        };
+        if quality > 0 && best.is_none_or(|(q, _)| quality > q) {
+            best = Some((quality, lang));
+        }
+    }
+    best.map_or(Lang::Ko, |(_, lang)| lang)
 }
 
 pub(crate) fn field(form: &HashMap<String, String>, name: &str) -> String {
@@ -595,16 +689,13 @@ pub async fn entry(State(state): State<AppState>, PageQuery(query): PageQuery, P
         Ok(id) => Redirect::to(&format!("/checkout/{id}?lang={}", lang.code())).into_response(),
         Err(FormError::Payment(PaymentError::Internal(internal))) => {
             tracing::error!(error = %internal, "checkout entry failed");
-            error_page(
-                lang,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "an internal error occurred; please try again",
-            )
+            error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, lang.t(Text::InternalTrouble))
         }
-        Err(FormError::Payment(PaymentError::DuplicateOrderId)) => error_page(
+        Err(FormError::Payment(PaymentError::DuplicateOrderId)) => error_page_with_detail(
             lang,
             StatusCode::CONFLICT,
-            "this order was already paid or started; return to the shop",
+            lang.t(Text::CannotContinue),
+            "this order was already paid or started (DUPLICATED_ORDER_ID)",
         ),
         Err(error) => {
             // The buyer reads a sentence in the page's language; the merchant's developer gets the precise cause.
@@ -760,6 +851,12 @@ pub(crate) fn retry_text(lang: Lang, code: Option<&str>) -> Option<&'static str>
         (RetryReason::TransferNotAuthorized, Lang::En) => {
             "Your bank did not approve the debit. Try again or choose another payment method."
         }
+        (RetryReason::CashReceipt(_), Lang::Ko) => {
+            "현금영수증 번호를 확인해 주세요. 소득공제는 휴대폰 또는 현금영수증 카드 번호, 지출증빙은 사업자등록번호를 넣습니다."
+        }
+        (RetryReason::CashReceipt(_), Lang::En) => {
+            "Check the cash receipt number: a phone or cash-receipt card number for a deduction, a business number for an expense."
+        }
     };
     Some(text)
 }
@@ -808,16 +905,18 @@ fn step_response(step: Result<HostedStep, PaymentError>, id: PaymentId, lang: La
             };
             Redirect::to(&format!("/checkout/{id}?lang={}{query}", lang.code())).into_response()
         }
-        Err(PaymentError::NotFound) => error_page(lang, StatusCode::NOT_FOUND, "no such payment"),
+        Err(PaymentError::NotFound) => error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment)),
         Err(PaymentError::Internal(internal)) => {
             tracing::error!(error = %internal, "hosted checkout failed");
-            error_page(
-                lang,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "an internal error occurred; please try again",
-            )
+            error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, lang.t(Text::InternalTrouble))
         }
-        Err(other) => error_page(lang, StatusCode::BAD_REQUEST, &other.to_string()),
+        // The buyer reads a sentence in the page's language; the precise cause is the developer's, smaller.
+        Err(other) => error_page_with_detail(
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.t(Text::CannotContinue),
+            &other.to_string(),
+        ),
     }
 }
 
@@ -829,7 +928,7 @@ fn step_response(step: Result<HostedStep, PaymentError>, id: PaymentId, lang: La
 pub async fn show(State(state): State<AppState>, Path(key): Path<String>, PageQuery(query): PageQuery) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment));
     };
     let page_data = match state.app.hosted_page(id).await {
         Ok(page_data) => page_data,
@@ -863,7 +962,7 @@ pub async fn pay(
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment));
     };
     let entry = CardEntry {
         card: card_from_form(&form),
@@ -873,12 +972,37 @@ pub async fn pay(
     step_response(step, id, lang)
 }
 
+/// `POST /checkout/{paymentKey}/cancel`: the buyer goes back to the shop without paying.
+#[utoipa::path(post, path = "/checkout/{key}/cancel", operation_id = "checkoutCancel", tag = "Hosted pages", security(()),
+    summary = "The checkout page's way back to the shop (posted by the page): the payment ends `ABORTED` with `USER_CANCEL`",
+    description = "The browser goes to `failUrl?code=USER_CANCEL&message&orderId` (a form checkout: `returnUrl` with `status=FAILED`, `code=USER_CANCEL`, signed). A payment that is no longer `READY` only shows where it stands.",
+    params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    responses(PageAnswer))]
+pub async fn abandon(State(state): State<AppState>, Path(key): Path<String>, PageQuery(query): PageQuery) -> Response {
+    let lang = Lang::from_query(&query);
+    let Some(id) = payment_id(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment));
+    };
+    step_response(state.app.hosted_abandon(id).await, id, lang)
+}
+
+/// The cash receipt a bank method's form asks for (`cashReceiptType`, `cashReceiptNumber`).
+fn receipt_from_form(form: &HashMap<String, String>) -> Result<Option<CashReceiptAsked>, FieldError> {
+    let number = field(form, "cashReceiptNumber");
+    CashReceiptAsked::parse(
+        &field(form, "cashReceiptType"),
+        Some(number.as_str()),
+        "cashReceiptType",
+        "cashReceiptNumber",
+    )
+}
+
 /// `POST /checkout/{paymentKey}/virtual-account`: the buyer's bank and name for a virtual account.
 #[utoipa::path(post, path = "/checkout/{key}/virtual-account", operation_id = "checkoutVirtualAccount", tag = "Hosted pages", security(()),
     summary = "The virtual-account form of the checkout page (posted by the page): the bank and the depositor's name",
     description = "Records the buyer's choice (the payment `IN_PROGRESS`); the browser then goes to `successUrl` for the merchant's confirm, which issues the account (`WAITING_FOR_DEPOSIT`). A form checkout issues it at once and returns to `returnUrl`.",
     params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
-    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`bank` (a bank code), `holderName`"),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`bank` (a bank code), `holderName`, and optionally `cashReceiptType` (`미발행`, `소득공제`, `지출증빙`) with `cashReceiptNumber`"),
     responses(PageAnswer))]
 pub async fn virtual_account(
     State(state): State<AppState>,
@@ -888,11 +1012,16 @@ pub async fn virtual_account(
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment));
     };
     let step = state
         .app
-        .hosted_virtual_account(id, &field(&form, "bank"), &field(&form, "holderName"))
+        .hosted_virtual_account(
+            id,
+            &field(&form, "bank"),
+            &field(&form, "holderName"),
+            receipt_from_form(&form),
+        )
         .await;
     step_response(step, id, lang)
 }
@@ -901,7 +1030,7 @@ pub async fn virtual_account(
 #[utoipa::path(post, path = "/checkout/{key}/transfer", operation_id = "checkoutTransfer", tag = "Hosted pages", security(()),
     summary = "The transfer form of the checkout page (posted by the page): the bank, then the bank's own authorization page",
     params(("key" = String, Path, description = "The payment's key"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
-    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`bank` (a bank code)"),
+    request_body(content = inline(std::collections::HashMap<String, String>), content_type = "application/x-www-form-urlencoded", description = "`bank` (a bank code), and optionally `cashReceiptType` (`미발행`, `소득공제`, `지출증빙`) with `cashReceiptNumber`"),
     responses(PageAnswer))]
 pub async fn transfer(
     State(state): State<AppState>,
@@ -911,9 +1040,12 @@ pub async fn transfer(
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment));
     };
-    let step = state.app.hosted_transfer(id, &field(&form, "bank")).await;
+    let step = state
+        .app
+        .hosted_transfer(id, &field(&form, "bank"), receipt_from_form(&form))
+        .await;
     step_response(step, id, lang)
 }
 
@@ -930,7 +1062,7 @@ pub async fn transfer_return(
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment));
     };
     let step = state
         .app
@@ -955,7 +1087,7 @@ pub async fn challenge_page(
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment));
     };
     match state.app.hosted_page(id).await {
         Ok(page_data) if page_data.payment.status == PaymentStatus::Ready => {
@@ -981,7 +1113,7 @@ pub async fn challenge(
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "no such payment");
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchPayment));
     };
     match state.app.hosted_challenge(id, &field(&form, "otp")).await {
         Ok(HostedStep::Retry(reason)) => Redirect::to(&format!(
@@ -992,6 +1124,90 @@ pub async fn challenge(
         .into_response(),
         step => step_response(step, id, lang),
     }
+}
+
+/// The printable cash receipt (`templates/cash_receipt.html`).
+#[derive(Template)]
+#[template(path = "cash_receipt.html")]
+struct CashReceiptPage<'a> {
+    lang: Lang,
+    path: &'a str,
+    receipt_key: String,
+    status: &'static str,
+    rows: Vec<(&'static str, String)>,
+}
+
+/// `GET /cash-receipts/{receiptKey}/{token}`: a cash receipt's printable page (the `receiptUrl` of its answers).
+#[utoipa::path(get, path = "/cash-receipts/{key}/{token}", operation_id = "cashReceiptPage", tag = "Hosted pages", security(()),
+    summary = "A cash receipt's public page (현금영수증): the link in a CashReceipt's `receiptUrl`",
+    params(("key" = String, Path, description = "The receipt's key"), ("token" = String, Path, description = "The page's token, from `receiptUrl`"), ("lang" = Option<String>, Query, description = "`ko` (the default) or `en`")),
+    responses(PageAnswer))]
+pub async fn cash_receipt_page(
+    State(state): State<AppState>,
+    Path((key, token)): Path<(String, String)>,
+    PageQuery(query): PageQuery,
+) -> Response {
+    let lang = Lang::from_query(&query);
+    let Ok(key) = paygate_domain::id::CashReceiptKey::parse(&key) else {
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchReceipt));
+    };
+    let Ok(view) = state.app.cash_receipt_page(key, &token).await else {
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchReceipt));
+    };
+    let r = &view.receipt;
+    let ko = lang == Lang::Ko;
+    let label = |ko_text: &'static str, en_text: &'static str| if ko { ko_text } else { en_text };
+    let status = match (r.status, ko) {
+        (paygate_domain::cash_receipt::IssueStatus::InProgress, true) => "발급 요청 중",
+        (paygate_domain::cash_receipt::IssueStatus::InProgress, false) => "Requested",
+        (paygate_domain::cash_receipt::IssueStatus::Completed, true) => "발급 완료",
+        (paygate_domain::cash_receipt::IssueStatus::Completed, false) => "Issued",
+        (paygate_domain::cash_receipt::IssueStatus::Failed, true) => "발급 실패",
+        (paygate_domain::cash_receipt::IssueStatus::Failed, false) => "Failed",
+    };
+    let kind = match r.transaction {
+        paygate_domain::cash_receipt::ReceiptTransaction::Confirm => label("승인", "Issue"),
+        paygate_domain::cash_receipt::ReceiptTransaction::Cancel => label("취소", "Cancel"),
+    };
+    let mut rows = vec![
+        (lang.t(Text::Merchant), view.merchant.name.as_str().to_owned()),
+        (
+            label("사업자등록번호", "Business registration no."),
+            view.business
+                .as_ref()
+                .map(|b| b.business_number_display())
+                .unwrap_or_else(|| r.business_number.clone()),
+        ),
+    ];
+    if let Some(business) = &view.business {
+        rows.push((label("대표자", "Representative"), business.representative.clone()));
+        rows.push((label("주소", "Address"), business.address.clone()));
+    }
+    rows.extend([
+        (lang.t(Text::Order), r.order_name.clone()),
+        (label("용도", "Purpose"), r.receipt_type.korean().to_owned()),
+        (label("거래 구분", "Transaction"), kind.to_owned()),
+        (label("식별번호", "Identifier"), r.identity.masked()),
+        (lang.t(Text::Amount), won(r.amount.amount_minor(), lang)),
+        (lang.t(Text::TaxFree), won(r.tax_free.amount_minor(), lang)),
+        (label("요청일시", "Requested at"), local_time(r.requested_at)),
+        (lang.t(Text::Status), status.to_owned()),
+        (
+            label("국세청 승인번호", "Tax authority's number"),
+            r.issue_number.clone().unwrap_or_else(|| "-".into()),
+        ),
+    ]);
+    if let Some(message) = &r.failure_message {
+        rows.push((label("실패 사유", "Reason"), message.clone()));
+    }
+    let path = format!("/cash-receipts/{key}/{token}");
+    page(&CashReceiptPage {
+        lang,
+        path: &path,
+        receipt_key: key.to_string(),
+        status: r.status.as_str(),
+        rows,
+    })
 }
 
 /// `GET /receipts/{paymentKey}/{token}`: the printable receipt.
@@ -1006,18 +1222,18 @@ pub async fn receipt(
 ) -> Response {
     let lang = Lang::from_query(&query);
     let Some(id) = payment_id(&key) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "no such receipt");
+        return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchReceipt));
     };
-    let (view, merchant) = match state.app.receipt(id, &token).await {
+    let (view, merchant, business) = match state.app.receipt(id, &token).await {
         Ok(found) => found,
-        Err(_) => return error_page(lang, StatusCode::NOT_FOUND, "no such receipt"),
+        Err(_) => return error_page(lang, StatusCode::NOT_FOUND, lang.t(Text::NoSuchReceipt)),
     };
     let path = format!("/receipts/{id}/{token}");
     page(&ReceiptPage {
         lang,
         path: &path,
         payment_id: id,
-        rows: receipt_rows(lang, &view, &merchant),
+        rows: receipt_rows(lang, &view, &merchant, business.as_ref()),
     })
 }
 
@@ -1026,21 +1242,34 @@ fn receipt_rows(
     lang: Lang,
     view: &paygate_app::payments::PaymentView,
     merchant: &paygate_domain::merchant::Merchant,
+    business: Option<&paygate_domain::merchant::BusinessProfile>,
 ) -> Vec<(&'static str, String)> {
     let p = &view.payment;
     let installment = match p.installment.months() {
         0 => lang.t(Text::LumpSum).to_owned(),
         months => format!("{months}{}", lang.t(Text::Months)),
     };
-    let mut rows = vec![
-        (
-            lang.t(Text::Merchant),
-            format!("{} ({})", merchant.name.as_str(), merchant.id),
-        ),
+    let mut rows = vec![(
+        lang.t(Text::Merchant),
+        format!("{} ({})", merchant.name.as_str(), merchant.id),
+    )];
+    // The merchant's business (사업자 정보), as a 매출전표 prints it.
+    if let Some(business) = business {
+        rows.push((lang.t(Text::BusinessNumber), business.business_number_display()));
+        rows.push((lang.t(Text::Representative), business.representative.clone()));
+        rows.push((lang.t(Text::Address), business.address.clone()));
+    }
+    let card_company = p
+        .approval
+        .as_ref()
+        .map(|a| paygate_app::billing::wire::card_company_name(&a.issuer_code))
+        .filter(|name| !name.is_empty());
+    rows.extend([
         (
             lang.t(Text::Order),
             format!("{} · {}", p.order_name.as_str(), p.order_id.as_str()),
         ),
+        (lang.t(Text::CardCompany), card_company.unwrap_or("-").to_owned()),
         (
             lang.t(Text::Card),
             p.card.as_ref().map(|c| c.masked.as_str()).unwrap_or("-").to_owned(),
@@ -1065,7 +1294,7 @@ fn receipt_rows(
         (lang.t(Text::Supplied), won(p.amounts.supplied().amount_minor(), lang)),
         (lang.t(Text::Vat), won(p.amounts.vat().amount_minor(), lang)),
         (lang.t(Text::TaxFree), won(p.amounts.tax_free().amount_minor(), lang)),
-    ];
+    ]);
     for cancel in view
         .transactions
         .iter()
@@ -1197,6 +1426,20 @@ mod tests {
             waiting.contains("href=\"/checkout/pay_01KAR3Q5M2V6Y8Z0A1B2C3D4E5?lang=en\""),
             "{waiting}"
         );
+    }
+
+    #[test]
+    fn accept_language_picks_the_page_language() {
+        for (header, lang) in [
+            ("", Lang::Ko),
+            ("en-US,en;q=0.9", Lang::En),
+            ("ko-KR,ko;q=0.9,en-US;q=0.8", Lang::Ko),
+            ("fr-FR, en;q=0.5, ko;q=0.4", Lang::En),
+            ("en;q=0, ko;q=0.1", Lang::Ko),
+            ("de, fr", Lang::Ko),
+        ] {
+            assert!(preferred_lang(header) == lang, "{header}");
+        }
     }
 
     /// The card page keeps what the black-box and browser suites rely on: its form, labels, and no inline script.

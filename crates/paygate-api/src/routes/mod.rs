@@ -1,5 +1,6 @@
 pub mod billing;
 pub mod billing_pages;
+pub mod cash_receipts;
 pub mod encryption_keys;
 pub mod health;
 pub mod hosted;

@@ -514,6 +514,94 @@ pub struct TransactionsQuery {
     limit: Option<u32>,
 }
 
+/// The query of `GET /v1/payments` (paygate's).
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentsQuery {
+    /// From (inclusive): RFC 3339, `YYYY-MM-DDThh:mm:ss` (KST) or `YYYY-MM-DD` (KST midnight).
+    #[param(example = "2026-12-01")]
+    start_date: String,
+    /// Until (exclusive; a bare date includes its whole day).
+    #[param(example = "2026-12-31")]
+    end_date: String,
+    /// `카드`, `가상계좌` or `계좌이체` (or `CARD`, `VIRTUAL_ACCOUNT`, `TRANSFER`).
+    method: Option<String>,
+    /// A payment status (`DONE`, `WAITING_FOR_DEPOSIT`, `CANCELED`…).
+    status: Option<String>,
+    /// `totalAmount` at least this.
+    #[param(minimum = 0)]
+    min_amount: Option<i64>,
+    /// `totalAmount` at most this.
+    #[param(minimum = 0)]
+    max_amount: Option<i64>,
+    /// The `paymentKey` of the last payment of the previous page.
+    #[param(pattern = "^pay_[0-9A-HJKMNP-TV-Z]{26}$")]
+    starting_after: Option<String>,
+    /// At most this many (default 100); held to 1 … `payments.transactions_page_max`.
+    #[param(minimum = 0, maximum = 4294967295_u64)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/payments", operation_id = "listPayments", tag = "Payments",
+    summary = "Payments requested in a time range, filtered by method, status and amount (paygate's; Toss has no such list)",
+    description = "Every filter is applied before the page is cut. Oldest first; page with `startingAfter` (the last `paymentKey`). The transfers and virtual accounts of a period: `method=계좌이체` or `method=가상계좌`.",
+    params(PaymentsQuery),
+    responses((status = 200, description = "One page of payments", body = Vec<PaymentBody>)))]
+pub async fn list(
+    state: axum::extract::State<AppState>,
+    SecretCaller(caller): SecretCaller,
+    ApiQuery(query): ApiQuery<PaymentsQuery>,
+) -> Result<Response, ApiError> {
+    let from = parse_instant(&query.start_date, false).ok_or_else(|| bad_date("startDate"))?;
+    let until = parse_instant(&query.end_date, true).ok_or_else(|| bad_date("endDate"))?;
+    if until <= from {
+        return Err(ApiError::new(ErrorCode::InvalidDate, "endDate must be after startDate").with_param("endDate"));
+    }
+    let invalid =
+        |param: &'static str, message: &str| ApiError::new(ErrorCode::InvalidFieldValue, message).with_param(param);
+    let method = match query.method.as_deref() {
+        None => None,
+        Some(text) => Some(
+            PaymentMethod::from_request(text)
+                .ok_or_else(|| invalid("method", "`method` is `카드`, `가상계좌` or `계좌이체`"))?,
+        ),
+    };
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(
+            paygate_domain::payment::PaymentStatus::ALL
+                .into_iter()
+                .find(|s| s.as_str() == text)
+                .ok_or_else(|| invalid("status", "`status` is a payment status (`DONE`, `CANCELED`, …)"))?,
+        ),
+    };
+    if let (Some(min), Some(max)) = (query.min_amount, query.max_amount) {
+        if min > max {
+            return Err(invalid("maxAmount", "`maxAmount` must be at least `minAmount`"));
+        }
+    }
+    let after = match &query.starting_after {
+        Some(key) => {
+            Some(PaymentId::parse(key).map_err(|_| invalid("startingAfter", "`startingAfter` must be a paymentKey"))?)
+        }
+        None => None,
+    };
+    let filter = paygate_app::payments::PaymentFilter {
+        from,
+        until,
+        method,
+        status,
+        min_amount: query.min_amount,
+        max_amount: query.max_amount,
+        after,
+        limit: query.limit.unwrap_or(100),
+    };
+    let views = state.app.list_payments(&caller, filter).await.map_err(payment_error)?;
+    let body: Vec<PaymentBody> = views.iter().map(|view| PaymentBody::new(&state.app, view)).collect();
+    Ok(axum::Json(body).into_response())
+}
+
 #[utoipa::path(get, path = "/v1/transactions", operation_id = "listTransactions", tag = "Payments",
     summary = "Transactions (거래) in a time range: approvals and cancels",
     params(TransactionsQuery),

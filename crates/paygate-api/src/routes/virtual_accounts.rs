@@ -6,7 +6,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use paygate_app::bank::{DepositError, NotificationError};
-use paygate_app::payments::command::{self, CustomerName, NotificationUrl};
+use paygate_app::payments::command::{self, CashReceiptAsked, CustomerName, NotificationUrl};
 use paygate_app::payments::wire::PaymentBody;
 use paygate_app::payments::{FieldError, VirtualAccountCommand};
 use paygate_connectors::bank_notify::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -66,8 +66,7 @@ pub struct VirtualAccountRequest {
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Escrow is not offered: `false` or absent.
     use_escrow: Option<bool>,
-    /// A cash receipt (현금영수증) with the deposit: not issued yet by paygate (`docs/toss-compat.md`); `type`
-    /// `미발행` is accepted.
+    /// A cash receipt (현금영수증), issued with the deposit and cancelled with refunds (docs/cash-receipts.md).
     cash_receipt: Option<CashReceiptRequest>,
 }
 
@@ -92,15 +91,15 @@ impl TryFrom<VirtualAccountRequest> for VirtualAccountCommand {
                 "escrow is not offered: send `false` or leave it out",
             ));
         }
-        if let Some(receipt) = &body.cash_receipt {
-            let _ = &receipt.registration_number;
-            if receipt.kind != "미발행" {
-                return Err(FieldError::invalid(
-                    "cashReceipt.type",
-                    "cash receipts with virtual accounts are not issued yet: send `미발행` or leave `cashReceipt` out",
-                ));
-            }
-        }
+        let cash_receipt = match &body.cash_receipt {
+            Some(receipt) => CashReceiptAsked::parse(
+                &receipt.kind,
+                receipt.registration_number.as_deref(),
+                "cashReceipt.type",
+                "cashReceipt.registrationNumber",
+            )?,
+            None => None,
+        };
         if body.customer_name.trim().is_empty() {
             return Err(FieldError::missing("customerName"));
         }
@@ -124,6 +123,7 @@ impl TryFrom<VirtualAccountRequest> for VirtualAccountCommand {
                 body.customer_mobile_phone,
             )?,
             amounts,
+            cash_receipt,
         })
     }
 }

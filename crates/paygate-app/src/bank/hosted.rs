@@ -12,6 +12,7 @@
 use paygate_connectors::bank::{BeginTransfer, Debit, DebitAnswer, IssueAccount};
 use paygate_domain::bank::{Bank, Validity};
 use paygate_domain::card::{CardType, OwnerType};
+use paygate_domain::cash_receipt::ReceiptRequest;
 use paygate_domain::checkout::CheckoutEntry;
 use paygate_domain::id::{JournalId, PaymentId};
 use paygate_domain::ledger::Journal;
@@ -27,9 +28,23 @@ use paygate_domain::virtual_account::{NewVirtualAccount, RefundAccount, VirtualA
 use paygate_store::{IdempotencyResource, JournalEntry, JournalOf, PaymentUpdate, StoreError};
 
 use crate::idempotency::IdempotencyRefusal;
+use crate::payments::command::{CashReceiptAsked, FieldError};
 use crate::payments::hosted::{HostedPage, HostedStep, RetryReason};
 use crate::payments::{answer_write, InternalError, PaymentClaim, PaymentError, PaymentView};
 use crate::App;
+
+fn receipt_request(
+    payment_id: PaymentId,
+    asked: CashReceiptAsked,
+    now: paygate_domain::time::UnixMillis,
+) -> ReceiptRequest {
+    ReceiptRequest {
+        payment_id,
+        receipt_type: asked.receipt_type,
+        identity: asked.identity,
+        requested_at: now,
+    }
+}
 
 /// The longest name a virtual account is issued for.
 pub const HOLDER_NAME_CHARS_MAX: usize = 30;
@@ -72,6 +87,7 @@ impl App {
         id: PaymentId,
         bank: &str,
         holder_name: &str,
+        receipt: Result<Option<CashReceiptAsked>, FieldError>,
     ) -> Result<HostedStep, PaymentError> {
         let page = self.hosted_page(id).await?;
         if page.payment.status != PaymentStatus::Ready {
@@ -85,13 +101,24 @@ impl App {
         if holder.is_empty() || holder.chars().count() > HOLDER_NAME_CHARS_MAX || holder.chars().any(char::is_control) {
             return Ok(HostedStep::Retry(RetryReason::HolderName));
         }
+        let Ok(receipt) = receipt else {
+            return Ok(HostedStep::Retry(RetryReason::CashReceipt(
+                PaymentMethod::VirtualAccount,
+            )));
+        };
         let session = page.session.bank_chosen(bank, Some(holder.to_owned()));
-        self.choose_bank_method(page, PaymentMethod::VirtualAccount, session)
+        let request = receipt.map(|asked| receipt_request(id, asked, self.clock().now()));
+        self.choose_bank_method(page, PaymentMethod::VirtualAccount, session, request)
             .await
     }
 
     /// The buyer picked a bank for a transfer: the bank opens the transfer and the browser goes to its page.
-    pub async fn hosted_transfer(&self, id: PaymentId, bank: &str) -> Result<HostedStep, PaymentError> {
+    pub async fn hosted_transfer(
+        &self,
+        id: PaymentId,
+        bank: &str,
+        receipt: Result<Option<CashReceiptAsked>, FieldError>,
+    ) -> Result<HostedStep, PaymentError> {
         let page = self.hosted_page(id).await?;
         if page.payment.status != PaymentStatus::Ready {
             return self.result_step(&page.payment, &page.session).await;
@@ -107,8 +134,15 @@ impl App {
             .ok_or(PaymentError::BankUnavailable {
                 message: "no bank in this mode".into(),
             })?;
+        let Ok(receipt) = receipt else {
+            return Ok(HostedStep::Retry(RetryReason::CashReceipt(PaymentMethod::Transfer)));
+        };
+        // The bank and the buyer's cash receipt, in one write (the payment itself stays READY).
         let session = page.session.bank_chosen(bank, None);
-        match self.store().update_checkout_session(&session).await {
+        let mut update = PaymentUpdate::new(page.payment.version, page.payment.touched());
+        update.bank.checkout_session = Some(session);
+        update.receipts.request = receipt.map(|asked| receipt_request(id, asked, self.clock().now()));
+        match self.commit(&page.payment, update).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return self.current_step(id).await,
             Err(other) => return Err(other.into()),
@@ -160,7 +194,8 @@ impl App {
             return Ok(HostedStep::Retry(RetryReason::TransferNotAuthorized));
         }
         let session = page.session.transfer_authorized(code.to_owned());
-        self.choose_bank_method(page, PaymentMethod::Transfer, session).await
+        self.choose_bank_method(page, PaymentMethod::Transfer, session, None)
+            .await
     }
 
     /// Writes the buyer's choice (the payment IN_PROGRESS for the merchant's confirm, the session with its bank)
@@ -170,6 +205,7 @@ impl App {
         page: HostedPage,
         method: PaymentMethod,
         session: paygate_domain::checkout::CheckoutSession,
+        receipt: Option<ReceiptRequest>,
     ) -> Result<HostedStep, PaymentError> {
         let payment = page.payment;
         let now = self.clock().now();
@@ -183,6 +219,7 @@ impl App {
         };
         let mut update = PaymentUpdate::new(payment.version, next.clone());
         update.bank.checkout_session = Some(session.clone());
+        update.receipts.request = receipt;
         update.checkout_card = paygate_store::CheckoutCardChange::Delete;
         match self.commit(&payment, update).await {
             Ok(()) => {}
@@ -275,6 +312,7 @@ impl App {
             payment: next.clone(),
             transactions: Vec::new(),
             focus: None,
+            cash_receipts: Vec::new(),
             virtual_account: Some(Box::new(account.clone())),
         });
         let mut update = PaymentUpdate::new(payment.version, next);
@@ -414,6 +452,11 @@ impl App {
                     journal,
                     created_at: now,
                 });
+                let request = self.store().cash_receipt_request(payment.id).await?;
+                if let Some((receipt, event)) = self.receipt_with_payment(&next, request, now).await? {
+                    update.receipts.added.push(receipt);
+                    update.receipts.events.push(event);
+                }
                 update.bank.new_transfer = Some(Transfer::debited(NewTransfer {
                     payment_id: payment.id,
                     merchant_id: payment.merchant_id,
@@ -430,6 +473,7 @@ impl App {
                     payment: next,
                     transactions: update.insert_transactions.clone(),
                     focus: None,
+                    cash_receipts: update.receipts.added.clone(),
                 });
                 update.idempotency = answer_write(claim, &answer, now);
                 match self.commit_before_approval(&payment, update).await {

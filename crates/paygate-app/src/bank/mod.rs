@@ -280,11 +280,22 @@ impl App {
             payment: payment.clone(),
             transactions: Vec::new(),
             focus: None,
+            cash_receipts: Vec::new(),
             virtual_account: Some(Box::new(account.clone())),
         };
         let answer = Ok(view.clone());
         let mut insert = PaymentInsert::new(payment.clone());
         insert.virtual_account = Some(account.clone());
+        insert.receipt_request =
+            command
+                .cash_receipt
+                .clone()
+                .map(|asked| paygate_domain::cash_receipt::ReceiptRequest {
+                    payment_id: payment.id,
+                    receipt_type: asked.receipt_type,
+                    identity: asked.identity,
+                    requested_at: now,
+                });
         insert.idempotency = claim.as_ref().map(|c| {
             c.record(
                 Some(IdempotencyResource {
@@ -381,10 +392,18 @@ impl App {
                 received_at: now,
             };
             let (deposit, paid) = BankDeposit::receive(reported, &account);
-            let (update, outcome) = match paid {
+            let (mut update, outcome) = match paid {
                 Some(paid) => self.deposit_paid(&payment, &deposit, paid, now)?,
                 None => self.deposit_held(&payment, &deposit, now)?,
             };
+            if matches!(outcome, DepositOutcome::Paid { .. }) {
+                // The buyer's cash receipt, asked for with the account, is issued with the deposit.
+                let request = self.store().cash_receipt_request(payment.id).await?;
+                if let Some((receipt, event)) = self.receipt_with_payment(&update.payment, request, now).await? {
+                    update.receipts.added.push(receipt);
+                    update.receipts.events.push(event);
+                }
+            }
             match self.commit(&payment, update).await {
                 Ok(()) => {
                     tracing::info!(
@@ -516,6 +535,7 @@ impl App {
             payment: next.clone(),
             transactions: Vec::new(),
             focus: None,
+            cash_receipts: Vec::new(),
             virtual_account: Some(Box::new(closed.clone())),
         };
         let result = Ok(view.clone());
@@ -710,6 +730,7 @@ impl App {
                     payment,
                     transactions,
                     focus: Some(transaction.key),
+                    cash_receipts: Vec::new(),
                     virtual_account: account.map(Box::new),
                 });
             }
@@ -718,6 +739,7 @@ impl App {
             payment: next.clone(),
             transactions,
             focus: Some(settled.key),
+            cash_receipts: Vec::new(),
             virtual_account: account.clone().map(Box::new),
         };
         let result = match result {
@@ -734,6 +756,12 @@ impl App {
                 journal,
                 created_at: now,
             });
+        }
+        if settled.status == TransactionStatus::Done {
+            // The payment's cash receipt is cancelled by what was refunded.
+            update.receipts = self
+                .receipt_cancel_with_refund(payment.id, settled.key, settled.amount, now)
+                .await?;
         }
         update.update_transaction = Some(settled);
         update.bank.account = account;

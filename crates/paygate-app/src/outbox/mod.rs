@@ -208,11 +208,23 @@ impl App {
             (None, PaymentMethod::VirtualAccount) => self.store().virtual_account(next.id).await?.map(Box::new),
             (None, _) => None,
         };
+        // The receipts as this update leaves them.
+        let mut cash_receipts = match next.method {
+            PaymentMethod::Card => Vec::new(),
+            _ => self.store().cash_receipts_of_payment(next.id).await?,
+        };
+        for changed in &update.receipts.changed {
+            for r in cash_receipts.iter_mut().filter(|r| r.key == changed.key) {
+                *r = changed.clone();
+            }
+        }
+        cash_receipts.extend(update.receipts.added.iter().cloned());
         let view = PaymentView {
             virtual_account,
             payment: next.clone(),
             transactions,
             focus: None,
+            cash_receipts,
         };
         let mut events = vec![self.status_event(&view, Some(previous.status)).await?];
         if view.virtual_account.is_some() && update.payment.status != previous.status {

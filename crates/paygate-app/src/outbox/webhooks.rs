@@ -339,6 +339,7 @@ impl App {
                                 payment,
                                 transactions: Vec::new(),
                                 focus: None,
+                                cash_receipts: Vec::new(),
                             };
                             self.notification_target(&view).await?.map(|mut target| {
                                 // The frozen fields of the event are resent, not the payment as it is now.

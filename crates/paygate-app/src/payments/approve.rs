@@ -141,6 +141,7 @@ impl App {
                 payment: next,
                 transactions: Vec::new(),
                 focus: None,
+                cash_receipts: Vec::new(),
             }),
             // The inquiry worker got there first; its answer stands.
             Err(StoreError::Conflict(_)) => {
@@ -216,6 +217,7 @@ impl App {
             payment: next,
             transactions: update.insert_transactions.clone(),
             focus: None,
+            cash_receipts: Vec::new(),
         };
         let answer = Ok(view);
         update.idempotency = answer_write(claim, &answer, now);
@@ -289,6 +291,7 @@ impl App {
             payment: next.clone(),
             transactions: Vec::new(),
             focus: None,
+            cash_receipts: Vec::new(),
         });
         update.idempotency = answer_write(claim, &answer, self.clock().now());
         match self.commit_before_approval(&payment, update).await {

@@ -302,6 +302,7 @@ impl App {
                         .map(|t| if t.key == done.key { done.clone() } else { t.clone() })
                         .collect(),
                     focus: Some(done.key),
+                    cash_receipts: Vec::new(),
                 });
                 update.idempotency = answer_write(claim, &answer, now);
                 update.update_transaction = Some(done);

@@ -89,6 +89,7 @@ impl App {
                 payment,
                 transactions: Vec::new(),
                 focus: None,
+                cash_receipts: Vec::new(),
             })),
             Created::Answer(answer) => Ok(answer),
         }
@@ -165,6 +166,7 @@ impl App {
                 payment: payment.clone(),
                 transactions: Vec::new(),
                 focus: None,
+                cash_receipts: Vec::new(),
             });
             let resource = IdempotencyResource {
                 payment_id: payment.id,
@@ -218,6 +220,7 @@ impl App {
             payment: next.clone(),
             transactions: Vec::new(),
             focus: None,
+            cash_receipts: Vec::new(),
         });
         update.idempotency = claim.as_ref().map(|c| {
             let resource = IdempotencyResource {

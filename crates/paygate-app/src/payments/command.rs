@@ -37,6 +37,8 @@ pub enum FieldReason {
     InvalidDate,
     /// `validHours` and `dueDate` both sent.
     ValidHoursWithDueDate,
+    /// A cash receipt's identifier of a kind its type does not take.
+    RegistrationNumberType,
 }
 
 /// A refused request field: which one (the API's camelCase spelling), why, and a message naming it (never
@@ -393,6 +395,47 @@ pub struct VirtualAccountCommand {
     pub validity: paygate_domain::bank::Validity,
     pub notification_url: Option<NotificationUrl>,
     pub extras: OrderExtras,
+    /// The buyer's cash receipt (현금영수증), issued with the deposit; `None`: not asked for (`미발행`).
+    pub cash_receipt: Option<CashReceiptAsked>,
+}
+
+/// A buyer's cash receipt asked for with a bank payment: its type and the identifier, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CashReceiptAsked {
+    pub receipt_type: paygate_domain::cash_receipt::ReceiptType,
+    pub identity: paygate_domain::cash_receipt::CustomerIdentity,
+}
+
+impl CashReceiptAsked {
+    /// Toss's `cashReceipt` (`type`: `소득공제`, `지출증빙` or `미발행`; `registrationNumber` — or, on paygate's page,
+    /// the buyer's number — for the first two). `param` names the fields in errors.
+    pub fn parse(
+        kind: &str,
+        number: Option<&str>,
+        param_type: &'static str,
+        param_number: &'static str,
+    ) -> Result<Option<CashReceiptAsked>, FieldError> {
+        use paygate_domain::cash_receipt::{CustomerIdentity, ReceiptType};
+        if kind.trim().is_empty() || kind == "미발행" {
+            return Ok(None);
+        }
+        let receipt_type = ReceiptType::from_korean(kind).ok_or_else(|| {
+            FieldError::invalid(
+                param_type,
+                "the cash receipt's `type` is `소득공제`, `지출증빙` or `미발행`",
+            )
+        })?;
+        let number = number.map(str::trim).filter(|n| !n.is_empty()).ok_or_else(|| {
+            FieldError::new(
+                param_number,
+                FieldReason::Missing,
+                "a cash receipt needs the buyer's phone, business registration or cash-receipt card number",
+            )
+        })?;
+        let identity = CustomerIdentity::parse(number, receipt_type)
+            .map_err(|e| FieldError::new(param_number, FieldReason::Invalid, e.to_string()))?;
+        Ok(Some(CashReceiptAsked { receipt_type, identity }))
+    }
 }
 
 impl VirtualAccountCommand {

@@ -154,6 +154,8 @@ pub enum RetryReason {
     TransferCancelled,
     /// The bank did not authorize the transfer (a wrong PIN, an expired page).
     TransferNotAuthorized,
+    /// The cash receipt's type or number is not acceptable.
+    CashReceipt(PaymentMethod),
 }
 
 impl RetryReason {
@@ -174,6 +176,8 @@ impl RetryReason {
             RetryReason::BankUnavailable(_) => "virtual_account_bank_unavailable",
             RetryReason::TransferCancelled => "transfer_cancelled",
             RetryReason::TransferNotAuthorized => "transfer_not_authorized",
+            RetryReason::CashReceipt(PaymentMethod::Transfer) => "transfer_cash_receipt",
+            RetryReason::CashReceipt(_) => "virtual_account_cash_receipt",
         }
     }
 
@@ -193,6 +197,8 @@ impl RetryReason {
             RetryReason::BankUnavailable(PaymentMethod::VirtualAccount),
             RetryReason::TransferCancelled,
             RetryReason::TransferNotAuthorized,
+            RetryReason::CashReceipt(PaymentMethod::Transfer),
+            RetryReason::CashReceipt(PaymentMethod::VirtualAccount),
         ]
         .into_iter()
         .find(|r| r.code() == code)
@@ -209,7 +215,9 @@ impl RetryReason {
             | RetryReason::CardNotAccepted
             | RetryReason::OtpMismatch
             | RetryReason::StartAgain => Some(PaymentMethod::Card),
-            RetryReason::BankNotOffered(method) | RetryReason::BankUnavailable(method) => Some(method),
+            RetryReason::BankNotOffered(method)
+            | RetryReason::BankUnavailable(method)
+            | RetryReason::CashReceipt(method) => Some(method),
             RetryReason::HolderName => Some(PaymentMethod::VirtualAccount),
             RetryReason::TransferCancelled | RetryReason::TransferNotAuthorized => Some(PaymentMethod::Transfer),
         }
@@ -433,6 +441,23 @@ impl App {
             };
         }
         self.authenticate_and_finish(page, data, installment).await
+    }
+
+    /// The buyer left paygate's page with its "back to the shop" button: the payment is ABORTED with
+    /// `USER_CANCEL`, and the browser goes to `failUrl` (or `returnUrl`, signed) with that code. A payment no
+    /// longer READY shows where it stands.
+    pub async fn hosted_abandon(&self, id: PaymentId) -> Result<HostedStep, PaymentError> {
+        let page = self.hosted_page(id).await?;
+        if page.payment.status != PaymentStatus::Ready {
+            return self.result_step(&page.payment, &page.session).await;
+        }
+        let failure = Failure {
+            code: "USER_CANCEL".into(),
+            message: "the buyer cancelled the payment on paygate's page".into(),
+            acquirer_code: None,
+        };
+        let payment = self.record_failure_from_ready(&page.payment, failure).await?;
+        self.result_step(&payment, &page.session).await
     }
 
     /// The buyer answered the OTP challenge.
@@ -664,7 +689,18 @@ impl App {
     }
 
     /// A payment for its receipt page, if the token matches.
-    pub async fn receipt(&self, id: PaymentId, token: &str) -> Result<(super::PaymentView, Merchant), PaymentError> {
+    pub async fn receipt(
+        &self,
+        id: PaymentId,
+        token: &str,
+    ) -> Result<
+        (
+            super::PaymentView,
+            Merchant,
+            Option<paygate_domain::merchant::BusinessProfile>,
+        ),
+        PaymentError,
+    > {
         let expected = self.receipt_token(id);
         if !bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
             return Err(PaymentError::NotFound);
@@ -675,7 +711,8 @@ impl App {
             .merchant(payment.merchant_id)
             .await?
             .ok_or(PaymentError::NotFound)?;
-        Ok((self.view(payment).await?, merchant))
+        let business = self.store().business_profile(payment.merchant_id).await?;
+        Ok((self.view(payment).await?, merchant, business))
     }
 }
 

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use paygate_connectors::{Acquirer, AcquirerId};
-use paygate_domain::api_key::Mode;
+use paygate_domain::api_key::{KeyKind, Mode};
 use paygate_domain::id::{PaymentId, TransactionKey};
 use paygate_domain::money::Money;
 use paygate_domain::order::OrderId;
@@ -323,6 +323,19 @@ impl From<crate::vault::VaultError> for PaymentError {
     }
 }
 
+/// The filters of `GET /v1/payments`, checked at the edge.
+#[derive(Clone, Debug)]
+pub struct PaymentFilter {
+    pub from: UnixMillis,
+    pub until: UnixMillis,
+    pub method: Option<paygate_domain::payment::PaymentMethod>,
+    pub status: Option<paygate_domain::payment::PaymentStatus>,
+    pub min_amount: Option<i64>,
+    pub max_amount: Option<i64>,
+    pub after: Option<PaymentId>,
+    pub limit: u32,
+}
+
 /// A payment with the transactions (approval, cancels) a response shows.
 #[derive(Clone, Debug)]
 pub struct PaymentView {
@@ -332,6 +345,8 @@ pub struct PaymentView {
     pub focus: Option<TransactionKey>,
     /// A virtual-account payment's account.
     pub virtual_account: Option<Box<paygate_domain::virtual_account::VirtualAccount>>,
+    /// A bank payment's cash receipts (its issue and cancels), oldest first.
+    pub cash_receipts: Vec<paygate_domain::cash_receipt::CashReceipt>,
 }
 
 impl PaymentView {
@@ -443,11 +458,16 @@ impl App {
             }
             _ => None,
         };
+        let cash_receipts = match payment.method {
+            paygate_domain::payment::PaymentMethod::Card => Vec::new(),
+            _ => self.store().cash_receipts_of_payment(payment.id).await?,
+        };
         Ok(PaymentView {
             virtual_account,
             payment,
             transactions,
             focus: None,
+            cash_receipts,
         })
     }
 
@@ -487,6 +507,39 @@ impl App {
             limit: limit.clamp(1, self.payments.transactions_page_max),
         };
         Ok(self.store().list_transactions(&query).await?)
+    }
+
+    /// `GET /v1/payments` (paygate's): the caller's payments requested in `[from, until)`, oldest first, filtered
+    /// before the page is cut, after `query.after`, at most `payments.transactions_page_max`.
+    pub async fn list_payments(
+        &self,
+        caller: &Caller,
+        mut query: PaymentFilter,
+    ) -> Result<Vec<PaymentView>, PaymentError> {
+        if caller.key.kind != KeyKind::Secret {
+            return Err(PaymentError::Forbidden);
+        }
+        query.limit = query.limit.clamp(1, self.payments.transactions_page_max);
+        let payments = self
+            .store()
+            .list_payments(&paygate_store::PaymentQuery {
+                merchant_id: caller.merchant.id,
+                mode: caller.key.mode,
+                from: query.from,
+                until: query.until,
+                method: query.method,
+                status: query.status,
+                min_amount: query.min_amount,
+                max_amount: query.max_amount,
+                after: query.after,
+                limit: query.limit,
+            })
+            .await?;
+        let mut views = Vec::with_capacity(payments.len());
+        for payment in payments {
+            views.push(self.view(payment).await?);
+        }
+        Ok(views)
     }
 
     /// Refuses an amount above the configured ceiling (the edge already refused amounts below 1).

@@ -54,10 +54,10 @@ pub struct PaymentBody {
     mobile_phone: Option<Never>,
     #[schema(schema_with = schema::always_null)]
     gift_certificate: Option<Never>,
-    #[schema(schema_with = schema::always_null)]
-    cash_receipt: Option<Never>,
-    #[schema(schema_with = schema::always_null)]
-    cash_receipts: Option<Never>,
+    /// The cash receipt issued with a bank payment (현금영수증); `null` when none was.
+    cash_receipt: Option<crate::cash_receipts::wire::PaymentReceiptBody>,
+    /// Every cash receipt request of the payment (its issue and each cancel); `null` when none was issued.
+    cash_receipts: Option<Vec<crate::cash_receipts::wire::CashReceiptBody>>,
     #[schema(schema_with = schema::always_null)]
     discount: Option<Never>,
     /// `null` until the first cancel, as Toss writes it.
@@ -405,8 +405,17 @@ impl PaymentBody {
                 }),
             mobile_phone: None,
             gift_certificate: None,
-            cash_receipt: None,
-            cash_receipts: None,
+            cash_receipt: view
+                .cash_receipts
+                .iter()
+                .find(|r| r.transaction == paygate_domain::cash_receipt::ReceiptTransaction::Confirm)
+                .map(|r| crate::cash_receipts::wire::PaymentReceiptBody::new(app, r)),
+            cash_receipts: (!view.cash_receipts.is_empty()).then(|| {
+                view.cash_receipts
+                    .iter()
+                    .map(|r| crate::cash_receipts::wire::CashReceiptBody::new(app, r))
+                    .collect()
+            }),
             discount: None,
             cancels: (!cancels.is_empty()).then_some(cancels),
             secret: view

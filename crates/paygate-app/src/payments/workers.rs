@@ -28,6 +28,8 @@ pub struct WorkReport {
     pub deposit_returns: u32,
     /// Deposits recorded from a bank's feed (their notification had not come).
     pub deposits_found: u32,
+    /// Cash receipts reported to the tax authority (or asked about again).
+    pub receipt_reports: u32,
     pub errors: u32,
 }
 
@@ -38,6 +40,7 @@ impl WorkReport {
             && self.cancel_retries == 0
             && self.deposit_returns == 0
             && self.deposits_found == 0
+            && self.receipt_reports == 0
     }
 }
 
@@ -65,6 +68,13 @@ impl App {
         report.cancel_retries += self.retry_bank_refunds(now, batch).await?;
         let (returned, failed) = self.return_held_deposits(now, batch).await?;
         report.deposit_returns += returned;
+        match self.report_cash_receipts(now, batch).await {
+            Ok(sent) => report.receipt_reports += sent,
+            Err(error) => {
+                tracing::warn!(%error, "the cash receipt report pass failed");
+                report.errors += 1;
+            }
+        }
         report.errors += failed;
         let inquiries = self.store().due_inquiries(now, batch).await?;
         report.inquiries = u32::try_from(inquiries.len()).unwrap_or(u32::MAX);

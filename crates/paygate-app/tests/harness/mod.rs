@@ -42,6 +42,8 @@ pub struct Options {
     pub outbox: OutboxConfig,
     /// Faults the sandboxes draw on their own, seeded (on top of the one-off script).
     pub fault_plan: Option<FaultPlan>,
+    /// The banks of the bank methods (none by default).
+    pub banks: paygate_app::bank::Banks,
 }
 
 /// One-off faults for the next calls of an operation, in order, on any of the three acquirers.
@@ -161,6 +163,7 @@ impl Harness {
         }
         let app_options = AppOptions {
             acquirers,
+            banks: options.banks,
             payments: options.payments,
             outbox: options.outbox,
             ..AppOptions::default()

@@ -128,6 +128,10 @@ impl BankSimulator {
             .route("/bank/virtual-accounts", post(issue))
             .route("/bank/virtual-accounts/close", post(close))
             .route("/bank/deposits", post(deposit).get(deposit_feed))
+            .route("/bank/deposits/return", post(return_deposit))
+            .route("/bank/transfers", post(begin_transfer))
+            .route("/bank/transfers/debit", post(debit))
+            .route("/bank/transfers/inquire", post(inquire_debit))
             .route("/bank/refunds", post(refund))
             .route("/bank/refunds/inquire", post(inquire_refund))
             .route("/bank/journal", get(journal))
@@ -340,11 +344,12 @@ async fn deposit_feed(
     let Ok(Query(query)) = query else {
         return bad_field("query");
     };
-    let Some(merchant_id) = query.merchant_id else {
-        return bad_field("merchantId");
-    };
     let limit = query.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
-    let deposits = shared.bank.deposits_after(&merchant_id, query.after_seq, limit);
+    // One merchant's deposits, or (no `merchantId`) the bank's whole feed: what paygate, its one client, reads.
+    let deposits = match &query.merchant_id {
+        Some(merchant_id) => shared.bank.deposits_after(merchant_id, query.after_seq, limit),
+        None => shared.bank.all_deposits_after(query.after_seq, limit),
+    };
     let next_seq = deposits.last().map_or(query.after_seq, |d| d.seq);
     let deposits: Vec<DepositNotificationWire> = deposits
         .iter()
@@ -413,6 +418,125 @@ async fn inquire_refund(State(shared): SharedState, body: Result<Bytes, BytesRej
     };
     match shared.bank.inquire_refund(&request.merchant_id, &request.reference) {
         Some(answer) => refund_answer(&answer),
+        None => Json(serde_json::json!({"result": "NOT_FOUND"})).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReturnWire {
+    merchant_id: String,
+    reference: String,
+    deposit_id: String,
+}
+
+async fn return_deposit(State(shared): SharedState, body: Result<Bytes, BytesRejection>) -> Response {
+    let request = match parse::<ReturnWire>(body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    match shared
+        .bank
+        .return_deposit(&request.merchant_id, &request.reference, &request.deposit_id)
+    {
+        Ok(answer) => refund_answer(&answer),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BeginTransferWire {
+    reference: String,
+    merchant_id: String,
+    bank_code: String,
+    amount: i64,
+    currency: String,
+    return_url: String,
+}
+
+async fn begin_transfer(State(shared): SharedState, body: Result<Bytes, BytesRejection>) -> Response {
+    let request = match parse::<BeginTransferWire>(body).and_then(|wire| {
+        Ok(crate::bank::BeginTransfer {
+            reference: text("reference", wire.reference, 128)?,
+            merchant_id: text("merchantId", wire.merchant_id, 64)?,
+            bank_code: bank_code(&wire.bank_code)?,
+            amount: money(wire.amount, &wire.currency)?,
+            return_url: text("returnUrl", wire.return_url, 2_048)?,
+        })
+    }) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    match shared.bank.begin_transfer(&request) {
+        Ok(session) => Json(serde_json::json!({
+            "result": "OPENED",
+            "sessionId": session.session_id,
+            "authorizeUrl": session.authorize_url,
+        }))
+        .into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DebitWire {
+    reference: String,
+    merchant_id: String,
+    authorization: String,
+    amount: i64,
+    currency: String,
+}
+
+fn debit_answer(answer: &crate::bank::DebitAnswer) -> Response {
+    match answer {
+        crate::bank::DebitAnswer::Done {
+            debit_id,
+            bank_code,
+            account_number,
+            holder_name,
+            debited_at,
+        } => Json(serde_json::json!({
+            "result": "DEBITED",
+            "debitId": debit_id,
+            "bankCode": bank_code.code(),
+            "accountNumber": account_number,
+            "holderName": holder_name,
+            "debitedAt": debited_at.as_millis(),
+        }))
+        .into_response(),
+        crate::bank::DebitAnswer::Failed { refusal } => {
+            Json(serde_json::json!({"result": "FAILED", "code": refusal.code()})).into_response()
+        }
+    }
+}
+
+async fn debit(State(shared): SharedState, body: Result<Bytes, BytesRejection>) -> Response {
+    let request = match parse::<DebitWire>(body).and_then(|wire| {
+        Ok(crate::bank::Debit {
+            reference: text("reference", wire.reference, 128)?,
+            merchant_id: text("merchantId", wire.merchant_id, 64)?,
+            authorization: text("authorization", wire.authorization, 128)?,
+            amount: money(wire.amount, &wire.currency)?,
+        })
+    }) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    match shared.bank.debit(&request) {
+        Ok(answer) => debit_answer(&answer),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+async fn inquire_debit(State(shared): SharedState, body: Result<Bytes, BytesRejection>) -> Response {
+    let request = match parse::<InquireWire>(body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    match shared.bank.inquire_debit(&request.merchant_id, &request.reference) {
+        Some(answer) => debit_answer(&answer),
         None => Json(serde_json::json!({"result": "NOT_FOUND"})).into_response(),
     }
 }

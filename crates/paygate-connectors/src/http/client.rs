@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// Largest operation answer read, in bytes; a larger one is treated as unreadable (lost).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(super) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Largest journal page read, in bytes (a full page of 10,000 entries is a few MB).
 const MAX_JOURNAL_PAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Time allowed for one journal page: a reconciliation read of megabytes, not a payment call, so the (short)
@@ -92,16 +92,7 @@ impl HttpAcquirer {
                 "no query or fragment allowed".to_owned(),
             ));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(u64::from(config.connect_timeout_ms)))
-            .timeout(Duration::from_millis(u64::from(config.request_timeout_ms)))
-            .pool_max_idle_per_host(config.pool_max_idle)
-            // Shorter than any sensible server keep-alive, so a reused connection is rarely one the server is
-            // just closing (which would turn a healthy call into a lost answer).
-            .pool_idle_timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| HttpAcquirerError::Client(error.to_string()))?;
+        let client = build_client(config)?;
         let endpoint = format!("{}/{}", url.as_str().trim_end_matches('/'), id.as_str());
         Ok(HttpAcquirer { id, endpoint, client })
     }
@@ -149,8 +140,25 @@ impl HttpAcquirer {
     }
 }
 
+/// The HTTP client of a sandbox connector (acquirer or bank), bounded by `config`.
+pub(super) fn build_client(config: HttpAcquirerConfig) -> Result<reqwest::Client, HttpAcquirerError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(u64::from(config.connect_timeout_ms)))
+        .timeout(Duration::from_millis(u64::from(config.request_timeout_ms)))
+        .pool_max_idle_per_host(config.pool_max_idle)
+        // Shorter than any sensible server keep-alive, so a reused connection is rarely one the server is just
+        // closing (which would turn a healthy call into a lost answer).
+        .pool_idle_timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|error| HttpAcquirerError::Client(error.to_string()))
+}
+
 /// Sends `request` and reads a JSON answer of at most `limit` bytes, mapping every failure as the module says.
-async fn exchange<R: DeserializeOwned>(request: reqwest::RequestBuilder, limit: usize) -> Result<R, ConnectorError> {
+pub(super) async fn exchange<R: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    limit: usize,
+) -> Result<R, ConnectorError> {
     let mut response = request.send().await.map_err(transport_error)?;
     let status = response.status();
     let mut body = Vec::new();

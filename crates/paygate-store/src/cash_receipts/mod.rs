@@ -6,7 +6,8 @@
 
 use paygate_domain::api_key::Mode;
 use paygate_domain::cash_receipt::{
-    CashReceipt, CashReceiptFields, CustomerIdentity, IdentityKind, IssueStatus, ReceiptTransaction, ReceiptType,
+    CashReceipt, CashReceiptFields, CustomerIdentity, IdentityKind, IssueStatus, ReceiptRequest, ReceiptTransaction,
+    ReceiptType,
 };
 use paygate_domain::id::{CashReceiptKey, MerchantId, PaymentId, TransactionKey};
 use paygate_domain::merchant::BusinessProfile;
@@ -32,15 +33,16 @@ aggregate! {
         read fn cash_receipt(merchant_id: MerchantId, mode: Mode, key: CashReceiptKey) -> Option<CashReceipt>;
         /// A receipt by its key alone: for the worker and the public receipt page (whose token the caller checked).
         read fn cash_receipt_by_key(key: CashReceiptKey) -> Option<CashReceipt>;
+        /// A bank payment's buyer's request for a receipt, kept until the payment is paid.
+        read fn cash_receipt_request(payment_id: PaymentId) -> Option<ReceiptRequest>;
         /// A payment's receipts (its issue and cancels), oldest first.
         read fn cash_receipts_of_payment(payment_id: PaymentId) -> Vec<CashReceipt>;
-        /// A merchant's receipts requested in `[from, to)`, oldest first, skipping the first `skip`, at most
-        /// `limit`.
+        /// A merchant's receipts requested in `[from, to)` and matching `filter`, oldest first, skipping the first
+        /// `skip`, at most `limit`.
         read fn cash_receipts_requested(
             merchant_id: MerchantId,
             mode: Mode,
-            from: UnixMillis,
-            to: UnixMillis,
+            filter: &ReceiptFilter,
             skip: u32,
             limit: u32,
         ) -> Vec<CashReceipt>;
@@ -50,6 +52,18 @@ aggregate! {
         write fn set_business_profile(profile: &BusinessProfile) -> ();
         read fn business_profile(merchant_id: MerchantId) -> Option<BusinessProfile>;
     }
+}
+
+/// What the receipt list selects: requested in `[from, to)` (Toss's request date: one KST day), and paygate's
+/// filters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptFilter {
+    pub from: UnixMillis,
+    pub to: UnixMillis,
+    pub status: Option<IssueStatus>,
+    /// `amount` in `[min_amount, max_amount]`, in minor units.
+    pub min_amount: Option<i64>,
+    pub max_amount: Option<i64>,
 }
 
 /// What inserting an issue did.
@@ -62,6 +76,8 @@ pub enum InsertReceiptOutcome {
 /// Receipts changed and added together.
 #[derive(Clone, Debug, Default)]
 pub struct ReceiptChange {
+    /// A bank payment's buyer's request for a receipt (written once, with the payment or the buyer's choice).
+    pub request: Option<ReceiptRequest>,
     /// Next versions, each written conditionally on the version before it.
     pub changed: Vec<CashReceipt>,
     /// New records (cancels).
@@ -72,7 +88,7 @@ pub struct ReceiptChange {
 
 impl ReceiptChange {
     pub fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.added.is_empty()
+        self.changed.is_empty() && self.added.is_empty() && self.request.is_none()
     }
 }
 
@@ -131,6 +147,7 @@ mod sql {
         "SELECT ",
         receipt_columns!(),
         " FROM cash_receipts WHERE merchant_id = ?1 AND mode = ?2 AND requested_at >= ?3 AND requested_at < ?4
+           AND (?7 = '' OR issue_status = ?7) AND amount >= ?8 AND amount <= ?9
          ORDER BY requested_at, receipt_key LIMIT ?6 OFFSET ?5"
     );
     pub const DUE: &str = concat!(
@@ -143,6 +160,13 @@ mod sql {
              (merchant_id, business_number, representative, address, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (merchant_id) DO UPDATE SET business_number = excluded.business_number,
              representative = excluded.representative, address = excluded.address, updated_at = excluded.updated_at";
+    pub const INSERT_REQUEST: &str = "INSERT INTO cash_receipt_requests
+             (payment_id, receipt_type, identity_kind, identity_number, requested_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (payment_id) DO UPDATE SET receipt_type = excluded.receipt_type,
+             identity_kind = excluded.identity_kind, identity_number = excluded.identity_number,
+             requested_at = excluded.requested_at";
+    pub const REQUEST: &str = "SELECT payment_id, receipt_type, identity_kind, identity_number, requested_at
+         FROM cash_receipt_requests WHERE payment_id = ?1";
     pub const PROFILE: &str = "SELECT merchant_id, business_number, representative, address, updated_at
          FROM merchant_business_profiles WHERE merchant_id = ?1";
 }
@@ -230,6 +254,16 @@ async fn insert_cash_receipt(
 
 /// Writes a change inside the caller's transaction (on its own, or a payment's change).
 pub(crate) async fn apply(db: &impl Db, change: &ReceiptChange) -> Result<(), StoreError> {
+    if let Some(r) = &change.request {
+        let values = vals![
+            r.payment_id,
+            r.receipt_type.as_str(),
+            r.identity.kind().as_str(),
+            r.identity.number(),
+            r.requested_at,
+        ];
+        db.execute(sql::INSERT_REQUEST, values).await?;
+    }
     for receipt in &change.changed {
         let mut row = values(receipt);
         row.push(
@@ -286,6 +320,19 @@ async fn cash_receipt_by_key(db: &impl Db, key: CashReceiptKey) -> Result<Option
         .transpose()
 }
 
+async fn cash_receipt_request(db: &impl Db, payment_id: PaymentId) -> Result<Option<ReceiptRequest>, StoreError> {
+    let Some(row) = first(db, sql::REQUEST, vals![payment_id]).await? else {
+        return Ok(None);
+    };
+    let kind = row.parse(2, IdentityKind::parse)?;
+    Ok(Some(ReceiptRequest {
+        payment_id: row.parse(0, PaymentId::parse)?,
+        receipt_type: row.parse(1, ReceiptType::parse)?,
+        identity: CustomerIdentity::restore(kind, row.string(3)?),
+        requested_at: row.millis(4)?,
+    }))
+}
+
 async fn cash_receipts_of_payment(db: &impl Db, payment_id: PaymentId) -> Result<Vec<CashReceipt>, StoreError> {
     all(db, sql::OF_PAYMENT, vals![payment_id], receipt_from).await
 }
@@ -294,18 +341,22 @@ async fn cash_receipts_requested(
     db: &impl Db,
     merchant_id: MerchantId,
     mode: Mode,
-    from: UnixMillis,
-    to: UnixMillis,
+    filter: ReceiptFilter,
     skip: u32,
     limit: u32,
 ) -> Result<Vec<CashReceipt>, StoreError> {
-    all(
-        db,
-        sql::REQUESTED,
-        vals![merchant_id, mode, from, to, skip, limit],
-        receipt_from,
-    )
-    .await
+    let values = vals![
+        merchant_id,
+        mode,
+        filter.from,
+        filter.to,
+        skip,
+        limit,
+        filter.status.map_or("", |s| s.as_str()),
+        filter.min_amount.unwrap_or(i64::MIN),
+        filter.max_amount.unwrap_or(i64::MAX),
+    ];
+    all(db, sql::REQUESTED, values, receipt_from).await
 }
 
 async fn due_cash_receipt_reports(db: &impl Db, now: UnixMillis, limit: u32) -> Result<Vec<CashReceipt>, StoreError> {

@@ -39,6 +39,8 @@ aggregate! {
         /// A payment's approval and cancels, oldest first.
         read fn payment_transactions(payment_id: PaymentId) -> Vec<PaymentTransaction>;
         read fn list_transactions(query: &TransactionQuery) -> Vec<ListedTransaction>;
+        /// A merchant's payments requested in a range, filtered (method, status, amount range), oldest first.
+        read fn list_payments(query: &PaymentQuery) -> Vec<Payment>;
         read fn checkout_card(payment_id: PaymentId) -> Option<Sealed>;
         /// Payments whose approval was requested or is unknown, with `next_inquiry_at <= now`, oldest due first.
         read fn due_inquiries(now: UnixMillis, limit: u32) -> Vec<Payment>;
@@ -109,6 +111,8 @@ pub struct PaymentInsert {
     pub virtual_account: Option<VirtualAccount>,
     /// Events the new payment causes, written (with their deliveries) in the same transaction.
     pub events: Vec<NewEvent>,
+    /// The buyer's request for a cash receipt with the payment (issued once it is paid).
+    pub receipt_request: Option<paygate_domain::cash_receipt::ReceiptRequest>,
 }
 
 impl PaymentInsert {
@@ -120,6 +124,7 @@ impl PaymentInsert {
             idempotency: None,
             virtual_account: None,
             events: Vec::new(),
+            receipt_request: None,
         }
     }
 }
@@ -150,6 +155,24 @@ pub struct TransactionQuery {
     pub from: UnixMillis,
     pub until: UnixMillis,
     pub after: Option<TransactionKey>,
+    pub limit: u32,
+}
+
+/// What `list_payments` selects: every filter is applied before the page is cut.
+#[derive(Clone, Debug)]
+pub struct PaymentQuery {
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    /// `requested_at` in `[from, until)`.
+    pub from: UnixMillis,
+    pub until: UnixMillis,
+    pub method: Option<paygate_domain::payment::PaymentMethod>,
+    pub status: Option<paygate_domain::payment::PaymentStatus>,
+    /// `totalAmount` in `[min_amount, max_amount]`, in minor units.
+    pub min_amount: Option<i64>,
+    pub max_amount: Option<i64>,
+    /// The page starts after this payment (IDs order payments by creation).
+    pub after: Option<PaymentId>,
     pub limit: u32,
 }
 
@@ -250,6 +273,15 @@ mod sql {
            (SELECT customer_key FROM payments p WHERE p.id = t.payment_id)
          FROM payment_transactions t WHERE merchant_id = ?1 AND mode = ?2 AND created_at >= ?3 AND created_at < ?4
            AND transaction_key > ?5 ORDER BY transaction_key LIMIT ?6"
+    );
+    /// Absent filters are sent as values that match everything ('' for text, the extremes for amounts), so the
+    /// statement is the same for every query and each parameter has one type on PostgreSQL.
+    pub const LIST_PAYMENTS: &str = concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE merchant_id = ?1 AND mode = ?2 AND requested_at >= ?3 AND requested_at < ?4
+           AND (?5 = '' OR method = ?5) AND (?6 = '' OR status = ?6) AND total_amount >= ?7 AND total_amount <= ?8
+           AND id > ?9 ORDER BY id LIMIT ?10"
     );
     pub const DUE_CANCEL_RETRIES: &str = concat!(
         "SELECT ",
@@ -502,6 +534,13 @@ async fn insert_payment(db: &impl Db, insert: PaymentInsert) -> Result<InsertPay
     if let Some(account) = &insert.virtual_account {
         crate::virtual_accounts::insert_account(db, account).await?;
     }
+    if let Some(request) = &insert.receipt_request {
+        let change = crate::cash_receipts::ReceiptChange {
+            request: Some(request.clone()),
+            ..Default::default()
+        };
+        crate::cash_receipts::apply(db, &change).await?;
+    }
     for event in &insert.events {
         crate::outbox::insert_new_event(db, event).await?;
     }
@@ -648,6 +687,23 @@ async fn list_transactions(db: &impl Db, q: TransactionQuery) -> Result<Vec<List
         })
     })
     .await
+}
+
+async fn list_payments(db: &impl Db, q: PaymentQuery) -> Result<Vec<Payment>, StoreError> {
+    let after = q.after.map(|k| k.to_string()).unwrap_or_default();
+    let values = vals![
+        q.merchant_id,
+        q.mode,
+        q.from,
+        q.until,
+        q.method.map_or("", |m| m.as_str()),
+        q.status.map_or("", |s| s.as_str()),
+        q.min_amount.unwrap_or(i64::MIN),
+        q.max_amount.unwrap_or(i64::MAX),
+        after,
+        q.limit,
+    ];
+    all(db, sql::LIST_PAYMENTS, values, payment_from).await
 }
 
 async fn checkout_card(db: &impl Db, payment_id: PaymentId) -> Result<Option<Sealed>, StoreError> {

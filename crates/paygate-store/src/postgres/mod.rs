@@ -26,7 +26,7 @@ use crate::db::{Cell, Db, Dialect, Row, Value};
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{Backend, PoolStats, Store, StoreError, StoreOptions};
 
-pub(crate) const MIGRATIONS: [Migration; 15] = [
+pub(crate) const MIGRATIONS: [Migration; 16] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -101,6 +101,11 @@ pub(crate) const MIGRATIONS: [Migration; 15] = [
         version: 15,
         name: "cash_receipts",
         sql: include_str!("../../migrations/postgres/0015_cash_receipts.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "cash_receipt_requests",
+        sql: include_str!("../../migrations/postgres/0016_cash_receipt_requests.sql"),
     },
 ];
 

@@ -41,7 +41,7 @@ fn set_cache(conn: &Connection, mib: u32) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", kib).map_err(backend)
 }
 
-pub(crate) const MIGRATIONS: [Migration; 15] = [
+pub(crate) const MIGRATIONS: [Migration; 16] = [
     Migration {
         version: 1,
         name: "foundation",
@@ -116,6 +116,11 @@ pub(crate) const MIGRATIONS: [Migration; 15] = [
         version: 15,
         name: "cash_receipts",
         sql: include_str!("../../migrations/sqlite/0015_cash_receipts.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "cash_receipt_requests",
+        sql: include_str!("../../migrations/sqlite/0016_cash_receipt_requests.sql"),
     },
 ];
 

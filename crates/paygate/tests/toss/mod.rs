@@ -818,3 +818,17 @@ pub mod fixtures {
         ("payment_transfer_done.json", PAYMENT_TRANSFER_DONE),
     ];
 }
+
+/// The CashReceipt object answered by `/v1/cash-receipts` (the same fields as `Payment.cashReceipts[]`).
+/// <https://docs.tosspayments.com/reference#cashreceipt-객체>
+pub type CashReceiptObject = CashReceiptHistory;
+
+/// `GET /v1/cash-receipts`'s answer.
+/// <https://docs.tosspayments.com/reference#현금영수증-조회>
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CashReceiptList {
+    pub has_next: bool,
+    pub last_cursor: i64,
+    pub data: Vec<CashReceiptObject>,
+}
