@@ -20,10 +20,12 @@ use paygate_domain::api_key::Mode;
 use paygate_domain::bank::Bank;
 use paygate_domain::payment::{ApprovalState, PaymentMethod, PaymentStatus};
 
-/// The sandbox bank, losing the answer of the next debit once armed (the debit is made; its answer never comes).
+/// The sandbox bank, losing the answer of the next debit once armed (the debit is made; its answer never comes), or
+/// timing out before the next debit reaches the bank (nothing is debited).
 struct LosingBank {
     inner: SandboxBank,
     lose_next_debit: AtomicBool,
+    drop_next_debit: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -76,6 +78,9 @@ impl BankConnector for LosingBank {
     }
 
     async fn debit(&self, request: &Debit) -> Result<Result<DebitAnswer, BankRefusal>, ConnectorError> {
+        if self.drop_next_debit.swap(false, Ordering::SeqCst) {
+            return Err(ConnectorError::Timeout);
+        }
         let answer = BankConnector::debit(&self.inner, request).await;
         if self.lose_next_debit.swap(false, Ordering::SeqCst) {
             return Err(ConnectorError::LostAnswer("the bank's answer was lost".into()));
@@ -88,13 +93,9 @@ impl BankConnector for LosingBank {
     }
 }
 
-#[tokio::test]
-async fn a_lost_debit_answer_is_settled_by_inquiry_once() {
-    let sandbox = SandboxBank::new(Bank::virtual_account_issuers().collect());
-    let bank = Arc::new(LosingBank {
-        inner: sandbox.clone(),
-        lose_next_debit: AtomicBool::new(true),
-    });
+/// A harness whose test-mode bank is `bank`, and a transfer payment authorized at the bank, ready to confirm.
+async fn authorized_transfer(bank: Arc<LosingBank>, order_id: &str) -> (Harness, paygate_domain::id::PaymentId) {
+    let sandbox = bank.inner.clone();
     let mut banks = paygate_app::bank::Banks::new();
     banks.set(Mode::Test, bank, b"transfer-test-secret");
     let h = Harness::with(Options {
@@ -102,10 +103,9 @@ async fn a_lost_debit_answer_is_settled_by_inquiry_once() {
         ..Options::default()
     })
     .await;
-
     let command = CreateCommand {
         amounts: command::amounts(15_000, None, None).unwrap(),
-        order_id: command::order_id("transfer-lost-0001").unwrap(),
+        order_id: command::order_id(order_id).unwrap(),
         order_name: command::order_name("계좌이체 주문").unwrap(),
         customer: Customer::default(),
         notification_url: None,
@@ -117,7 +117,6 @@ async fn a_lost_debit_answer_is_settled_by_inquiry_once() {
     let created = fresh(h.app.create_checkout(&h.caller, command, None).await.unwrap());
     let id = created.payment.id;
     assert_eq!(created.payment.method, PaymentMethod::Transfer);
-
     // The buyer picks the bank and authorizes at the bank's page.
     let HostedStep::Redirect(authorize) = h.app.hosted_transfer(id, "06", Ok(None)).await.unwrap() else {
         panic!("not sent to the bank");
@@ -133,6 +132,29 @@ async fn a_lost_debit_answer_is_settled_by_inquiry_once() {
         matches!(step, HostedStep::Redirect(ref url) if url.starts_with("https://shop.example/success")),
         "{step:?}"
     );
+    (h, id)
+}
+
+fn losing_bank(lose: bool, drop: bool) -> Arc<LosingBank> {
+    Arc::new(LosingBank {
+        inner: SandboxBank::new(Bank::virtual_account_issuers().collect()),
+        lose_next_debit: AtomicBool::new(lose),
+        drop_next_debit: AtomicBool::new(drop),
+    })
+}
+
+fn debits(bank: &LosingBank) -> usize {
+    bank.inner
+        .journal_page(0, 100)
+        .into_iter()
+        .filter(|e| e.kind == BankJournalKind::Debit)
+        .count()
+}
+
+#[tokio::test]
+async fn a_lost_debit_answer_is_settled_by_inquiry_once() {
+    let bank = losing_bank(true, false);
+    let (h, id) = authorized_transfer(bank.clone(), "transfer-lost-0001").await;
 
     // The confirm's debit is made at the bank, but its answer is lost: the payment waits, outcome unknown.
     let confirm = ConfirmCommand::parse("transfer-lost-0001", 15_000).unwrap();
@@ -154,12 +176,29 @@ async fn a_lost_debit_answer_is_settled_by_inquiry_once() {
     // Once: the bank debited once, and another pass changes nothing.
     h.workers_at(120_000).await;
     assert_eq!(h.payment(id).await.payment.version, done.payment.version);
-    let debits = sandbox
-        .journal_page(0, 100)
-        .into_iter()
-        .filter(|e| e.kind == BankJournalKind::Debit)
-        .count();
-    assert_eq!(debits, 1);
+    assert_eq!(debits(&bank), 1);
     // One balanced journal, and the ledger agrees with the payment.
     assert_eq!(h.ledger_journals().await, 1);
+}
+
+#[tokio::test]
+async fn a_debit_the_bank_never_saw_is_aborted_only_once_the_authorization_is_dead() {
+    let bank = losing_bank(false, true);
+    let (h, id) = authorized_transfer(bank.clone(), "transfer-gone-0001").await;
+    let confirm = ConfirmCommand::parse("transfer-gone-0001", 15_000).unwrap();
+    let waiting = fresh(h.app.confirm(&h.caller, id, confirm, None).await.unwrap());
+    assert_eq!(waiting.payment.approval_state, ApprovalState::Unknown);
+    // The bank knows no debit, but one could still be in flight while the authorization lives: asked again.
+    h.workers_at(60_000).await;
+    assert_eq!(h.payment(id).await.payment.status, PaymentStatus::InProgress);
+    // After the confirm deadline and the authorization's lifetime, nothing can be debited any more: ABORTED.
+    let dead = 10 * 60_000 + paygate_connectors::bank::AUTHORIZATION_TTL_MS + 60_000;
+    for step in 1..=8 {
+        h.workers_at(dead / 8 * step + 60_000).await;
+    }
+    let aborted = h.payment(id).await;
+    assert_eq!(aborted.payment.status, PaymentStatus::Aborted, "{:?}", aborted.payment);
+    assert_eq!(aborted.payment.failure.as_ref().unwrap().code, "BANK_TIMEOUT");
+    assert_eq!(debits(&bank), 0);
+    assert_eq!(h.ledger_journals().await, 0);
 }

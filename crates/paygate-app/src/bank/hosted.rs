@@ -519,8 +519,9 @@ impl App {
     }
 
     /// Resolves a transfer whose debit answer never came, by asking the bank under the payment's key: its first
-    /// answer settles the payment; a bank that never saw the debit means nothing was debited (the authorization
-    /// is single-use and expires, so the debit cannot arrive later), and the payment is ABORTED.
+    /// answer settles the payment. A bank that never saw the debit is asked again until the buyer's authorization
+    /// has certainly expired (the debit cannot arrive after that); then nothing was debited, and the payment is
+    /// ABORTED with `BANK_TIMEOUT`.
     pub(crate) async fn resolve_transfer(&self, payment: Payment) -> Result<Payment, PaymentError> {
         let bank = self
             .banks
@@ -535,6 +536,30 @@ impl App {
         let settled = match answer {
             Ok(Some(answer)) => self.settle_transfer(payment.clone(), answer, None).await,
             Ok(None) => {
+                // A debit still in flight could land after this inquiry; it can no longer once the buyer's
+                // authorization has expired at the bank (it expires `AUTHORIZATION_TTL_MS` after the bank opened the
+                // transfer, which was before the confirm deadline). Until then, ask again.
+                let now = self.clock().now();
+                let code_dead_at =
+                    payment
+                        .expires_at
+                        .unwrap_or(payment.requested_at)
+                        .saturating_add(DurationMs::from_millis(
+                            u32::try_from(paygate_connectors::bank::AUTHORIZATION_TTL_MS).unwrap_or(u32::MAX),
+                        ));
+                if now < code_dead_at {
+                    let delay = self.inquiry_backoff_ms(payment.inquiry_attempts.saturating_add(1));
+                    let retry_at = now.saturating_add(DurationMs::from_millis(delay)).min(code_dead_at);
+                    let next = payment.inquiry_postponed(retry_at);
+                    return match self
+                        .commit(&payment, PaymentUpdate::new(payment.version, next.clone()))
+                        .await
+                    {
+                        Ok(()) => Ok(next),
+                        Err(StoreError::Conflict(_)) => self.reload(&payment).await,
+                        Err(other) => Err(other.into()),
+                    };
+                }
                 let failure = Failure {
                     code: "BANK_TIMEOUT".into(),
                     message: "the bank did not debit the transfer; nothing was debited".into(),
