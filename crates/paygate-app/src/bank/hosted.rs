@@ -18,16 +18,14 @@ use paygate_domain::id::{JournalId, PaymentId};
 use paygate_domain::ledger::Journal;
 use paygate_domain::money::Money;
 use paygate_domain::order::OrderId;
-use paygate_domain::payment::{
-    ApprovalDetails, Failure, Payment, PaymentMethod, PaymentStatus, PaymentTransaction, TransactionKind,
-    TransactionStatus,
-};
+use paygate_domain::payment::{ApprovalDetails, Failure, Payment, PaymentMethod, PaymentStatus};
 use paygate_domain::time::DurationMs;
 use paygate_domain::transfer::{NewTransfer, Transfer};
 use paygate_domain::virtual_account::{NewVirtualAccount, RefundAccount, VirtualAccount};
 use paygate_store::{IdempotencyResource, JournalEntry, JournalOf, PaymentUpdate, StoreError};
 
 use crate::idempotency::IdempotencyRefusal;
+use crate::payments::approve::FailureAnswer;
 use crate::payments::command::{CashReceiptAsked, FieldError};
 use crate::payments::hosted::{HostedPage, HostedStep, RetryReason};
 use crate::payments::{answer_write, InternalError, PaymentClaim, PaymentError, PaymentView};
@@ -425,23 +423,8 @@ impl App {
                     acquirer_transaction_id: debit_id.clone(),
                     approved_at: debited_at,
                 })?;
-                let key = self.new_transaction_key(now);
-                let transaction = PaymentTransaction {
-                    key,
-                    payment_id: payment.id,
-                    merchant_id: payment.merchant_id,
-                    mode: payment.mode,
-                    kind: TransactionKind::Approval,
-                    status: TransactionStatus::Done,
-                    amount: payment.total(),
-                    tax_free: payment.amounts.tax_free(),
-                    reason: None,
-                    created_at: debited_at,
-                    completed_at: Some(now),
-                    acquirer_transaction_id: Some(debit_id.clone()),
-                    next_attempt_at: None,
-                    attempts: 1,
-                };
+                let transaction = self.approval_transaction(&payment, &debit_id, debited_at, now);
+                let key = transaction.key;
                 let journal = Journal::transfer_debited(payment.merchant_id, bank_code.code(), payment.total())
                     .map_err(|e| InternalError::Invariant(e.to_string()))?;
                 let mut update = PaymentUpdate::new(payment.version, next.clone());
@@ -548,47 +531,20 @@ impl App {
                             u32::try_from(paygate_connectors::bank::AUTHORIZATION_TTL_MS).unwrap_or(u32::MAX),
                         ));
                 if now < code_dead_at {
-                    let delay = self.inquiry_backoff_ms(payment.inquiry_attempts.saturating_add(1));
-                    let retry_at = now.saturating_add(DurationMs::from_millis(delay)).min(code_dead_at);
-                    let next = payment.inquiry_postponed(retry_at);
-                    return match self
-                        .commit(&payment, PaymentUpdate::new(payment.version, next.clone()))
-                        .await
-                    {
-                        Ok(()) => Ok(next),
-                        Err(StoreError::Conflict(_)) => self.reload(&payment).await,
-                        Err(other) => Err(other.into()),
-                    };
+                    return self
+                        .postpone_inquiry(payment, "the bank knows no such debit yet", Some(code_dead_at))
+                        .await;
                 }
                 let failure = Failure {
                     code: "BANK_TIMEOUT".into(),
                     message: "the bank did not debit the transfer; nothing was debited".into(),
                     acquirer_code: None,
                 };
-                let next = payment.failed(failure)?;
-                return match self
-                    .commit_before_approval(&payment, PaymentUpdate::new(payment.version, next.clone()))
-                    .await
-                {
-                    Ok(()) => Ok(next),
-                    Err(StoreError::Conflict(_)) => self.reload(&payment).await,
-                    Err(other) => Err(other.into()),
-                };
+                return self
+                    .record_failure(&payment, failure, FailureAnswer::Declined, None)
+                    .await;
             }
-            Err(error) => {
-                tracing::info!(payment_id = %payment.id, %error, "transfer inquiry failed; asked again later");
-                let now = self.clock().now();
-                let delay = self.inquiry_backoff_ms(payment.inquiry_attempts.saturating_add(1));
-                let next = payment.inquiry_postponed(now.saturating_add(DurationMs::from_millis(delay)));
-                return match self
-                    .commit(&payment, PaymentUpdate::new(payment.version, next.clone()))
-                    .await
-                {
-                    Ok(()) => Ok(next),
-                    Err(StoreError::Conflict(_)) => self.reload(&payment).await,
-                    Err(other) => Err(other.into()),
-                };
-            }
+            Err(error) => return self.postpone_inquiry(payment, &error.to_string(), None).await,
         };
         match settled {
             Ok(view) => Ok(view.payment),

@@ -152,6 +152,33 @@ impl App {
         }
     }
 
+    /// A payment's approval as its first transaction, `DONE`: the whole amount, the acquirer's (or bank's) ID of it,
+    /// approved at `approved_at` and recorded `now`.
+    pub(crate) fn approval_transaction(
+        &self,
+        payment: &Payment,
+        external_id: &str,
+        approved_at: paygate_domain::time::UnixMillis,
+        now: paygate_domain::time::UnixMillis,
+    ) -> PaymentTransaction {
+        PaymentTransaction {
+            key: self.new_transaction_key(now),
+            payment_id: payment.id,
+            merchant_id: payment.merchant_id,
+            mode: payment.mode,
+            kind: TransactionKind::Approval,
+            status: TransactionStatus::Done,
+            amount: payment.total(),
+            tax_free: payment.amounts.tax_free(),
+            reason: None,
+            created_at: approved_at,
+            completed_at: Some(now),
+            acquirer_transaction_id: Some(external_id.to_owned()),
+            next_attempt_at: None,
+            attempts: 1,
+        }
+    }
+
     pub(crate) async fn reload(&self, payment: &Payment) -> Result<Payment, PaymentError> {
         self.store()
             .payment_by_id(payment.id)
@@ -183,23 +210,9 @@ impl App {
             approved_at: approval.approved_at,
         };
         let next = payment.approved(details)?;
-        let key = self.new_transaction_key(now);
-        let transaction = PaymentTransaction {
-            key,
-            payment_id: payment.id,
-            merchant_id: payment.merchant_id,
-            mode: payment.mode,
-            kind: TransactionKind::Approval,
-            status: TransactionStatus::Done,
-            amount: payment.total(),
-            tax_free: payment.amounts.tax_free(),
-            reason: None,
-            created_at: approval.approved_at,
-            completed_at: Some(now),
-            acquirer_transaction_id: Some(approval.acquirer_transaction_id.clone()),
-            next_attempt_at: None,
-            attempts: 1,
-        };
+        let transaction =
+            self.approval_transaction(&payment, &approval.acquirer_transaction_id, approval.approved_at, now);
+        let key = transaction.key;
         let journal = Journal::card_approval(payment.merchant_id, &route.acquirer, payment.total())
             .map_err(|e| InternalError::Invariant(e.to_string()))?;
         let mut update = PaymentUpdate::new(payment.version, next.clone());
@@ -337,7 +350,7 @@ impl App {
                 // The request may still be in flight inside the acquirer: reverse the reference first, so it can
                 // never complete later, then record the payment as failed. Nothing was charged.
                 if let Err(error) = self.reverse(&payment).await {
-                    return self.postpone_inquiry(payment, &error.to_string()).await;
+                    return self.postpone_inquiry(payment, &error.to_string(), None).await;
                 }
                 let failure = Failure {
                     code: "ACQUIRER_TIMEOUT".into(),
@@ -347,15 +360,22 @@ impl App {
                 self.record_failure(&payment, failure, FailureAnswer::Declined, None)
                     .await
             }
-            Err(error) => self.postpone_inquiry(payment, &error.to_string()).await,
+            Err(error) => self.postpone_inquiry(payment, &error.to_string(), None).await,
         }
     }
 
-    async fn postpone_inquiry(&self, payment: Payment, why: &str) -> Result<Payment, PaymentError> {
+    /// Schedules the next inquiry of a payment after the backoff, but not after `not_after` if given.
+    pub(crate) async fn postpone_inquiry(
+        &self,
+        payment: Payment,
+        why: &str,
+        not_after: Option<paygate_domain::time::UnixMillis>,
+    ) -> Result<Payment, PaymentError> {
         let now = self.clock().now();
         let delay = self.inquiry_backoff_ms(payment.inquiry_attempts.saturating_add(1));
         tracing::info!(payment_id = %payment.id, why, delay_ms = delay, "inquiry postponed");
-        let next = payment.inquiry_postponed(now.saturating_add(DurationMs::from_millis(delay)));
+        let backoff = now.saturating_add(DurationMs::from_millis(delay));
+        let next = payment.inquiry_postponed(not_after.map_or(backoff, |cap| backoff.min(cap)));
         match self
             .commit(&payment, PaymentUpdate::new(payment.version, next.clone()))
             .await

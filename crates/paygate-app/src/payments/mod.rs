@@ -10,7 +10,7 @@
 //!    (the payment moved on, or expired meanwhile) is reversed (망취소), never left dangling;
 //! 4. a timeout or lost answer is recorded as unknown and only an inquiry decides it.
 
-mod approve;
+pub(crate) mod approve;
 mod cancel;
 mod checkout;
 pub mod command;
